@@ -1,0 +1,211 @@
+"""Typed values that cross module boundaries. numpy only: no torch, SQLAlchemy or FastAPI here.
+
+Conventions
+-----------
+* Images are ``numpy.ndarray`` of shape (H, W, 3), dtype uint8, RGB order.
+* Pixel coordinates are (x, y) = (column, row), origin at the top-left pixel corner.
+* Chip coordinates are micrometres; x grows with image columns and y with image rows.
+  A stage position names the chip point at the *centre* of the field of view.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from flakefinder.errors import ImageError
+
+
+class LayerClass(str, Enum):
+    """Thickness class used as part of the detection category (the paper's classes)."""
+
+    MONO = "mono"  # 1 layer
+    FEW = "few"  # 2-10 layers
+    THICK = "thick"  # 11-40 layers
+
+    @classmethod
+    def from_layers(cls, n_layers: int) -> LayerClass | None:
+        """Class of a flake with ``n_layers`` layers, or None for bulk (> 40) and for n < 1."""
+        if n_layers < 1:
+            return None
+        if n_layers == 1:
+            return cls.MONO
+        if n_layers <= 10:
+            return cls.FEW
+        if n_layers <= 40:
+            return cls.THICK
+        return None
+
+
+LAYER_CLASSES: tuple[LayerClass, ...] = (LayerClass.MONO, LayerClass.FEW, LayerClass.THICK)
+
+
+def category_name(material: str, layer_class: LayerClass) -> str:
+    """Detection category name, e.g. ``graphene_mono``."""
+    return f"{material}_{layer_class.value}"
+
+
+def parse_category_name(name: str) -> tuple[str, LayerClass]:
+    """Inverse of :func:`category_name`."""
+    material, sep, cls = name.rpartition("_")
+    if not sep or not material:
+        raise ValueError(f"category name {name!r} is not of the form <material>_<mono|few|thick>")
+    try:
+        return material, LayerClass(cls)
+    except ValueError:
+        raise ValueError(
+            f"category name {name!r}: thickness class {cls!r} is not one of mono, few, thick"
+        ) from None
+
+
+@dataclass(frozen=True)
+class ClassMap:
+    """Ordered detection categories; category id i+1 is ``names[i]`` (0 is background)."""
+
+    names: tuple[str, ...]
+
+    @classmethod
+    def for_materials(cls, materials: Sequence[str]) -> ClassMap:
+        return cls(tuple(category_name(m, lc) for m in materials for lc in LAYER_CLASSES))
+
+    def id_of(self, material: str, layer_class: LayerClass) -> int:
+        name = category_name(material, layer_class)
+        try:
+            return self.names.index(name) + 1
+        except ValueError:
+            raise KeyError(f"category {name!r} is not in the class map {list(self.names)}") from None
+
+    def name_of(self, category_id: int) -> str:
+        if not 1 <= category_id <= len(self.names):
+            raise KeyError(f"category id {category_id} outside 1..{len(self.names)}")
+        return self.names[category_id - 1]
+
+    @property
+    def materials(self) -> tuple[str, ...]:
+        seen: dict[str, None] = {}
+        for n in self.names:
+            seen[parse_category_name(n)[0]] = None
+        return tuple(seen)
+
+
+@dataclass(frozen=True)
+class ImagingContext:
+    """What a detector needs to know about the chip and optics besides the pixels."""
+
+    um_per_px: float = 0.2
+    oxide_thickness_nm: float = 90.0
+    materials: tuple[str, ...] = ("graphene",)
+    numerical_aperture: float = 0.55
+    gamma: float = 1.0  # camera encoding: stored = linear ** (1 / gamma)
+
+
+@dataclass(frozen=True, eq=False)
+class Detection:
+    """One flake found in one image, in that image's pixel coordinates."""
+
+    material: str
+    layer_class: LayerClass
+    confidence: float
+    polygon_px: tuple[tuple[float, float], ...]
+    bbox_px: tuple[float, float, float, float]  # x_min, y_min, x_max, y_max
+    area_px: float
+    layer_count: int | None = None  # exact layer-number estimate from optical contrast
+    contrast_rgb: tuple[float, float, float] | None = None  # C = 1 - I/I_bg per channel
+    mask: np.ndarray | None = field(default=None, repr=False)  # bool (H, W) of the whole image
+
+    @property
+    def category(self) -> str:
+        return category_name(self.material, self.layer_class)
+
+
+@runtime_checkable
+class Detector(Protocol):
+    """Anything that finds flakes in an RGB uint8 image."""
+
+    name: str
+    version: str
+
+    def detect(self, image: np.ndarray, context: ImagingContext) -> list[Detection]: ...
+
+
+@dataclass(frozen=True)
+class StagePosition:
+    x_um: float
+    y_um: float
+    z_um: float = 0.0
+
+
+def pixel_to_chip_um(
+    x_px: float, y_px: float, stage: StagePosition, width_px: int, height_px: int, um_per_px: float
+) -> tuple[float, float]:
+    """Chip coordinate of pixel coordinate (x_px, y_px) of an image taken at ``stage``."""
+    return (
+        stage.x_um + (x_px - width_px / 2.0) * um_per_px,
+        stage.y_um + (y_px - height_px / 2.0) * um_per_px,
+    )
+
+
+def chip_to_pixel(
+    x_um: float, y_um: float, stage: StagePosition, width_px: int, height_px: int, um_per_px: float
+) -> tuple[float, float]:
+    """Inverse of :func:`pixel_to_chip_um`."""
+    return (
+        (x_um - stage.x_um) / um_per_px + width_px / 2.0,
+        (y_um - stage.y_um) / um_per_px + height_px / 2.0,
+    )
+
+
+def check_rgb_image(image: object, *, what: str = "image") -> np.ndarray:
+    """Return ``image`` if it is an (H, W, 3) uint8 array, else raise :class:`ImageError`."""
+    if not isinstance(image, np.ndarray):
+        raise ImageError(f"{what} must be a numpy array, got {type(image).__name__}")
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ImageError(f"{what} must have shape (H, W, 3) RGB, got {image.shape}")
+    if image.dtype != np.uint8:
+        raise ImageError(f"{what} must be uint8, got {image.dtype}")
+    if image.shape[0] < 8 or image.shape[1] < 8:
+        raise ImageError(f"{what} is too small ({image.shape[1]}x{image.shape[0]} px)")
+    return image
+
+
+@dataclass(frozen=True)
+class TileRecord:
+    """One acquired field of view of a scan."""
+
+    tile_index: int  # position in the scan plan
+    x_um: float  # stage position of the image centre
+    y_um: float
+    z_um: float
+    width_px: int
+    height_px: int
+    um_per_px: float
+    image_path: str | None = None  # where the pixels were saved, if they were
+
+
+@dataclass(frozen=True)
+class FlakeRecord:
+    """A detected flake placed on the chip: what the database stores."""
+
+    material: str
+    layer_class: LayerClass
+    confidence: float
+    polygon_um: tuple[tuple[float, float], ...]
+    bbox_um: tuple[float, float, float, float]  # x_min, y_min, x_max, y_max
+    area_um2: float
+    polygon_px: tuple[tuple[float, float], ...]
+    bbox_px: tuple[float, float, float, float]
+    detector: str
+    detector_version: str
+    layer_count: int | None = None
+    contrast_rgb: tuple[float, float, float] | None = None
+    tile_index: int | None = None
+
+    @property
+    def centroid_um(self) -> tuple[float, float]:
+        xs = [p[0] for p in self.polygon_um]
+        ys = [p[1] for p in self.polygon_um]
+        return (sum(xs) / len(xs), sum(ys) / len(ys))

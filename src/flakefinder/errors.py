@@ -1,0 +1,38 @@
+"""Exceptions shared across flakefinder. Each carries one clear, user-facing message."""
+
+from __future__ import annotations
+
+
+class FlakefinderError(Exception):
+    """Base class for every error flakefinder raises on purpose."""
+
+
+class UnknownMaterialError(FlakefinderError, KeyError):
+    """A material name that the optics model does not know."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else "unknown material"
+
+
+class WavelengthRangeError(FlakefinderError, ValueError):
+    """Optical constants asked for outside the tabulated wavelength range."""
+
+
+class ImageError(FlakefinderError, ValueError):
+    """An image that cannot be read or has the wrong shape or type."""
+
+
+class StageLimitError(FlakefinderError, ValueError):
+    """A stage move or scan area outside the stage's travel limits."""
+
+
+class DatabaseError(FlakefinderError):
+    """The database cannot be reached or holds something unexpected."""
+
+
+class DatasetError(FlakefinderError, ValueError):
+    """A dataset (COCO file, annotation export) that is malformed."""
+
+
+class ModelError(FlakefinderError, ValueError):
+    """A model folder or weights file that cannot be used."""

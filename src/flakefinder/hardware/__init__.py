@@ -1,0 +1,1 @@
+"""Microscope devices: Protocols, a simulated microscope and a pymmcore-plus backend."""

@@ -1,0 +1,1 @@
+"""Chip raster scans: plans, autofocus, focus maps and the capture -> detect -> store loop."""

@@ -1,0 +1,21 @@
+"""What a scan needs from storage. ``flakefinder.db.Database`` implements it."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from flakefinder.domain import FlakeRecord, TileRecord
+
+
+class ScanStore(Protocol):
+    def completed_tiles(self, scan_id: int) -> set[int]:
+        """Tile indexes of ``scan_id`` already stored (for resuming)."""
+
+    def scan_flakes(self, scan_id: int) -> list[FlakeRecord]:
+        """Every flake stored for ``scan_id`` so far (to deduplicate against on resume)."""
+
+    def record_tile(self, scan_id: int, tile: TileRecord, flakes: list[FlakeRecord]) -> None:
+        """Store one tile's image row and its new flakes in one transaction."""
+
+    def finish_scan(self, scan_id: int) -> None:
+        """Mark the scan finished (sets its end time)."""
