@@ -1,1 +1,1 @@
-"""flakefinder.annotate"""
+"""Annotation round trip: pre-annotations for Label Studio/CVAT/labelme, corrected labels back as COCO."""

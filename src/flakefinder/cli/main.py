@@ -7,7 +7,9 @@ import importlib
 import typer
 
 # Modules under flakefinder.cli that add commands; each defines register(app: typer.Typer).
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = (
+    "annotate",
+)
 
 
 def create_app() -> typer.Typer:

@@ -1,0 +1,85 @@
+"""``flakefinder annotate``: pre-annotations out to labelling tools, corrected labels back in."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+annotate_app = typer.Typer(
+    help="Annotation round trip: export model predictions as pre-annotations for Label Studio, "
+    "CVAT (COCO) and labelme, then import the corrected labels (Label Studio JSON, CVAT COCO, "
+    "labelme JSON, Labelbox NDJSON) back into one COCO dataset for `flakefinder train`.",
+    no_args_is_help=True,
+)
+
+
+@annotate_app.command("export")
+def export_cmd(
+    images: list[Path] = typer.Argument(..., help="Image files or folders to pre-annotate."),
+    out: Path = typer.Option(
+        ..., "--out", help="Folder for labelstudio_tasks.json, cvat_coco.json, labelme/."
+    ),
+    detector: str = typer.Option("maskrcnn", help="Detector: maskrcnn, contrast or rulebased."),
+    model: Path | None = typer.Option(
+        None, help="Model folder for maskrcnn (default: shipped model)."
+    ),
+    materials: str = typer.Option("graphene", help="Comma-separated materials on the chips."),
+    oxide_nm: float = typer.Option(90.0, help="SiO2 thickness of the chips (nm)."),
+    um_per_px: float = typer.Option(0.2, help="Pixel size on the sample (µm)."),
+) -> None:
+    """Run a detector over IMAGES and write its predictions as pre-annotations."""
+    from flakefinder.annotate.roundtrip import export_preannotations, predict_images
+    from flakefinder.detect.registry import create_detector
+    from flakefinder.domain import ClassMap, ImagingContext
+    from flakefinder.imaging import iter_image_files
+
+    mats = tuple(m.strip() for m in materials.split(",") if m.strip())
+    det = create_detector(detector, **({"model": str(model)} if model else {}))
+    files = iter_image_files(images)
+    root = images[0] if len(images) == 1 and images[0].is_dir() else None
+    ctx = ImagingContext(um_per_px=um_per_px, oxide_thickness_nm=oxide_nm, materials=mats)
+    labeled = predict_images(files, det, ctx, root=root)
+    written = export_preannotations(
+        labeled,
+        out,
+        class_map=ClassMap.for_materials(mats),
+        model_version=f"{det.name}-{det.version}",
+    )
+    n = sum(len(im.shapes) for im in labeled)
+    typer.echo(f"{n} flakes in {len(labeled)} images exported:")
+    for key, path in written.items():
+        typer.echo(f"  {key}: {path}")
+
+
+@annotate_app.command("import")
+def import_cmd(
+    files: list[Path] = typer.Argument(..., help="Annotation files (or folders of labelme JSON)."),
+    fmt: str = typer.Option(..., "--format", help="labelstudio, cvat, coco, labelme or labelbox."),
+    out: Path = typer.Option(
+        ..., "--out", help="Dataset folder to write (annotations.json, images/)."
+    ),
+    images: Path | None = typer.Option(None, help="Folder holding the annotated images (copied)."),
+    label_map: list[str] = typer.Option(
+        [], help="Rename a label, e.g. --label-map 'graphene 1L=graphene_mono' (repeatable)."
+    ),
+) -> None:
+    """Import corrected labels into one COCO dataset ready for `flakefinder train`.
+
+    Labels must be detection categories (<material>_<mono|few|thick>) or be renamed with
+    --label-map. Empty polygons are dropped; RLE/brush masks are refused with a message.
+    """
+    from flakefinder.annotate.roundtrip import import_dataset
+
+    mapping = {}
+    for item in label_map:
+        old, sep, new = item.partition("=")
+        if not sep:
+            raise typer.BadParameter(f"--label-map {item!r} is not of the form old=new")
+        mapping[old] = new
+    path = import_dataset(files, fmt, out, image_dir=images, label_map=mapping)
+    typer.echo(f"COCO dataset written: {path}")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(annotate_app, name="annotate")
