@@ -1,0 +1,111 @@
+"""Python client of the inference server; :class:`RemoteDetector` plugs into scans."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import numpy as np
+
+from flakefinder.domain import Detection, ImagingContext, check_rgb_image
+from flakefinder.errors import FlakefinderError
+from flakefinder.server.schemas import BatchResponse, DetectResponse, Health, ModelInfo
+
+
+class ServerError(FlakefinderError):
+    """The inference server could not be reached or refused a request."""
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(check_rgb_image(image)).save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+class InferenceClient:
+    def __init__(self, url: str, *, api_key: str | None = None, timeout_s: float = 60.0) -> None:
+        import httpx
+
+        self.url = url.rstrip("/")
+        headers = {"X-API-Key": api_key} if api_key else {}
+        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout_s)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> InferenceClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        import httpx
+
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise ServerError(f"cannot reach inference server at {self.url}: {exc}") from None
+        if response.status_code >= 400:
+            try:
+                detail = response.json().get("detail", response.text)
+            except ValueError:
+                detail = response.text
+            raise ServerError(
+                f"inference server {self.url} answered {response.status_code}: {detail}"
+            )
+        return response.json()
+
+    def health(self) -> Health:
+        return Health.model_validate(self._request("GET", "/api/health"))
+
+    def model_info(self) -> ModelInfo:
+        return ModelInfo.model_validate(self._request("GET", "/api/model"))
+
+    @staticmethod
+    def _params(context: ImagingContext | None) -> dict[str, Any]:
+        if context is None:
+            return {}
+        return {
+            "um_per_px": context.um_per_px,
+            "oxide_nm": context.oxide_thickness_nm,
+            "materials": ",".join(context.materials),
+        }
+
+    def detect(self, image: np.ndarray, context: ImagingContext | None = None) -> DetectResponse:
+        files = {"image": ("image.png", encode_png(image), "image/png")}
+        body = self._request("POST", "/api/detect", files=files, params=self._params(context))
+        return DetectResponse.model_validate(body)
+
+    def detect_batch(
+        self, images: list[np.ndarray], context: ImagingContext | None = None
+    ) -> BatchResponse:
+        files = [
+            ("images", (f"image{i}.png", encode_png(im), "image/png"))
+            for i, im in enumerate(images)
+        ]
+        body = self._request("POST", "/api/detect/batch", files=files, params=self._params(context))
+        return BatchResponse.model_validate(body)
+
+
+class RemoteDetector:
+    """A :class:`flakefinder.domain.Detector` whose model runs on an inference server."""
+
+    def __init__(self, url: str, *, api_key: str | None = None, timeout_s: float = 60.0) -> None:
+        self.client = InferenceClient(url, api_key=api_key, timeout_s=timeout_s)
+        info = self.client.model_info()
+        self.name = info.detector
+        self.version = info.model_version
+
+    def detect(self, image: np.ndarray, context: ImagingContext) -> list[Detection]:
+        return [f.to_detection() for f in self.client.detect(image, context).flakes]
+
+    def detect_batch(
+        self, images: list[np.ndarray], context: ImagingContext
+    ) -> list[list[Detection]]:
+        return [
+            [f.to_detection() for f in r.flakes]
+            for r in self.client.detect_batch(images, context).results
+        ]

@@ -1,0 +1,94 @@
+"""Typed request/response bodies of the inference API (pydantic; shared by server and client)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+from flakefinder.domain import Detection, LayerClass
+
+
+class FlakeOut(BaseModel):
+    material: str
+    layer_class: LayerClass
+    layer_count: int | None = Field(
+        None, description="Exact layer number estimated from optical contrast"
+    )
+    confidence: float
+    polygon_px: list[tuple[float, float]]
+    bbox_px: tuple[float, float, float, float] = Field(description="x_min, y_min, x_max, y_max")
+    area_px: float
+    area_um2: float
+    contrast_rgb: tuple[float, float, float] | None = None
+
+    @classmethod
+    def from_detection(cls, d: Detection, um_per_px: float) -> FlakeOut:
+        return cls(
+            material=d.material,
+            layer_class=d.layer_class,
+            layer_count=d.layer_count,
+            confidence=float(d.confidence),
+            polygon_px=[(float(x), float(y)) for x, y in d.polygon_px],
+            bbox_px=tuple(float(v) for v in d.bbox_px),  # type: ignore[arg-type]
+            area_px=float(d.area_px),
+            area_um2=float(d.area_px) * um_per_px**2,
+            contrast_rgb=None
+            if d.contrast_rgb is None
+            else tuple(float(c) for c in d.contrast_rgb),  # type: ignore[arg-type]
+        )
+
+    def to_detection(self) -> Detection:
+        return Detection(
+            material=self.material,
+            layer_class=self.layer_class,
+            confidence=self.confidence,
+            polygon_px=tuple(self.polygon_px),
+            bbox_px=self.bbox_px,
+            area_px=self.area_px,
+            layer_count=self.layer_count,
+            contrast_rgb=self.contrast_rgb,
+        )
+
+
+class ImageInfo(BaseModel):
+    filename: str | None = None
+    width_px: int
+    height_px: int
+
+
+class Timing(BaseModel):
+    queue_ms: float = Field(description="Waiting for a batch slot")
+    model_ms: float = Field(description="Inside the detector (shared by the batch)")
+    total_ms: float = Field(description="Whole request inside the server")
+
+
+class DetectResponse(BaseModel):
+    image: ImageInfo
+    flakes: list[FlakeOut]
+    detector: str
+    model_version: str
+    batch_size: int = Field(description="How many images shared the model call")
+    timing: Timing
+
+
+class BatchResponse(BaseModel):
+    results: list[DetectResponse]
+
+
+class ModelInfo(BaseModel):
+    detector: str
+    model_version: str
+    materials: list[str]
+    oxide_thickness_nm: float
+    um_per_px: float
+    max_batch: int
+    max_upload_mb: float
+
+
+class Health(BaseModel):
+    status: str
+    detector: str
+    requests_served: int
+
+
+class ErrorBody(BaseModel):
+    detail: str

@@ -1,0 +1,146 @@
+"""Inference server: typed JSON, batching, auth, limits, and clear 4xx for bad input."""
+
+from __future__ import annotations
+
+import io
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from flakefinder.domain import ImagingContext
+from flakefinder.server.app import create_app
+from flakefinder.server.client import InferenceClient, RemoteDetector, ServerError, encode_png
+from flakefinder.server.settings import ServerSettings
+from server_helpers import DarkSquareDetector, running_server, square_image
+
+SETTINGS = ServerSettings(detector="darksquare", materials=("graphene",), um_per_px=0.5)
+
+
+@pytest.fixture
+def client() -> TestClient:
+    with TestClient(create_app(SETTINGS, detector=DarkSquareDetector())) as c:
+        yield c
+
+
+def _png(image: np.ndarray) -> bytes:
+    return encode_png(image)
+
+
+def test_detect_returns_typed_flakes(client: TestClient) -> None:
+    r = client.post("/api/detect", files={"image": ("a.png", _png(square_image()), "image/png")})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["image"] == {"filename": "a.png", "width_px": 80, "height_px": 64}
+    [flake] = body["flakes"]
+    assert flake["bbox_px"] == [20.0, 10.0, 36.0, 26.0]
+    assert flake["area_px"] == 256.0
+    assert flake["area_um2"] == 64.0  # 256 px * 0.5^2
+    assert (
+        flake["material"] == "graphene"
+        and flake["layer_class"] == "few"
+        and flake["layer_count"] == 3
+    )
+    assert body["detector"] == "darksquare" and body["batch_size"] >= 1
+
+
+def test_tiff_grey_and_16bit_uploads(client: TestClient) -> None:
+    import tifffile
+
+    grey16 = (square_image().mean(axis=2).astype(np.uint16) * 257).astype(np.uint16)
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, grey16)
+    r = client.post("/api/detect", files={"image": ("a.tif", buf.getvalue(), "image/tiff")})
+    assert r.status_code == 200, r.text
+    assert r.json()["flakes"][0]["bbox_px"] == [20.0, 10.0, 36.0, 26.0]
+    jpg = io.BytesIO()
+    Image.fromarray(square_image()).save(jpg, format="JPEG", quality=95)
+    r = client.post("/api/detect", files={"image": ("a.jpg", jpg.getvalue(), "image/jpeg")})
+    assert r.status_code == 200 and len(r.json()["flakes"]) == 1
+
+
+@pytest.mark.parametrize(
+    ("payload", "fragment"),
+    [(b"not an image at all", "cannot decode"), (b"", "empty"), (b"tiny", "too small")],
+)
+def test_bad_images_are_400_with_message(client: TestClient, payload: bytes, fragment: str) -> None:
+    if payload == b"tiny":
+        buf = io.BytesIO()
+        Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(buf, format="PNG")
+        payload = buf.getvalue()
+    r = client.post("/api/detect", files={"image": ("bad.png", payload, "image/png")})
+    assert r.status_code == 400
+    assert fragment in r.json()["detail"]
+
+
+def test_unknown_material_is_400(client: TestClient) -> None:
+    r = client.post(
+        "/api/detect",
+        params={"materials": "unobtainium"},
+        files={"image": ("a.png", _png(square_image()), "image/png")},
+    )
+    assert r.status_code == 400
+    assert "unobtainium" in r.json()["detail"]
+
+
+def test_missing_file_is_422(client: TestClient) -> None:
+    assert client.post("/api/detect").status_code == 422
+
+
+def test_upload_limit_is_413() -> None:
+    settings = ServerSettings(detector="darksquare", max_upload_mb=0.001)
+    with TestClient(create_app(settings, detector=DarkSquareDetector())) as c:
+        big = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+        r = c.post("/api/detect", files={"image": ("a.png", _png(big), "image/png")})
+    assert r.status_code == 413
+    assert "limit" in r.json()["detail"]
+
+
+def test_api_key() -> None:
+    settings = ServerSettings(detector="darksquare", api_key="s3cret")
+    with TestClient(create_app(settings, detector=DarkSquareDetector())) as c:
+        files = {"image": ("a.png", _png(square_image()), "image/png")}
+        assert c.post("/api/detect", files=files).status_code == 401
+        assert c.post("/api/detect", files=files, headers={"X-API-Key": "wrong"}).status_code == 401
+        assert (
+            c.post("/api/detect", files=files, headers={"X-API-Key": "s3cret"}).status_code == 200
+        )
+        assert c.get("/api/health").status_code == 200  # health stays open for load balancers
+
+
+def test_batch_endpoint_and_openapi(client: TestClient) -> None:
+    files = [("images", (f"{i}.png", _png(square_image(x0=5 * i)), "image/png")) for i in range(3)]
+    r = client.post("/api/detect/batch", files=files)
+    assert r.status_code == 200
+    boxes = [res["flakes"][0]["bbox_px"][0] for res in r.json()["results"]]
+    assert boxes == [0.0, 5.0, 10.0]
+    schema = client.get("/openapi.json").json()
+    assert {"/api/detect", "/api/detect/batch", "/api/health", "/api/model"} <= set(schema["paths"])
+
+
+def test_real_uvicorn_client_and_batching() -> None:
+    detector = DarkSquareDetector()
+    settings = ServerSettings(
+        detector="darksquare", materials=("hBN",), max_batch=16, batch_window_ms=50
+    )
+    with running_server(create_app(settings, detector=detector)) as url:
+        with InferenceClient(url) as cl:
+            assert cl.health().status == "ok"
+            assert cl.model_info().detector == "darksquare"
+        remote = RemoteDetector(url)
+        ctx = ImagingContext(materials=("hBN",))
+        [d] = remote.detect(square_image(), ctx)
+        assert d.bbox_px == (20.0, 10.0, 36.0, 26.0) and d.material == "hBN"
+        with ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(lambda i: remote.detect(square_image(x0=i), ctx), range(8)))
+        assert [r[0].bbox_px[0] for r in results] == [float(i) for i in range(8)]
+        assert max(detector.batch_sizes) > 1  # concurrent requests shared a model call
+        with pytest.raises(ServerError, match="400"):
+            remote.client.detect(square_image(), ImagingContext(materials=("nope",)))
+
+
+def test_unreachable_server_message() -> None:
+    with pytest.raises(ServerError, match="cannot reach inference server"):
+        InferenceClient("http://127.0.0.1:9", timeout_s=2).health()
