@@ -1,0 +1,129 @@
+"""``flakefinder batch-detect``: detection over many images on a Dask cluster."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def batch_detect(
+    images: list[Path] = typer.Argument(None, help="Image files or folders (or use --db)."),
+    out: Path = typer.Option(..., "--out", help="Folder for flakes.jsonl and flakes.csv."),
+    detector: str = typer.Option("maskrcnn", help="maskrcnn, contrast or rulebased."),
+    model: Path | None = typer.Option(
+        None, help="Model folder for maskrcnn (default: shipped model)."
+    ),
+    db: str | None = typer.Option(None, help="Take the images of a flakefinder database instead."),
+    scan: int | None = typer.Option(None, help="With --db: only this scan's images."),
+    scheduler: str | None = typer.Option(
+        None, help="Dask scheduler address (tcp://host:8786); default: a local cluster."
+    ),
+    workers: int | None = typer.Option(
+        None, help="Local cluster worker processes (default: cores)."
+    ),
+    chunk_size: int = typer.Option(
+        16, help="Images per task (the detector is built once per task)."
+    ),
+    materials: str = typer.Option("graphene", help="Comma-separated materials on the chips."),
+    oxide_nm: float = typer.Option(90.0, help="SiO2 thickness (nm)."),
+    um_per_px: float = typer.Option(0.2, help="Pixel size on the sample (µm)."),
+) -> None:
+    """Run a detector over a folder or a database of images on a Dask cluster.
+
+    Unreadable images are listed in the output with their error; the rest are processed.
+    """
+    import csv
+    import json
+
+    from rich.progress import Progress
+
+    from flakefinder.cluster.batch import (
+        DetectorSpec,
+        ImageResult,
+        database_image_paths,
+        detect_files,
+    )
+    from flakefinder.domain import ImagingContext
+    from flakefinder.imaging import iter_image_files
+
+    if db:
+        files = database_image_paths(db, scan)
+    elif images:
+        files = iter_image_files(list(images))
+    else:
+        raise typer.BadParameter("give image files/folders or --db")
+    options = (("model", str(model)),) if model else ()
+    spec = DetectorSpec(detector, options)
+    ctx = ImagingContext(
+        um_per_px=um_per_px,
+        oxide_thickness_nm=oxide_nm,
+        materials=tuple(m.strip() for m in materials.split(",") if m.strip()),
+    )
+    with Progress() as progress:
+        task = progress.add_task("detecting", total=len(files))
+
+        def advance(_: ImageResult) -> None:
+            progress.advance(task)
+
+        results = detect_files(
+            files,
+            spec,
+            ctx,
+            scheduler=scheduler,
+            n_workers=workers,
+            chunk_size=chunk_size,
+            on_result=advance,
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    n_flakes = 0
+    with (out / "flakes.jsonl").open("w") as jf, (out / "flakes.csv").open("w", newline="") as cf:
+        writer = csv.writer(cf)
+        writer.writerow(
+            ["image", "material", "layer_class", "layer_count", "confidence", "area_px", "bbox_px"]
+        )
+        for r in results:
+            jf.write(
+                json.dumps(
+                    {
+                        "image": r.path,
+                        "width_px": r.width_px,
+                        "height_px": r.height_px,
+                        "error": r.error,
+                        "flakes": [
+                            {
+                                "material": d.material,
+                                "layer_class": d.layer_class.value,
+                                "layer_count": d.layer_count,
+                                "confidence": d.confidence,
+                                "area_px": d.area_px,
+                                "bbox_px": list(d.bbox_px),
+                                "polygon_px": [list(p) for p in d.polygon_px],
+                            }
+                            for d in r.detections
+                        ],
+                    }
+                )
+                + "\n"
+            )
+            for d in r.detections:
+                n_flakes += 1
+                writer.writerow(
+                    [
+                        r.path,
+                        d.material,
+                        d.layer_class.value,
+                        d.layer_count,
+                        f"{d.confidence:.4f}",
+                        f"{d.area_px:.1f}",
+                        " ".join(f"{v:.1f}" for v in d.bbox_px),
+                    ]
+                )
+    bad = [r for r in results if r.error]
+    typer.echo(f"{n_flakes} flakes in {len(results) - len(bad)} images -> {out}")
+    for r in bad:
+        typer.echo(f"skipped {r.path}: {r.error}", err=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("batch-detect")(batch_detect)

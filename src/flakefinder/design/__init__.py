@@ -1,0 +1,1 @@
+"""Heterostructure design geometry: place flakes, overlap areas, twist angles, GDSII export."""
