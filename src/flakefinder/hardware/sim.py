@@ -1,0 +1,258 @@
+"""A simulated microscope over a virtual chip: stage coordinates are chip coordinates (µm).
+
+The camera renders the field of view at the current stage position through a *renderer*
+callable with the signature of :func:`flakefinder.synth.render_view`::
+
+    renderer(chip, center_x_um, center_y_um, width_px, height_px, um_per_px,
+             *, focus_error_um=..., seed=..., [settings=...]) -> (H, W, 3) uint8
+
+so tests can pass a small fake. The focus error is ``z - focal_plane(x, y)`` with the focal
+plane ``z0 + dz_dx * x + dz_dy * y`` (a tilted chip). Frames are deterministic per
+(stage position, focus position, seed, frame counter).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import struct
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from flakefinder.errors import StageLimitError
+from flakefinder.hardware.protocols import Microscope, StageLimits
+
+Renderer = Callable[..., np.ndarray]
+
+#: Stage travel outside the chip that the simulated stage allows (µm).
+DEFAULT_STAGE_MARGIN_UM = 5000.0
+
+
+def format_limits(limits: StageLimits) -> str:
+    return f"x {limits.x_min_um:g}..{limits.x_max_um:g} µm, y {limits.y_min_um:g}..{limits.y_max_um:g} µm"
+
+
+class SimStage:
+    """XY stage with travel limits and an optional fixed move time that ``wait_for_xy`` honours.
+
+    ``sleep`` and ``clock`` are injectable so tests can check the waiting without sleeping.
+    """
+
+    def __init__(
+        self,
+        limits: StageLimits,
+        *,
+        x_um: float = 0.0,
+        y_um: float = 0.0,
+        move_time_s: float = 0.0,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if move_time_s < 0:
+            raise ValueError(f"move_time_s must be >= 0, got {move_time_s}")
+        self._limits = limits
+        self._x_um = float(x_um)
+        self._y_um = float(y_um)
+        self.move_time_s = float(move_time_s)
+        self._sleep = sleep
+        self._clock = clock
+        self._move_done_at = clock()
+        self.moves = 0
+
+    @property
+    def limits(self) -> StageLimits:
+        return self._limits
+
+    def get_xy_um(self) -> tuple[float, float]:
+        return (self._x_um, self._y_um)
+
+    def move_xy_um(self, x_um: float, y_um: float) -> None:
+        if not self._limits.contains(x_um, y_um):
+            raise StageLimitError(
+                f"stage move to ({x_um:g}, {y_um:g}) µm is outside the stage limits "
+                f"({format_limits(self._limits)})"
+            )
+        self._x_um, self._y_um = float(x_um), float(y_um)
+        self._move_done_at = self._clock() + self.move_time_s
+        self.moves += 1
+
+    def wait_for_xy(self) -> None:
+        remaining = self._move_done_at - self._clock()
+        if remaining > 0:
+            self._sleep(remaining)
+
+
+class SimFocus:
+    """Focus drive; optional travel limits ``(z_min_um, z_max_um)``."""
+
+    def __init__(self, z_um: float = 0.0, *, limits_um: tuple[float, float] | None = None) -> None:
+        self._z_um = float(z_um)
+        self.limits_um = limits_um
+
+    def get_z_um(self) -> float:
+        return self._z_um
+
+    def move_z_um(self, z_um: float) -> None:
+        if self.limits_um is not None and not self.limits_um[0] <= z_um <= self.limits_um[1]:
+            raise StageLimitError(
+                f"focus move to z = {z_um:g} µm is outside the focus limits "
+                f"{self.limits_um[0]:g}..{self.limits_um[1]:g} µm"
+            )
+        self._z_um = float(z_um)
+
+
+def _default_renderer() -> Renderer:
+    import importlib
+
+    synth = importlib.import_module("flakefinder.synth")
+    render_view = getattr(synth, "render_view", None)
+    if render_view is None:  # package __init__ without re-exports
+        render_view = importlib.import_module("flakefinder.synth.render").render_view
+    return render_view  # type: ignore[no-any-return]
+
+
+def frame_seed(seed: int, x_um: float, y_um: float, z_um: float, counter: int) -> int:
+    """Noise seed of one simulated frame: a hash of position (to 1 nm), seed and frame counter."""
+    key = struct.pack(
+        "<qqqqq", seed, round(x_um * 1000), round(y_um * 1000), round(z_um * 1000), counter
+    )
+    return int.from_bytes(hashlib.blake2b(key, digest_size=4).digest(), "little")
+
+
+class SimCamera:
+    """Renders the virtual chip under the stage. ``exposure_ms`` scales brightness linearly
+    (``reference_exposure_ms`` gives the renderer's own brightness)."""
+
+    def __init__(
+        self,
+        chip: Any,
+        stage: SimStage,
+        focus: SimFocus,
+        *,
+        renderer: Renderer | None = None,
+        shape_px: tuple[int, int] = (1024, 1024),
+        um_per_px: float = 0.2,
+        focus_plane_um: tuple[float, float, float] = (0.0, 0.0, 0.0),
+        settings: Any = None,
+        seed: int = 0,
+        exposure_ms: float = 10.0,
+        reference_exposure_ms: float = 10.0,
+        noise_per_frame: bool = True,
+    ) -> None:
+        if um_per_px <= 0:
+            raise ValueError(f"um_per_px must be > 0, got {um_per_px}")
+        if len(shape_px) != 2 or min(shape_px) < 8:
+            raise ValueError(f"shape_px must be (height_px, width_px) >= 8, got {shape_px}")
+        self.chip = chip
+        self.stage = stage
+        self.focus = focus
+        self._renderer = renderer
+        self._shape_px = (int(shape_px[0]), int(shape_px[1]))
+        self._um_per_px = float(um_per_px)
+        self.focus_plane_um = tuple(float(v) for v in focus_plane_um)
+        self.settings = settings
+        self.seed = int(seed)
+        self._exposure_ms = float(exposure_ms)
+        self.reference_exposure_ms = float(reference_exposure_ms)
+        self.noise_per_frame = noise_per_frame
+        self.frame_counter = 0
+
+    @property
+    def exposure_ms(self) -> float:
+        return self._exposure_ms
+
+    def set_exposure_ms(self, exposure_ms: float) -> None:
+        if not exposure_ms > 0:
+            raise ValueError(f"exposure_ms must be > 0, got {exposure_ms}")
+        self._exposure_ms = float(exposure_ms)
+
+    @property
+    def shape_px(self) -> tuple[int, int]:
+        return self._shape_px
+
+    @property
+    def um_per_px(self) -> float:
+        return self._um_per_px
+
+    def focal_plane_z_um(self, x_um: float, y_um: float) -> float:
+        z0, dz_dx, dz_dy = self.focus_plane_um
+        return z0 + dz_dx * x_um + dz_dy * y_um
+
+    def snap(self) -> np.ndarray:
+        x, y = self.stage.get_xy_um()
+        z = self.focus.get_z_um()
+        focus_error = z - self.focal_plane_z_um(x, y)
+        counter = self.frame_counter if self.noise_per_frame else 0
+        self.frame_counter += 1
+        gain = self._exposure_ms / self.reference_exposure_ms
+        settings = self.settings
+        post_gain = gain
+        if gain != 1.0 and dataclasses.is_dataclass(settings) and hasattr(settings, "illumination"):
+            settings = dataclasses.replace(settings, illumination=settings.illumination * gain)  # type: ignore[type-var]
+            post_gain = 1.0
+        kwargs: dict[str, Any] = {
+            "focus_error_um": focus_error,
+            "seed": frame_seed(self.seed, x, y, z, counter),
+        }
+        if settings is not None:
+            kwargs["settings"] = settings
+        renderer = self._renderer or _default_renderer()
+        h, w = self._shape_px
+        image = np.asarray(renderer(self.chip, x, y, w, h, self._um_per_px, **kwargs))
+        if post_gain != 1.0:
+            image = np.clip(np.rint(image.astype(np.float32) * post_gain), 0, 255).astype(np.uint8)
+        return image
+
+
+def chip_stage_limits(chip: Any, margin_um: float = DEFAULT_STAGE_MARGIN_UM) -> StageLimits:
+    """Stage limits covering the chip (``width_um`` x ``height_um`` from 0) plus a margin."""
+    return StageLimits(
+        -margin_um,
+        float(chip.width_um) + margin_um,
+        -margin_um,
+        float(chip.height_um) + margin_um,
+    )
+
+
+def simulated_microscope(
+    chip: Any,
+    *,
+    shape_px: tuple[int, int] = (1024, 1024),
+    um_per_px: float = 0.2,
+    focus_plane_um: tuple[float, float, float] = (0.0, 0.0, 0.0),
+    move_time_s: float = 0.0,
+    settings: Any = None,
+    seed: int = 0,
+    limits: StageLimits | None = None,
+    renderer: Renderer | None = None,
+    exposure_ms: float = 10.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Microscope:
+    """A :class:`Microscope` whose camera renders ``chip`` (a ``synth.VirtualChip`` or any object
+    the renderer accepts). The stage starts at the chip centre, focus at the focal plane there.
+    ``renderer`` defaults to ``flakefinder.synth.render_view``; ``settings`` to its default."""
+    if limits is None:
+        limits = chip_stage_limits(chip)
+    cx, cy = float(chip.width_um) / 2.0, float(chip.height_um) / 2.0
+    if not limits.contains(cx, cy):
+        cx = min(max(cx, limits.x_min_um), limits.x_max_um)
+        cy = min(max(cy, limits.y_min_um), limits.y_max_um)
+    stage = SimStage(limits, x_um=cx, y_um=cy, move_time_s=move_time_s, sleep=sleep)
+    z0, dz_dx, dz_dy = focus_plane_um
+    focus = SimFocus(z0 + dz_dx * cx + dz_dy * cy)
+    camera = SimCamera(
+        chip,
+        stage,
+        focus,
+        renderer=renderer,
+        shape_px=shape_px,
+        um_per_px=um_per_px,
+        focus_plane_um=focus_plane_um,
+        settings=settings,
+        seed=seed,
+        exposure_ms=exposure_ms,
+    )
+    return Microscope(stage=stage, focus=focus, camera=camera, objective="sim", name="simulated")

@@ -1,0 +1,51 @@
+"""Integration: run_scan against the real flakefinder.db.Database (SQLite), with resume."""
+
+from __future__ import annotations
+
+import pytest
+
+from _scanfakes import MemoryStore, RectChip, ThresholdDetector, flake_key, render_rects
+
+db_mod = pytest.importorskip("flakefinder.db")
+
+from flakefinder.domain import ImagingContext  # noqa: E402
+from flakefinder.hardware.sim import simulated_microscope  # noqa: E402
+from flakefinder.scan.loop import run_scan  # noqa: E402
+from flakefinder.scan.plan import plan_raster  # noqa: E402
+
+FLAKES = ((5, 5, 12, 14), (50, 10, 58, 18), (60, 30, 75, 40), (100, 50, 140, 60), (30, 45, 38, 70))
+CTX = ImagingContext(um_per_px=1.0)
+
+
+def scope():
+    chip = RectChip(160.0, 100.0, flakes=FLAKES)
+    return simulated_microscope(chip, renderer=render_rects, shape_px=(64, 64), um_per_px=1.0)
+
+
+def test_resume_with_database(tmp_path):
+    plan = plan_raster([(0, 0), (160, 100)], 64, 64, overlap=0.25)
+    ref = MemoryStore()
+    run_scan(scope(), ThresholdDetector(), ref, 1, plan, CTX, progress=False)
+
+    db = db_mod.Database(f"sqlite:///{tmp_path / 'f.db'}")
+    db.migrate()
+    chip_id = db.add_chip("c1", ["graphene"], 90.0)
+    scan_id = db.start_scan(
+        chip_id,
+        settings={},
+        objective="sim",
+        um_per_px=1.0,
+        detector="fake-threshold",
+        detector_version="1",
+        n_tiles_planned=len(plan),
+    )
+    with pytest.raises(KeyboardInterrupt):
+        run_scan(scope(), ThresholdDetector(interrupt_at=3), db, scan_id, plan, CTX, progress=False)
+    assert db.find_resumable_scan(chip_id).id == scan_id
+    assert db.completed_tiles(scan_id) == {0, 1, 2}
+    s = run_scan(scope(), ThresholdDetector(), db, scan_id, plan, CTX, progress=False)
+    assert s.tiles_skipped == 3
+    got = sorted(flake_key(f) for f in db.scan_flakes(scan_id))
+    assert got == sorted(flake_key(f) for f in ref.flakes[1])
+    assert db.find_resumable_scan(chip_id) is None
+    db.close()
