@@ -29,6 +29,7 @@ from flakefinder.server.schemas import (
 from flakefinder.server.settings import ServerSettings
 
 API_KEY_HEADER = "X-API-Key"
+NO_DETECTOR = "this server runs without a detector (started with --detector none)"
 
 
 def _build_detector(settings: ServerSettings) -> Detector:
@@ -47,19 +48,21 @@ def create_app(settings: ServerSettings, *, detector: Detector | None = None) ->
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        det = (
-            detector if detector is not None else await run_in_threadpool(_build_detector, settings)
-        )
-        batcher = Batcher(
-            det, max_batch=settings.max_batch, window_s=settings.batch_window_ms / 1000
-        )
-        batcher.start()
-        app.state.batcher = batcher
         app.state.requests_served = 0
+        app.state.batcher = None
+        det = detector
+        if det is None and settings.detector != "none":
+            det = await run_in_threadpool(_build_detector, settings)
+        if det is not None:
+            app.state.batcher = Batcher(
+                det, max_batch=settings.max_batch, window_s=settings.batch_window_ms / 1000
+            )
+            app.state.batcher.start()
         try:
             yield
         finally:
-            batcher.stop()
+            if app.state.batcher is not None:
+                app.state.batcher.stop()
 
     app = FastAPI(
         title="flakefinder inference server",
@@ -116,6 +119,9 @@ def create_app(settings: ServerSettings, *, detector: Detector | None = None) ->
     async def run_one(upload: UploadFile, context: ImagingContext) -> DetectResponse:
         from flakefinder.imaging import decode_image
 
+        batcher: Batcher | None = app.state.batcher
+        if batcher is None:
+            raise HTTPException(503, NO_DETECTOR)
         t0 = time.perf_counter()
         data = await upload.read()
         if len(data) > limit_bytes:
@@ -131,7 +137,6 @@ def create_app(settings: ServerSettings, *, detector: Detector | None = None) ->
                 400,
                 f"{upload.filename}: image of {image.shape[1]}x{image.shape[0]} px is too small",
             )
-        batcher: Batcher = app.state.batcher
         try:
             result = await asyncio.wrap_future(batcher.submit(image, context))
         except FlakefinderError as exc:
@@ -162,12 +167,14 @@ def create_app(settings: ServerSettings, *, detector: Detector | None = None) ->
     async def health() -> Health:
         return Health(
             status="ok",
-            detector=app.state.batcher.detector.name,
+            detector="none" if app.state.batcher is None else app.state.batcher.detector.name,
             requests_served=app.state.requests_served,
         )
 
     @app.get("/api/model", response_model=ModelInfo, responses=errors, dependencies=auth)
     async def model_info() -> ModelInfo:
+        if app.state.batcher is None:
+            raise HTTPException(503, NO_DETECTOR)
         det = app.state.batcher.detector
         return ModelInfo(
             detector=det.name,

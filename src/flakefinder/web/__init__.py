@@ -1,1 +1,30 @@
-"""flakefinder.web"""
+"""Web UI: flake gallery, flake pages, chip map, scan list and heterostructure designer.
+
+Server-rendered (Jinja2) with a little vanilla JavaScript; every asset is served locally,
+so it works with no internet. :func:`mount_web` adds it to the inference server's app.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+
+def mount_web(app: FastAPI, database_url: str) -> None:
+    """Serve the UI and its JSON API from ``app``, backed by the database at ``database_url``."""
+    from pathlib import Path
+
+    from fastapi.staticfiles import StaticFiles
+
+    from flakefinder.db import Database
+    from flakefinder.web.api import create_api_router
+    from flakefinder.web.pages import create_page_router
+
+    db = Database(database_url)
+    db.migrate()
+    app.state.web_db = db
+    app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
+    app.include_router(create_api_router(db))
+    app.include_router(create_page_router(db))

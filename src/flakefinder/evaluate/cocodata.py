@@ -1,0 +1,294 @@
+"""COCO ground truth and detection results: loading, validation and conversion.
+
+Ground truth is a COCO instance-segmentation dict (``images``, ``annotations``,
+``categories``); categories are named ``<material>_<mono|few|thick>`` (see
+:class:`flakefinder.domain.ClassMap`). Annotations may carry
+``"attributes": {"n_layers": int, "material": str, "layer_class": str}``.
+
+Results follow the COCO results format: a list of
+``{"image_id", "category_id", "segmentation" (RLE), "bbox" [x, y, w, h], "score"}``;
+flakefinder also writes ``"layer_count"`` (int or null) when the detector estimated one.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from flakefinder.domain import Detection, parse_category_name
+from flakefinder.errors import DatasetError
+
+
+@dataclass(frozen=True, eq=False)
+class Instance:
+    """One ground-truth or predicted instance of one image, with a full-image bool mask."""
+
+    image_id: int
+    category: str  # e.g. "graphene_mono"
+    mask: np.ndarray = field(repr=False)
+    score: float = 1.0
+    n_layers: int | None = None  # GT layer count, or the detector's layer estimate
+    category_id: int = 0  # COCO category id, 0 when not from a COCO file
+
+    @property
+    def material(self) -> str:
+        return parse_category_name(self.category)[0]
+
+    @property
+    def layer_class(self) -> str:
+        return parse_category_name(self.category)[1].value
+
+
+def load_coco(path: str | Path) -> tuple[dict[str, Any], Path]:
+    """Read ``annotations.json`` (``path`` is the file or its folder) and validate it.
+
+    Returns the normalised dict and the folder that image ``file_name``s are relative to.
+    """
+    p = Path(path)
+    file = p / "annotations.json" if p.is_dir() else p
+    if not file.is_file():
+        raise DatasetError(f"no COCO annotations file at {file}")
+    try:
+        data = json.loads(file.read_text())
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"cannot read COCO annotations {file}: {exc}") from exc
+    return validate_coco(data, what=str(file)), file.parent
+
+
+def validate_coco(data: object, *, what: str = "COCO dataset") -> dict[str, Any]:
+    """Check the structure of a COCO ground-truth dict; fill ``iscrowd``, ``area`` and ``id``."""
+    if not isinstance(data, dict):
+        raise DatasetError(f"{what}: top level must be a JSON object")
+    for key in ("images", "annotations", "categories"):
+        if not isinstance(data.get(key), list):
+            raise DatasetError(f"{what}: missing or non-list {key!r}")
+    images: dict[int, dict[str, Any]] = {}
+    for im in data["images"]:
+        if not isinstance(im, dict) or not all(k in im for k in ("id", "width", "height")):
+            raise DatasetError(f"{what}: every image needs 'id', 'width' and 'height': {im!r}")
+        if im["id"] in images:
+            raise DatasetError(f"{what}: duplicate image id {im['id']}")
+        images[im["id"]] = im
+    cat_ids = set()
+    for c in data["categories"]:
+        if not isinstance(c, dict) or "id" not in c or "name" not in c:
+            raise DatasetError(f"{what}: every category needs 'id' and 'name': {c!r}")
+        try:
+            parse_category_name(str(c["name"]))
+        except ValueError as exc:
+            raise DatasetError(f"{what}: {exc}") from None
+        cat_ids.add(c["id"])
+    out = dict(data)
+    anns = []
+    for i, a in enumerate(data["annotations"]):
+        if not isinstance(a, dict) or not all(
+            k in a for k in ("image_id", "category_id", "segmentation")
+        ):
+            raise DatasetError(
+                f"{what}: annotation {i} needs 'image_id', 'category_id' and 'segmentation'"
+            )
+        if a["image_id"] not in images:
+            raise DatasetError(f"{what}: annotation {i} refers to unknown image {a['image_id']}")
+        if a["category_id"] not in cat_ids:
+            raise DatasetError(
+                f"{what}: annotation {i} refers to unknown category {a['category_id']}"
+            )
+        a = dict(a)
+        a.setdefault("iscrowd", 0)
+        a.setdefault("id", i + 1)
+        if "area" not in a or "bbox" not in a:
+            im = images[a["image_id"]]
+            m = decode_segmentation(a["segmentation"], im["height"], im["width"])
+            a.setdefault("area", float(m.sum()))
+            a.setdefault("bbox", mask_bbox_xywh(m))
+        anns.append(a)
+    out["annotations"] = anns
+    return out
+
+
+def validate_results(gt: Mapping[str, Any], results: object) -> list[dict[str, Any]]:
+    """Check a COCO results list against ``gt``; raise DatasetError naming the first problem."""
+    if not isinstance(results, list):
+        raise DatasetError("results must be a JSON list of detections")
+    image_ids = {im["id"] for im in gt["images"]}
+    cat_ids = {c["id"] for c in gt["categories"]}
+    for i, r in enumerate(results):
+        if not isinstance(r, dict):
+            raise DatasetError(f"result {i} is not a JSON object")
+        missing = [k for k in ("image_id", "category_id", "segmentation", "score") if k not in r]
+        if missing:
+            raise DatasetError(f"result {i} lacks {', '.join(missing)}")
+        if r["image_id"] not in image_ids:
+            raise DatasetError(
+                f"result {i} refers to image id {r['image_id']}, which is not in the ground truth"
+            )
+        if r["category_id"] not in cat_ids:
+            raise DatasetError(
+                f"result {i} refers to category id {r['category_id']}, "
+                "which is not in the ground truth"
+            )
+    return list(results)
+
+
+def load_results(path: str | Path, gt: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Read and validate a COCO results JSON file."""
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text())
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"cannot read results file {p}: {exc}") from exc
+    return validate_results(gt, data)
+
+
+def decode_segmentation(segm: object, height: int, width: int) -> np.ndarray:
+    """COCO polygon list / RLE (compressed or not) -> bool (H, W) mask."""
+    from pycocotools import mask as mask_utils
+
+    try:
+        if isinstance(segm, list):
+            if not segm:
+                return np.zeros((height, width), dtype=bool)
+            rle = mask_utils.merge(mask_utils.frPyObjects(segm, height, width))
+        elif isinstance(segm, dict) and isinstance(segm.get("counts"), list):
+            rle = mask_utils.frPyObjects(segm, height, width)
+        elif isinstance(segm, dict) and "counts" in segm:
+            rle = dict(segm)
+            if isinstance(rle["counts"], str):
+                rle["counts"] = rle["counts"].encode("ascii")
+        else:
+            raise TypeError(f"unsupported segmentation {type(segm).__name__}")
+        with warnings.catch_warnings():  # pycocotools vs numpy 2 copy keyword
+            warnings.simplefilter("ignore", DeprecationWarning)
+            m = mask_utils.decode(rle)
+    except Exception as exc:  # pycocotools raises plain Exception/TypeError
+        raise DatasetError(f"cannot decode segmentation: {exc}") from exc
+    if m.shape != (height, width):
+        raise DatasetError(f"segmentation size {m.shape} differs from image size {(height, width)}")
+    return m.astype(bool)
+
+
+def encode_mask(mask: np.ndarray) -> dict[str, Any]:
+    """bool (H, W) mask -> compressed COCO RLE with a JSON-friendly str ``counts``."""
+    from pycocotools import mask as mask_utils
+
+    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": rle["counts"].decode()}
+
+
+def mask_bbox_xywh(mask: np.ndarray) -> list[float]:
+    """Tight COCO box [x, y, w, h] of a bool mask (zeros for an empty mask)."""
+    ys, xs = np.nonzero(mask)
+    if xs.size == 0:
+        return [0.0, 0.0, 0.0, 0.0]
+    x0, y0 = float(xs.min()), float(ys.min())
+    return [x0, y0, float(xs.max()) + 1.0 - x0, float(ys.max()) + 1.0 - y0]
+
+
+def detection_mask(det: Detection, height: int, width: int) -> np.ndarray:
+    """The detection's bool mask, rasterising ``polygon_px`` when it carries none."""
+    if det.mask is not None:
+        m = np.asarray(det.mask, dtype=bool)
+        if m.shape != (height, width):
+            raise DatasetError(
+                f"detection mask shape {m.shape} differs from image {(height, width)}"
+            )
+        return m
+    import cv2
+
+    out = np.zeros((height, width), dtype=np.uint8)
+    if len(det.polygon_px) >= 3:
+        pts = np.round(np.asarray(det.polygon_px, dtype=np.float64)).astype(np.int32)
+        cv2.fillPoly(out, [pts], 1)
+    return out.astype(bool)
+
+
+def detections_to_results(
+    image_id: int,
+    detections: Iterable[Detection],
+    category_ids: Mapping[str, int],
+    height: int,
+    width: int,
+) -> tuple[list[dict[str, Any]], int]:
+    """COCO results for one image's detections; returns (results, n_dropped).
+
+    Detections whose category is not in ``category_ids`` cannot be scored by COCO and are
+    dropped (counted in ``n_dropped``).
+    """
+    out: list[dict[str, Any]] = []
+    dropped = 0
+    for det in detections:
+        cid = category_ids.get(det.category)
+        if cid is None:
+            dropped += 1
+            continue
+        m = detection_mask(det, height, width)
+        out.append(
+            {
+                "image_id": image_id,
+                "category_id": cid,
+                "segmentation": encode_mask(m),
+                "bbox": mask_bbox_xywh(m),
+                "score": float(det.confidence),
+                "layer_count": det.layer_count,
+            }
+        )
+    return out, dropped
+
+
+def category_names(gt: Mapping[str, Any]) -> dict[int, str]:
+    return {int(c["id"]): str(c["name"]) for c in gt["categories"]}
+
+
+def gt_instances(gt: Mapping[str, Any]) -> dict[int, list[Instance]]:
+    """Ground-truth instances (crowd annotations skipped) grouped by image id (all images)."""
+    names = category_names(gt)
+    sizes = {im["id"]: (im["height"], im["width"]) for im in gt["images"]}
+    out: dict[int, list[Instance]] = {im["id"]: [] for im in gt["images"]}
+    for a in gt["annotations"]:
+        if a.get("iscrowd", 0):
+            continue
+        h, w = sizes[a["image_id"]]
+        attrs = a.get("attributes") or {}
+        n = attrs.get("n_layers")
+        out[a["image_id"]].append(
+            Instance(
+                image_id=a["image_id"],
+                category_id=a["category_id"],
+                category=names[a["category_id"]],
+                mask=decode_segmentation(a["segmentation"], h, w),
+                n_layers=int(n) if n is not None else None,
+            )
+        )
+    return out
+
+
+def result_instances(
+    gt: Mapping[str, Any], results: Sequence[Mapping[str, Any]], *, score_threshold: float = 0.0
+) -> dict[int, list[Instance]]:
+    """Predicted instances with ``score >= score_threshold`` grouped by image id (all images)."""
+    validate_results(gt, list(results))
+    names = category_names(gt)
+    sizes = {im["id"]: (im["height"], im["width"]) for im in gt["images"]}
+    out: dict[int, list[Instance]] = {im["id"]: [] for im in gt["images"]}
+    for r in results:
+        if float(r["score"]) < score_threshold:
+            continue
+        h, w = sizes[r["image_id"]]
+        n = r.get("layer_count")
+        out[r["image_id"]].append(
+            Instance(
+                image_id=r["image_id"],
+                category_id=r["category_id"],
+                category=names[r["category_id"]],
+                mask=decode_segmentation(r["segmentation"], h, w),
+                score=float(r["score"]),
+                n_layers=int(n) if n is not None else None,
+            )
+        )
+    return out

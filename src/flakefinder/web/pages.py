@@ -1,0 +1,200 @@
+"""Server-rendered pages of the web UI (Jinja2). Routes stay thin: data from ``Database``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Form, HTTPException, Query, Request, Response
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.templating import Jinja2Templates
+
+from flakefinder.db import Database, FlakeStatus
+from flakefinder.domain import LAYER_CLASSES
+from flakefinder.web.api import flake_query
+from flakefinder.web.images import flake_crop, mosaic, png_bytes, tiles_extent
+
+MATERIAL_COLOURS = {
+    "graphene": "#3b82f6",
+    "hBN": "#f59e0b",
+    "MoS2": "#10b981",
+    "WTe2": "#ef4444",
+    "WSe2": "#8b5cf6",
+    "MoSe2": "#ec4899",
+}
+PAGE_SIZE = 48
+
+
+def create_page_router(db: Database) -> APIRouter:
+    templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
+    templates.env.globals["colours"] = MATERIAL_COLOURS
+    mosaic_cache: dict[tuple[int, int], bytes] = {}
+    r = APIRouter(include_in_schema=False)
+
+    def render(request: Request, name: str, **context: Any) -> HTMLResponse:
+        return templates.TemplateResponse(request, name, context)
+
+    @r.get("/")
+    def index() -> RedirectResponse:
+        return RedirectResponse("/flakes", status_code=307)
+
+    @r.get("/flakes", response_class=HTMLResponse)
+    def gallery(
+        request: Request,
+        material: list[str] | None = Query(None),
+        layer_class: list[str] | None = Query(None),
+        status: list[str] | None = Query(None),
+        min_area: str = "",
+        max_area: str = "",
+        min_confidence: str = "",
+        chip: str = "",
+        order: str = "-area_um2",
+        page: int = Query(1, ge=1),
+    ) -> HTMLResponse:
+        def num(text: str) -> float | None:
+            try:
+                return float(text) if text.strip() else None
+            except ValueError:
+                raise HTTPException(400, f"not a number: {text!r}") from None
+
+        q = flake_query(
+            material,
+            layer_class,
+            num(min_area),
+            num(max_area),
+            num(min_confidence),
+            None,
+            None,
+            status,
+            int(chip) if chip.strip() else None,
+            None,
+            order,
+            PAGE_SIZE,
+            (page - 1) * PAGE_SIZE,
+        )
+        total = db.count_flakes(q)
+        materials = sorted({m for c in db.list_chips() for m in c.materials} | set(q.materials))
+        return render(
+            request,
+            "gallery.html",
+            flakes=db.query_flakes(q),
+            total=total,
+            page=page,
+            pages=max(1, -(-total // PAGE_SIZE)),
+            q=q,
+            form={
+                "min_area": min_area,
+                "max_area": max_area,
+                "min_confidence": min_confidence,
+                "chip": chip,
+            },
+            materials=materials,
+            layer_classes=[c.value for c in LAYER_CLASSES],
+            statuses=[s.value for s in FlakeStatus],
+            chips=db.list_chips(),
+            query_string=str(request.url.query),
+        )
+
+    def flake_or_404(flake_id: int) -> Any:
+        flake = db.get_flake(flake_id)
+        if flake is None:
+            raise HTTPException(404, f"no flake with id {flake_id}")
+        return flake
+
+    @r.get("/flakes/{flake_id}", response_class=HTMLResponse)
+    def flake_page(request: Request, flake_id: int) -> HTMLResponse:
+        flake = flake_or_404(flake_id)
+        image = db.get_image(flake.image_id) if flake.image_id is not None else None
+        return render(
+            request,
+            "flake.html",
+            flake=flake,
+            image=image,
+            statuses=[s.value for s in FlakeStatus],
+            chip=db.get_chip(flake.chip_id),
+        )
+
+    @r.post("/flakes/{flake_id}")
+    def flake_update(
+        flake_id: int, status: str = Form(...), notes: str = Form("")
+    ) -> RedirectResponse:
+        flake_or_404(flake_id)
+        try:
+            db.set_flake_status(flake_id, status, notes)
+        except ValueError as exc:
+            raise HTTPException(400, str(exc)) from None
+        return RedirectResponse(f"/flakes/{flake_id}", status_code=303)
+
+    @r.get("/flakes/{flake_id}/crop.png")
+    def crop(flake_id: int, size: int = Query(320, ge=32, le=1600)) -> Response:
+        flake = flake_or_404(flake_id)
+        image = db.get_image(flake.image_id) if flake.image_id is not None else None
+        if image is None or not image.file_path or not Path(image.file_path).is_file():
+            raise HTTPException(404, f"the image of flake {flake_id} was not saved")
+        return Response(
+            png_bytes(flake_crop(Path(image.file_path), flake, size_px=size)),
+            media_type="image/png",
+        )
+
+    @r.get("/chips", response_class=HTMLResponse)
+    def chips(request: Request) -> HTMLResponse:
+        return render(request, "chips.html", chips=db.list_chips(), scans=db.list_scans())
+
+    def chip_images(chip_id: int) -> list[Any]:
+        scans = [s for s in db.list_scans(chip_id) if s.tiles_done]
+        return db.list_images(scans[-1].id) if scans else []
+
+    @r.get("/chips/{chip_id}", response_class=HTMLResponse)
+    def chip_map(request: Request, chip_id: int) -> HTMLResponse:
+        chip = db.get_chip(chip_id)
+        if chip is None:
+            raise HTTPException(404, f"no chip with id {chip_id}")
+        flakes = db.query_flakes(flake_query(chip=chip_id, limit=None, order="id"))
+        extent = tiles_extent(chip_images(chip_id))
+        if extent is None and flakes:
+            xs = [v for f in flakes for v in (f.bbox_um[0], f.bbox_um[2])]
+            ys = [v for f in flakes for v in (f.bbox_um[1], f.bbox_um[3])]
+            from flakefinder.web.images import Extent
+
+            extent = Extent(min(xs), min(ys), max(xs) - min(xs) or 1.0, max(ys) - min(ys) or 1.0)
+        return render(
+            request,
+            "chipmap.html",
+            chip=chip,
+            flakes=flakes,
+            extent=extent,
+            has_mosaic=bool(chip_images(chip_id)),
+        )
+
+    @r.get("/chips/{chip_id}/mosaic.png")
+    def chip_mosaic(chip_id: int) -> Response:
+        images = chip_images(chip_id)
+        extent = tiles_extent(images)
+        if extent is None:
+            raise HTTPException(404, f"chip {chip_id} has no stored images")
+        key = (chip_id, len(images))
+        if key not in mosaic_cache:
+            mosaic_cache[key] = png_bytes(mosaic(images, extent))
+        return Response(mosaic_cache[key], media_type="image/png")
+
+    @r.get("/scans", response_class=HTMLResponse)
+    def scans(request: Request) -> HTMLResponse:
+        all_scans = db.list_scans()
+        running = any(s.status.value == "running" for s in all_scans)
+        return render(request, "scans.html", scans=all_scans, running=running)
+
+    @r.get("/designs", response_class=HTMLResponse)
+    def designs(request: Request) -> HTMLResponse:
+        return render(request, "designs.html", designs=db.list_designs())
+
+    @r.get("/designs/new", response_class=HTMLResponse)
+    def new_design(request: Request) -> HTMLResponse:
+        return render(request, "designer.html", design_id=None)
+
+    @r.get("/designs/{design_id}", response_class=HTMLResponse)
+    def edit_design(request: Request, design_id: int) -> HTMLResponse:
+        if db.get_design(design_id) is None:
+            raise HTTPException(404, f"no design with id {design_id}")
+        return render(request, "designer.html", design_id=design_id)
+
+    return r

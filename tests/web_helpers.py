@@ -1,0 +1,83 @@
+"""A small, exactly known flake database for the web UI tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from flakefinder.db import Database
+from flakefinder.domain import FlakeRecord, LayerClass, TileRecord
+
+UM_PER_PX = 0.5
+TILE_PX = 128
+
+
+def _square(x0: float, y0: float, size: float) -> tuple[tuple[float, float], ...]:
+    return ((x0, y0), (x0 + size, y0), (x0 + size, y0 + size), (x0, y0 + size))
+
+
+# (tile, material, layer_count, layer_class, x0_px, y0_px, size_px, confidence)
+FLAKES = [
+    (0, "graphene", 1, LayerClass.MONO, 10, 10, 20, 0.95),
+    (0, "graphene", 3, LayerClass.FEW, 60, 60, 30, 0.80),
+    (1, "graphene", 20, LayerClass.THICK, 20, 30, 40, 0.70),
+    (1, "hBN", 8, LayerClass.FEW, 80, 80, 24, 0.60),
+]
+
+
+def populate(url: str, image_dir: Path) -> Database:
+    """Chip "chip-A" (graphene, hBN), one finished scan of two tiles, the four FLAKES."""
+    db = Database(url)
+    db.migrate()
+    chip = db.add_chip("chip-A", ["graphene", "hBN"], 90.0, "test chip")
+    scan = db.start_scan(
+        chip,
+        settings={"test": True},
+        objective="50x",
+        um_per_px=UM_PER_PX,
+        detector="test",
+        detector_version="1",
+        n_tiles_planned=2,
+    )
+    image_dir.mkdir(parents=True, exist_ok=True)
+    for tile in (0, 1):
+        x_um, y_um = 100.0 + tile * TILE_PX * UM_PER_PX, 100.0
+        pixels = np.full((TILE_PX, TILE_PX, 3), (150, 120, 170), np.uint8)
+        records = []
+        for t, mat, n, cls, x0, y0, size, conf in FLAKES:
+            if t != tile:
+                continue
+            pixels[y0 : y0 + size, x0 : x0 + size] = (120, 100, 160)
+            poly_px = _square(x0, y0, size)
+            poly_um = tuple(
+                (x_um + (x - TILE_PX / 2) * UM_PER_PX, y_um + (y - TILE_PX / 2) * UM_PER_PX)
+                for x, y in poly_px
+            )
+            xs, ys = [p[0] for p in poly_um], [p[1] for p in poly_um]
+            records.append(
+                FlakeRecord(
+                    material=mat,
+                    layer_class=cls,
+                    confidence=conf,
+                    polygon_um=poly_um,
+                    bbox_um=(min(xs), min(ys), max(xs), max(ys)),
+                    area_um2=(size * UM_PER_PX) ** 2,
+                    polygon_px=poly_px,
+                    bbox_px=(x0, y0, x0 + size, y0 + size),
+                    detector="test",
+                    detector_version="1",
+                    layer_count=n,
+                    tile_index=tile,
+                )
+            )
+        path = image_dir / f"tile_{tile}.png"
+        Image.fromarray(pixels).save(path)
+        db.record_tile(
+            scan,
+            TileRecord(tile, x_um, y_um, 0.0, TILE_PX, TILE_PX, UM_PER_PX, str(path)),
+            records,
+        )
+    db.finish_scan(scan)
+    return db
