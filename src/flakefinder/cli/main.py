@@ -8,7 +8,17 @@ import typer
 
 # Modules under flakefinder.cli that add commands; each defines register(app: typer.Typer).
 COMMAND_MODULES: tuple[str, ...] = (
+    "demo",
     "annotate",
+    "serve",
+    "batch",
+    "flakes",
+    "db",
+    "detect",
+    "evaluate",
+    "scan",
+    "synth",
+    "train",
 )
 
 

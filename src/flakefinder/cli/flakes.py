@@ -1,0 +1,248 @@
+"""``flakefinder flakes list|export|set-status``: search the flake database and export the results."""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+if TYPE_CHECKING:
+    from flakefinder.db import Database, FlakeQuery, StoredFlake
+
+DB_HELP = (
+    "Database URL, e.g. sqlite:///flakes.db or postgresql+psycopg://user:pw@host/db "
+    "(default: $FLAKEFINDER_DATABASE_URL, else sqlite:///flakefinder.db)."
+)
+
+
+class ListFormat(str, Enum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+class ExportFormat(str, Enum):
+    csv = "csv"
+    json = "json"
+
+
+DbOpt = Annotated[str | None, typer.Option("--db", help=DB_HELP, show_default=False)]
+MaterialOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--material", "-m", help="Keep only this material (repeat or comma-separate: graphene,hBN)."
+    ),
+]
+LayerClassOpt = Annotated[
+    list[str] | None,
+    typer.Option("--layer-class", "-l", help="Keep only mono, few and/or thick (repeatable)."),
+]
+MinAreaOpt = Annotated[float | None, typer.Option("--min-area", help="Minimum area in µm².")]
+MaxAreaOpt = Annotated[float | None, typer.Option("--max-area", help="Maximum area in µm².")]
+MinLayersOpt = Annotated[int | None, typer.Option("--min-layers", help="Minimum layer count.")]
+MaxLayersOpt = Annotated[int | None, typer.Option("--max-layers", help="Maximum layer count.")]
+MinConfOpt = Annotated[
+    float | None, typer.Option("--min-confidence", help="Minimum detector confidence, 0..1.")
+]
+ChipOpt = Annotated[
+    str | None, typer.Option("--chip", help="Only flakes of this chip (id or name).")
+]
+ScanOpt = Annotated[int | None, typer.Option("--scan", help="Only flakes of this scan id.")]
+StatusOpt = Annotated[
+    list[str] | None,
+    typer.Option("--status", help="Only flakes with this status: new, candidate, used, rejected."),
+]
+OrderOpt = Annotated[
+    str,
+    typer.Option(
+        "--order-by",
+        help="Sort by id, area_um2, confidence, layer_count, material, created_at, chip_id or"
+        " scan_id; prefix '-' for descending (e.g. -area_um2).",
+    ),
+]
+LimitOpt = Annotated[int | None, typer.Option("--limit", help="Return at most this many flakes.")]
+OffsetOpt = Annotated[int, typer.Option("--offset", help="Skip this many flakes first.")]
+OutOpt = Annotated[
+    Path | None, typer.Option("--out", "-o", help="Write to this file instead of standard output.")
+]
+
+
+def _split(values: list[str] | None) -> tuple[str, ...]:
+    return tuple(v.strip() for item in values or () for v in item.split(",") if v.strip())
+
+
+def open_db(url: str | None) -> Database:
+    """``Database`` for ``--db`` (or the environment / default URL)."""
+    from flakefinder.db import Database, DatabaseSettings
+
+    settings = DatabaseSettings.from_env(url)
+    return Database(settings.url, echo=settings.echo)
+
+
+def fail(message: str) -> typer.Exit:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    return typer.Exit(2)
+
+
+def _query(db: Database, **kw: Any) -> FlakeQuery:
+    from flakefinder.db import FlakeQuery
+
+    chip = kw.pop("chip")
+    chip_id: int | None = None
+    if chip is not None:
+        found = db.get_chip(int(chip) if chip.isdigit() else chip)
+        if found is None:
+            raise KeyError(f"no chip {chip!r} in {db.masked_url}")
+        chip_id = found.id
+    return FlakeQuery(
+        materials=_split(kw["materials"]),
+        layer_classes=tuple(v.lower() for v in _split(kw["layer_classes"])),
+        statuses=_split(kw["statuses"]),
+        min_area_um2=kw["min_area"],
+        max_area_um2=kw["max_area"],
+        min_layer_count=kw["min_layers"],
+        max_layer_count=kw["max_layers"],
+        min_confidence=kw["min_confidence"],
+        chip_id=chip_id,
+        scan_id=kw["scan"],
+        order_by=kw["order_by"],
+        limit=kw["limit"],
+        offset=kw["offset"],
+    )
+
+
+def _table(rows: list[StoredFlake], total: int) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{len(rows)} of {total} matching flakes")
+    for col in ("id", "chip", "scan", "material", "class", "layers", "conf", "area µm²"):
+        table.add_column(col, justify="right" if col not in ("material", "class") else "left")
+    table.add_column("centroid µm (x, y)", justify="right")
+    table.add_column("status")
+    for f in rows:
+        table.add_row(
+            str(f.id),
+            str(f.chip_id),
+            str(f.scan_id),
+            f.material,
+            f.layer_class.value,
+            "" if f.layer_count is None else str(f.layer_count),
+            f"{f.confidence:.2f}",
+            f"{f.area_um2:.1f}",
+            f"{f.centroid_um[0]:.1f}, {f.centroid_um[1]:.1f}",
+            f.status.value,
+        )
+    Console(width=max(120, Console().width)).print(table)
+
+
+def _emit(fmt: str, rows: list[StoredFlake], total: int, out: Path | None) -> None:
+    from flakefinder.db import flakes_to_csv, flakes_to_json
+
+    if fmt == "table":
+        _table(rows, total)
+        return
+    text = flakes_to_csv(rows) if fmt == "csv" else flakes_to_json(rows)
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        out.write_text(text, encoding="utf-8", newline="")
+        typer.echo(f"wrote {len(rows)} flakes to {out}", err=True)
+
+
+def _run(db_url: str | None, fmt: str, out: Path | None, **filters: Any) -> None:
+    from flakefinder.errors import FlakefinderError
+
+    try:
+        with open_db(db_url) as db:
+            query = _query(db, **filters)
+            rows = db.query_flakes(query)
+            total = db.count_flakes(query) if fmt == "table" else len(rows)
+    except (FlakefinderError, ValueError, KeyError) as e:
+        raise fail(str(e).strip("'\"")) from None
+    _emit(fmt, rows, total, out)
+
+
+def register(app: typer.Typer) -> None:
+    flakes = typer.Typer(
+        help="Search the flake database, export flakes (CSV/JSON) and mark them used/rejected.",
+        no_args_is_help=True,
+    )
+
+    @flakes.command("list")
+    def list_cmd(
+        db: DbOpt = None,
+        material: MaterialOpt = None,
+        layer_class: LayerClassOpt = None,
+        min_area: MinAreaOpt = None,
+        max_area: MaxAreaOpt = None,
+        min_layers: MinLayersOpt = None,
+        max_layers: MaxLayersOpt = None,
+        min_confidence: MinConfOpt = None,
+        chip: ChipOpt = None,
+        scan: ScanOpt = None,
+        status: StatusOpt = None,
+        order_by: OrderOpt = "id",
+        limit: LimitOpt = None,
+        offset: OffsetOpt = 0,
+        fmt: Annotated[
+            ListFormat, typer.Option("--format", "-f", help="table (readable), csv or json.")
+        ] = ListFormat.table,
+        out: OutOpt = None,
+    ) -> None:
+        """List the flakes that match all the given filters (all flakes without filters)."""
+        _run(db, fmt.value, out, materials=material, layer_classes=layer_class,
+             min_area=min_area, max_area=max_area, min_layers=min_layers, max_layers=max_layers,
+             min_confidence=min_confidence, chip=chip, scan=scan, statuses=status,
+             order_by=order_by, limit=limit, offset=offset)  # fmt: skip
+
+    @flakes.command("export")
+    def export_cmd(
+        db: DbOpt = None,
+        material: MaterialOpt = None,
+        layer_class: LayerClassOpt = None,
+        min_area: MinAreaOpt = None,
+        max_area: MaxAreaOpt = None,
+        min_layers: MinLayersOpt = None,
+        max_layers: MaxLayersOpt = None,
+        min_confidence: MinConfOpt = None,
+        chip: ChipOpt = None,
+        scan: ScanOpt = None,
+        status: StatusOpt = None,
+        order_by: OrderOpt = "id",
+        limit: LimitOpt = None,
+        offset: OffsetOpt = 0,
+        fmt: Annotated[
+            ExportFormat, typer.Option("--format", "-f", help="csv (one row per flake) or json.")
+        ] = ExportFormat.csv,
+        out: OutOpt = None,
+    ) -> None:
+        """Export the matching flakes with all their columns (polygons included) as CSV or JSON."""
+        _run(db, fmt.value, out, materials=material, layer_classes=layer_class,
+             min_area=min_area, max_area=max_area, min_layers=min_layers, max_layers=max_layers,
+             min_confidence=min_confidence, chip=chip, scan=scan, statuses=status,
+             order_by=order_by, limit=limit, offset=offset)  # fmt: skip
+
+    @flakes.command("set-status")
+    def set_status_cmd(
+        flake_id: Annotated[int, typer.Argument(help="Flake id (see `flakefinder flakes list`).")],
+        status: Annotated[str, typer.Argument(help="new, candidate, used or rejected.")],
+        notes: Annotated[
+            str | None, typer.Option("--notes", help="Replace the flake's notes with this text.")
+        ] = None,
+        db: DbOpt = None,
+    ) -> None:
+        """Mark a flake as a candidate, used (built into a device) or rejected."""
+        from flakefinder.errors import FlakefinderError
+
+        try:
+            with open_db(db) as database:
+                flake = database.set_flake_status(flake_id, status, notes)
+        except (FlakefinderError, ValueError, KeyError) as e:
+            raise fail(str(e).strip("'\"")) from None
+        typer.echo(f"flake {flake.id}: status {flake.status.value}")
+
+    app.add_typer(flakes, name="flakes")

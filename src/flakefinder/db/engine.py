@@ -1,0 +1,58 @@
+"""Engine creation for ``flakefinder.db``: clear errors for bad URLs / missing drivers, SQLite pragmas."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, exc
+
+from flakefinder.db.settings import mask_url
+from flakefinder.errors import DatabaseError
+
+
+def reason(error: BaseException) -> str:
+    """Short reason from a driver error: first line, a few well-known causes normalized."""
+    orig = getattr(error, "orig", None) or error
+    text = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+    low = str(orig).lower()
+    if "connection refused" in low:
+        return "connection refused"
+    if "password authentication failed" in low:
+        return "password authentication failed"
+    if "does not exist" in low and "database" in low:
+        return text.split("FATAL:")[-1].strip()
+    if "could not translate host name" in low or "name or service not known" in low:
+        return "unknown host"
+    return text
+
+
+def sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    try:
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA journal_mode=WAL")  # in-memory databases answer "memory"; fine
+        cur.execute("PRAGMA synchronous=NORMAL")  # safe with WAL; a commit per tile stays cheap
+        cur.execute("PRAGMA busy_timeout=10000")
+    finally:
+        cur.close()
+
+
+def make_engine(url: str, *, echo: bool = False) -> Engine:
+    """SQLAlchemy engine for ``url`` (connects lazily); DatabaseError for unusable URLs/drivers."""
+    masked = mask_url(url)
+    try:
+        engine = create_engine(url, echo=echo)
+    except exc.NoSuchModuleError:
+        raise DatabaseError(
+            f"cannot use {masked}: no SQLAlchemy dialect/driver for this URL scheme"
+        ) from None
+    except exc.ArgumentError as e:
+        raise DatabaseError(f"bad database URL {masked!r}: {e}") from None
+    except ImportError as e:
+        hint = " (pip install 'flakefinder[postgres]')" if url.startswith("postgres") else ""
+        raise DatabaseError(
+            f"cannot use {masked}: database driver {e.name or e} is not installed{hint}"
+        ) from None
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", sqlite_pragmas)
+    return engine

@@ -1,0 +1,38 @@
+"""Create detectors by name (for the CLI and the server): ``create_detector("contrast")``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flakefinder.domain import Detector
+
+_NAMES = ("contrast", "rulebased", "maskrcnn")
+
+
+def available_detectors() -> tuple[str, ...]:
+    """Names accepted by :func:`create_detector`."""
+    return _NAMES
+
+
+def create_detector(name: str, **options: Any) -> Detector:
+    """Build the detector called ``name`` with keyword ``options`` for its constructor.
+
+    ``maskrcnn`` takes ``model=<model folder>`` (default: the shipped model) and imports torch
+    only when asked for. Raises ValueError for an unknown name.
+    """
+    key = name.strip().lower().replace("-", "").replace("_", "")
+    if key == "contrast":
+        from flakefinder.detect.contrast import ContrastDetector
+
+        return ContrastDetector(**options)
+    if key in ("rulebased", "rules"):
+        from flakefinder.detect.rulebased import RuleBasedDetector
+
+        return RuleBasedDetector(**options)
+    if key == "maskrcnn":
+        opts = dict(options)
+        model = opts.pop("model", None)  # None: the shipped default model folder
+        from flakefinder.detect.maskrcnn import MaskRCNNDetector
+
+        return MaskRCNNDetector.from_folder(model, **opts)  # type: ignore[no-any-return]
+    raise ValueError(f"unknown detector {name!r}; available: {', '.join(_NAMES)}")

@@ -1,0 +1,159 @@
+"""Compare the flakes a scan stored with the known flakes of a virtual chip (chip µm, numpy only).
+
+Each non-bulk terrace of a synthetic flake is one ground-truth region (the detectors report
+regions of uniform thickness). A stored flake finds a region when both have the same material
+and their bounding boxes overlap with IoU >= ``iou_threshold``; each region and each stored
+flake is used at most once (greedy, best IoU first).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from flakefinder.domain import LayerClass
+from flakefinder.synth.chip import VirtualChip
+
+BBox = tuple[float, float, float, float]
+
+
+@dataclass(frozen=True)
+class TruthRegion:
+    flake_id: int
+    material: str
+    n_layers: int
+    layer_class: LayerClass
+    bbox_um: BBox
+    area_um2: float
+
+
+@dataclass(frozen=True)
+class FoundFlake:
+    """What the comparison needs of a stored flake (``StoredFlake`` and ``FlakeRecord`` fit)."""
+
+    material: str
+    layer_class: LayerClass
+    layer_count: int | None
+    bbox_um: BBox
+
+
+@dataclass(frozen=True)
+class RecallRow:
+    material: str
+    layer_class: str
+    n_truth: int
+    found: int
+    class_correct: int
+    count_exact: int
+
+    @property
+    def recall(self) -> float:
+        return self.found / self.n_truth if self.n_truth else float("nan")
+
+
+@dataclass(frozen=True)
+class ChipComparison:
+    rows: tuple[RecallRow, ...]
+    n_stored: int
+    n_matched: int
+
+    @property
+    def precision(self) -> float:
+        return self.n_matched / self.n_stored if self.n_stored else float("nan")
+
+    def to_markdown(self) -> str:
+        lines = [
+            "| material | class | known | found | recall | class right | exact layers |",
+            "|---|---|---:|---:|---:|---:|---:|",
+        ]
+        for r in self.rows:
+            lines.append(
+                f"| {r.material} | {r.layer_class} | {r.n_truth} | {r.found} | {r.recall:.2f} "
+                f"| {r.class_correct} | {r.count_exact} |"
+            )
+        lines.append(
+            f"\nstored flakes: {self.n_stored}, matching a known flake: {self.n_matched} "
+            f"(precision {self.precision:.2f})"
+        )
+        return "\n".join(lines)
+
+
+def _polygon_area(pts: Sequence[tuple[float, float]]) -> float:
+    s = 0.0
+    for i in range(len(pts)):
+        x0, y0 = pts[i]
+        x1, y1 = pts[(i + 1) % len(pts)]
+        s += x0 * y1 - x1 * y0
+    return abs(s) / 2
+
+
+def truth_regions(chip: VirtualChip, *, min_area_um2: float = 4.0) -> list[TruthRegion]:
+    out = []
+    for flake in chip.flakes:
+        for terrace in flake.terraces:
+            cls = LayerClass.from_layers(terrace.n_layers)
+            area = _polygon_area(terrace.polygon_um)
+            if cls is None or area < min_area_um2:
+                continue
+            xs = [p[0] for p in terrace.polygon_um]
+            ys = [p[1] for p in terrace.polygon_um]
+            out.append(
+                TruthRegion(
+                    flake.flake_id,
+                    flake.material,
+                    terrace.n_layers,
+                    cls,
+                    (min(xs), min(ys), max(xs), max(ys)),
+                    area,
+                )
+            )
+    return out
+
+
+def bbox_iou(a: BBox, b: BBox) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def compare_with_chip(
+    chip: VirtualChip,
+    stored: Sequence[FoundFlake],
+    *,
+    iou_threshold: float = 0.3,
+    min_area_um2: float = 4.0,
+) -> ChipComparison:
+    truth = truth_regions(chip, min_area_um2=min_area_um2)
+    candidates = []
+    for ti, t in enumerate(truth):
+        for si, s in enumerate(stored):
+            if s.material != t.material:
+                continue
+            iou = bbox_iou(t.bbox_um, s.bbox_um)
+            if iou >= iou_threshold:
+                candidates.append((iou, ti, si))
+    candidates.sort(reverse=True)
+    used_t: dict[int, int] = {}
+    used_s: set[int] = set()
+    for _, ti, si in candidates:
+        if ti not in used_t and si not in used_s:
+            used_t[ti] = si
+            used_s.add(si)
+    keys = sorted({(t.material, t.layer_class.value) for t in truth})
+    rows = []
+    for mat, cls in keys:
+        idx = [i for i, t in enumerate(truth) if t.material == mat and t.layer_class.value == cls]
+        found = [i for i in idx if i in used_t]
+        rows.append(
+            RecallRow(
+                mat,
+                cls,
+                len(idx),
+                len(found),
+                sum(stored[used_t[i]].layer_class == truth[i].layer_class for i in found),
+                sum(stored[used_t[i]].layer_count == truth[i].n_layers for i in found),
+            )
+        )
+    return ChipComparison(tuple(rows), len(stored), len(used_s))

@@ -1,0 +1,218 @@
+"""Shared pytest fixtures. Keep each group under its own heading.
+
+Database fixtures
+-----------------
+* ``postgres_server_url`` (session): admin URL of a throwaway PostgreSQL cluster (initdb + pg_ctl from
+  /usr/lib/postgresql/*/bin or PATH; run as the ``postgres`` user when tests run as root), or the
+  server named by ``FLAKEFINDER_TEST_POSTGRES_URL``. Skips when neither is available.
+* ``postgres_url``: a fresh, empty database on that server for one test (dropped afterwards).
+* ``sqlite_migrated_path`` (session): a migrated SQLite file that ``db`` copies per test.
+* ``postgres_migrated_url`` (session): one migrated database on that server, shared by ``db``.
+* ``db_backend``: parametrized ``sqlite`` / ``postgresql`` (the latter marked ``postgres``); every test
+  using ``db_url`` or ``db`` runs once per backend.
+* ``db_url``: URL of a new, empty (never migrated) database on the current backend.
+* ``db``: a migrated, empty :class:`flakefinder.db.Database` on the current backend.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# --------------------------------------------------------------------------------------------------
+# Database
+# --------------------------------------------------------------------------------------------------
+
+
+def _postgres_bindir() -> Path | None:
+    """Directory holding initdb and pg_ctl (newest installed major version first)."""
+    candidates: list[Path] = []
+    if os.environ.get("FLAKEFINDER_PG_BINDIR"):
+        candidates.append(Path(os.environ["FLAKEFINDER_PG_BINDIR"]))
+
+    def version(p: Path) -> float:
+        try:
+            return float(p.parent.name)
+        except ValueError:
+            return 0.0
+
+    candidates += sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=version, reverse=True)
+    which = shutil.which("pg_ctl")
+    if which:
+        candidates.append(Path(which).parent)
+    for d in candidates:
+        if (d / "initdb").is_file() and (d / "pg_ctl").is_file():
+            return d
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _run_as_postgres(cmd: list[str]) -> subprocess.CompletedProcess[str]:
+    """Run a server binary; as root, drop to the ``postgres`` user (initdb refuses root)."""
+    if os.geteuid() == 0:
+        if shutil.which("runuser"):
+            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+        else:
+            cmd = ["su", "postgres", "-s", "/bin/sh", "-c", subprocess.list2cmdline(cmd)]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+
+
+@pytest.fixture(scope="session")
+def postgres_server_url() -> Iterator[str]:
+    """Admin URL (database ``postgres``) of a throwaway PostgreSQL cluster for this test session."""
+    external = os.environ.get("FLAKEFINDER_TEST_POSTGRES_URL", "").strip()
+    if external:
+        yield external
+        return
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        pytest.skip("psycopg (v3) is not installed: pip install 'flakefinder[postgres]'")
+    bindir = _postgres_bindir()
+    if bindir is None:
+        pytest.skip(
+            "no PostgreSQL server binaries (initdb, pg_ctl) in /usr/lib/postgresql/*/bin or PATH;"
+            " set FLAKEFINDER_TEST_POSTGRES_URL to use a running server"
+        )
+    base = Path(tempfile.mkdtemp(prefix="ffpg-"))  # short path: unix socket names are limited
+    if os.geteuid() == 0:
+        try:
+            pw = pwd.getpwnam("postgres")
+        except KeyError:
+            shutil.rmtree(base, ignore_errors=True)
+            pytest.skip("running as root and there is no 'postgres' user to run initdb as")
+        os.chown(base, pw.pw_uid, pw.pw_gid)
+    data = base / "data"
+    started = False
+    try:
+        res = _run_as_postgres(
+            [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "-E", "UTF8"]
+            + ["--no-sync", "--no-instructions"]
+        )
+        if res.returncode != 0:
+            pytest.skip(f"initdb failed: {res.stderr.strip()[-500:]}")
+        port = _free_port()
+        opts = (
+            f"-p {port} -k {base} -c listen_addresses=127.0.0.1"
+            " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        )
+        res = _run_as_postgres(
+            [str(bindir / "pg_ctl"), "-D", str(data), "-l", str(base / "server.log")]
+            + ["-w", "-t", "60", "-o", opts, "start"]
+        )
+        if res.returncode != 0:
+            log = (base / "server.log").read_text(errors="replace")[-500:] if base.exists() else ""
+            pytest.skip(f"pg_ctl start failed: {res.stderr.strip()[-300:]} {log}")
+        started = True
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        if started:
+            _run_as_postgres([str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"])
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_url(postgres_server_url: str) -> Iterator[str]:
+    """URL of a new empty database on the session's PostgreSQL server (dropped after the test)."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
+    name = f"ff_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(postgres_server_url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        yield make_url(postgres_server_url).set(database=name).render_as_string(hide_password=False)
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_migrated_url(postgres_server_url: str) -> Iterator[str]:
+    """One migrated database shared by the session's ``db`` fixtures (emptied before each test)."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
+    from flakefinder.db import Database
+
+    name = f"ff_shared_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(postgres_server_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    url = make_url(postgres_server_url).set(database=name).render_as_string(hide_password=False)
+    database = Database(url)
+    database.migrate()
+    database.close()
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_migrated_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite database file, copied by each ``db`` fixture (migrating once is enough)."""
+    from flakefinder.db import Database
+
+    path = tmp_path_factory.mktemp("sqlite-template") / "template.db"
+    database = Database(f"sqlite:///{path}")
+    database.migrate()
+    with database.engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    database.close()
+    return path
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_backend(request: pytest.FixtureRequest) -> str:
+    """ "sqlite" or "postgresql": tests using ``db_url`` or ``db`` run once per backend."""
+    return str(request.param)
+
+
+@pytest.fixture
+def db_url(db_backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """URL of a new, empty (never migrated) database on the current backend."""
+    if db_backend == "sqlite":
+        return f"sqlite:///{tmp_path / 'flakes.db'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def db(db_backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    """A migrated, empty ``flakefinder.db.Database`` on the current backend (closed afterwards).
+
+    SQLite: a copy of ``sqlite_migrated_path``. PostgreSQL: the session's shared database, every table truncated.
+    """
+    from flakefinder.db import Database
+
+    if db_backend == "sqlite":
+        target = tmp_path / "flakes.db"
+        shutil.copyfile(request.getfixturevalue("sqlite_migrated_path"), target)
+        database = Database(f"sqlite:///{target}")
+    else:
+        database = Database(request.getfixturevalue("postgres_migrated_url"))
+        with database.engine.begin() as conn:
+            conn.exec_driver_sql(
+                "TRUNCATE chips, scans, images, flakes, designs RESTART IDENTITY CASCADE"
+            )
+    yield database
+    database.close()

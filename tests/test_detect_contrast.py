@@ -1,0 +1,121 @@
+"""ContrastDetector on hand-built and synth-rendered images: exact layer counts and classes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from detect_helpers import chip, context, instances, render
+from flakefinder.detect.colours import colour_table
+from flakefinder.detect.contrast import ContrastDetector
+from flakefinder.domain import Detector, ImagingContext, LayerClass
+from flakefinder.errors import ImageError
+from flakefinder.evaluate.matching import match_masks
+
+
+def _summary(dets):
+    return sorted((d.material, d.layer_count, d.layer_class) for d in dets)
+
+
+EXPECTED = [
+    ("graphene", 1, LayerClass.MONO),
+    ("graphene", 3, LayerClass.FEW),
+    ("graphene", 20, LayerClass.THICK),
+]
+
+
+def test_is_a_detector():
+    det = ContrastDetector()
+    assert isinstance(det, Detector)
+    assert det.name == "contrast" and det.version
+
+
+def test_hand_built_rectangles():
+    """Rectangles of model colours on a flat substrate plus 8-bit noise."""
+    table = colour_table(90.0, 0.55, ("graphene",))
+    sub = np.array([0.5, 0.45, 0.6])
+    lin = np.ones((200, 200, 3)) * sub
+    for (x0, y0, x1, y1), n in (
+        ((20, 20, 80, 70), 1),
+        ((120, 30, 180, 90), 3),
+        ((40, 120, 160, 180), 20),
+    ):
+        lin[y0:y1, x0:x1] = sub * table.relative_rgb[n]
+    img = np.clip(np.rint(255 * lin + np.random.default_rng(0).normal(0, 1.5, lin.shape)), 0, 255)
+    dets = ContrastDetector().detect(img.astype(np.uint8), ImagingContext(um_per_px=0.2))
+    assert _summary(dets) == EXPECTED
+    one = next(d for d in dets if d.layer_count == 1)
+    assert one.bbox_px == (20.0, 20.0, 80.0, 70.0)
+    assert abs(one.area_px - 60 * 50) < 30
+    assert one.mask is not None and one.mask.shape == (200, 200) and one.mask.sum() == one.area_px
+    assert len(one.polygon_px) >= 4 and 0.9 < one.confidence <= 1.0
+    assert one.contrast_rgb is not None and one.contrast_rgb[1] == pytest.approx(
+        1 - table.relative_rgb[1][1], abs=0.01
+    )
+
+
+def test_synth_chip_three_flakes_no_debris_reported():
+    c = chip()
+    dets = ContrastDetector().detect(render(c), context())
+    assert _summary(dets) == EXPECTED
+    gt = instances(c)
+    m = match_masks([d.mask for d in dets], [g.mask for g in gt], iou_threshold=0.9)
+    assert m.true_positives == 3 and m.false_positives == 0
+    for p, g, _ in m.matches:
+        assert dets[p].layer_count == gt[g].n_layers
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"illumination": 0.6},
+        {"inhomogeneity": 0.25, "gradient_xy": (0.15, -0.1)},
+        {"white_balance_rgb": (0.8, 1.0, 1.25), "illumination": 0.8},
+    ],
+)
+def test_illumination_changes_do_not_change_the_result(settings):
+    dets = ContrastDetector().detect(render(chip(), **settings), context())
+    assert _summary(dets) == EXPECTED
+
+
+def test_gamma_encoded_images():
+    dets = ContrastDetector().detect(render(chip(), gamma=2.2), context(gamma=2.2))
+    assert _summary(dets) == EXPECTED
+
+
+def test_two_terrace_flake_gives_two_regions():
+    c = chip(terraces=True)
+    dets = ContrastDetector().detect(render(c), context())
+    assert sorted(d.layer_count for d in dets) == [1, 2, 3, 6, 20]
+    gt = instances(c)
+    m = match_masks([d.mask for d in dets], [g.mask for g in gt], iou_threshold=0.8)
+    assert m.true_positives == 5 and m.false_positives == 0
+
+
+def test_empty_substrate_and_debris_only():
+    det = ContrastDetector()
+    assert det.detect(render(chip(flakes=False, debris=False), inhomogeneity=0.2), context()) == []
+    assert det.detect(render(chip(flakes=False)), context()) == []
+
+
+def test_min_area_drops_small_flakes():
+    dets = ContrastDetector(min_area_um2=220.0).detect(render(chip()), context())
+    assert [d.layer_count for d in dets] == [20]  # the 20L hexagon (r = 10 µm) is the largest
+
+
+def test_several_candidate_materials():
+    dets = ContrastDetector().detect(render(chip()), context(materials=("graphene", "hBN")))
+    assert _summary(dets) == EXPECTED
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        np.zeros((64, 64), np.uint8),
+        np.zeros((64, 64, 3), np.float32),
+        np.zeros((4, 4, 3), np.uint8),
+    ],
+)
+def test_bad_input_raises_image_error(bad):
+    with pytest.raises(ImageError):
+        ContrastDetector().detect(bad, context())
