@@ -8,10 +8,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+import flakefinder.synth as synth
 from flakefinder.cli.main import create_app
 from flakefinder.errors import DatasetError
-
-synth = pytest.importorskip("flakefinder.synth")
 
 
 @pytest.fixture(scope="module")

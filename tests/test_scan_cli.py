@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
 from typer.testing import CliRunner
 
-pytest.importorskip("flakefinder.synth.chip")
-pytest.importorskip("flakefinder.detect.registry")
-pytest.importorskip("flakefinder.db")
-
-from flakefinder.cli.main import create_app  # noqa: E402
+from flakefinder.cli.main import create_app
 
 
 def test_scan_simulated_and_resume(tmp_path):
@@ -32,3 +27,28 @@ def test_scan_needs_a_microscope(tmp_path):
     r = CliRunner().invoke(create_app(), ["scan", "--db", f"sqlite:///{tmp_path / 'f.db'}"])
     assert r.exit_code != 0
     assert "--simulated" in r.output
+
+
+def test_scan_through_inference_server_matches_local_detection(tmp_path):
+    from flakefinder.server.app import create_app as create_server
+    from flakefinder.server.settings import ServerSettings
+    from server_helpers import running_server
+
+    base = [
+        "scan", "--simulated", "--chip-size-mm", "0.6", "--frame-px", "512", "--um-per-px", "0.4",
+        "--detector", "contrast", "--no-progress", "--seed", "7",
+    ]  # fmt: skip
+    runner = CliRunner()
+    local = runner.invoke(create_app(), [*base, "--db", f"sqlite:///{tmp_path / 'local.db'}"])
+    assert local.exit_code == 0, local.output
+    server_app = create_server(ServerSettings(detector="contrast", materials=("graphene",)))
+    with running_server(server_app) as url:
+        remote = runner.invoke(
+            create_app(), [*base, "--db", f"sqlite:///{tmp_path / 'remote.db'}", "--server", url]
+        )
+    assert remote.exit_code == 0, remote.output
+    stored = [
+        line.split(" flakes stored")[0].rsplit(", ", 1)[-1]
+        for line in (local.output, remote.output)
+    ]
+    assert stored[0] == stored[1] and int(stored[0]) > 0

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+import flakefinder.db as db_mod
 from _scanfakes import MemoryStore, RectChip, ThresholdDetector, flake_key, render_rects
-
-db_mod = pytest.importorskip("flakefinder.db")
-
 from flakefinder.domain import ImagingContext  # noqa: E402
 from flakefinder.hardware.sim import simulated_microscope  # noqa: E402
 from flakefinder.scan.loop import run_scan  # noqa: E402

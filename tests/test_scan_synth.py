@@ -6,11 +6,9 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+import flakefinder.synth.chip as synth_chip
+import flakefinder.synth.render as synth_render
 from _scanfakes import MemoryStore, flake_key
-
-synth_render = pytest.importorskip("flakefinder.synth.render")
-synth_chip = pytest.importorskip("flakefinder.synth.chip")
-
 from flakefinder.domain import Detection, ImagingContext, LayerClass  # noqa: E402
 from flakefinder.hardware.sim import simulated_microscope  # noqa: E402
 from flakefinder.scan.focus import autofocus  # noqa: E402

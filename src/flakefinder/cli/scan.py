@@ -34,6 +34,12 @@ def scan_cmd(
     db: str = typer.Option("sqlite:///flakefinder.db", help="Database URL."),
     detector: str = typer.Option("contrast", help="Detector: contrast, rulebased or maskrcnn."),
     model: Path | None = typer.Option(None, help="maskrcnn: model folder."),
+    server: str | None = typer.Option(
+        None, help="Detect on a remote inference server (flakefinder serve) at this URL instead."
+    ),
+    api_key: str | None = typer.Option(
+        None, envvar="FLAKEFINDER_API_KEY", help="API key of the inference server, if it needs one."
+    ),
     oxide_nm: float = typer.Option(90.0, help="SiO2 thickness (nm)."),
     materials: str = typer.Option("graphene", help="Comma-separated materials on the chip."),
     out: Path | None = typer.Option(None, help="Folder for tile images (scan_<id>/tile_*.png)."),
@@ -97,7 +103,12 @@ def scan_cmd(
     from flakefinder.db import Database
     from flakefinder.detect.registry import create_detector
 
-    det = create_detector(detector, **({"model": model} if model is not None else {}))
+    if server is not None:
+        from flakefinder.server.client import RemoteDetector
+
+        det = RemoteDetector(server, api_key=api_key)
+    else:
+        det = create_detector(detector, **({"model": model} if model is not None else {}))
     database = Database(db)
     database.migrate()
     chip_id = database.add_chip(name, mats, oxide, get_or_create=True)
@@ -133,7 +144,7 @@ def scan_cmd(
             plan,
             context,
             focus_map=focus_map,
-            image_dir=out / f"scan_{scan_id}" if out is not None else None,
+            image_dir=out.resolve() / f"scan_{scan_id}" if out is not None else None,
             progress=progress,
         )
     except KeyboardInterrupt:
