@@ -103,6 +103,9 @@ def scan_cmd(
     from flakefinder.db import Database
     from flakefinder.detect.registry import create_detector
 
+    from flakefinder.domain import Detector
+
+    det: Detector
     if server is not None:
         from flakefinder.server.client import RemoteDetector
 

@@ -13,11 +13,20 @@
     x += (w - nw) * fx; y += (h - nh) * fy; w = nw; h = nh;
     apply();
   }, { passive: false });
-  let drag = null;
-  svg.addEventListener("mousedown", (ev) => { drag = { cx: ev.clientX, cy: ev.clientY, x, y }; });
+  let drag = null, dragged = false;
+  svg.addEventListener("mousedown", (ev) => {
+    ev.preventDefault(); // no native drag of the mosaic image or text selection while panning
+    drag = { cx: ev.clientX, cy: ev.clientY, x, y };
+    dragged = false;
+  });
   window.addEventListener("mouseup", () => { drag = null; });
+  // a pan that starts on a flake outline must not open that flake when the button is released
+  svg.addEventListener("click", (ev) => {
+    if (dragged) { ev.preventDefault(); ev.stopPropagation(); dragged = false; }
+  }, true);
   window.addEventListener("mousemove", (ev) => {
     if (!drag) return;
+    if (Math.abs(ev.clientX - drag.cx) + Math.abs(ev.clientY - drag.cy) > 3) dragged = true;
     const r = svg.getBoundingClientRect();
     x = drag.x - (ev.clientX - drag.cx) * w / r.width;
     y = drag.y - (ev.clientY - drag.cy) * h / r.height;

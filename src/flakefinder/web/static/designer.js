@@ -10,6 +10,7 @@
 
   const $ = (id) => document.getElementById(id);
   const fmt = (v, d = 1) => Number(v).toFixed(d);
+  const esc = (v) => String(v).replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
   function centroid(pts) {
     let a = 0, cx = 0, cy = 0;
@@ -83,7 +84,7 @@
       const li = document.createElement("li");
       li.className = "layer-item";
       const f = layer.flake;
-      li.innerHTML = `<b>#${f.id} ${f.material}</b> ${f.layer_count ? f.layer_count + "L" : f.layer_class}
+      li.innerHTML = `<b>#${f.id} ${esc(f.material)}</b> ${f.layer_count ? f.layer_count + "L" : esc(f.layer_class)}
         <div class="layer-controls">
           x <input class="layer-x" type="number" step="0.1" value="${fmt(layer.x_um)}">
           y <input class="layer-y" type="number" step="0.1" value="${fmt(layer.y_um)}">
@@ -113,12 +114,15 @@
     return layers.map((l, order) => ({ flake_id: l.flake.id, x_um: l.x_um, y_um: l.y_um, rotation_deg: l.rotation_deg, order }));
   }
 
+  let previewSeq = 0; // responses can arrive out of order: only the newest request may render
   async function preview() {
     const box = $("summary");
+    const seq = ++previewSeq;
     if (layers.length < 2) { box.innerHTML = "Add at least two flakes to see overlap and twist."; return; }
     const r = await fetch("/api/designs/preview", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify({ layers: payloadLayers() }) });
     const s = await r.json();
-    if (!r.ok) { box.textContent = s.detail; return; }
+    if (seq !== previewSeq) return;
+    if (!r.ok) { box.textContent = JSON.stringify(s.detail); return; }
     const pairs = s.pairs.map((p) => `<li>layers ${p.lower + 1}–${p.upper + 1}: overlap ${fmt(p.overlap_um2)} µm², twist <span class="twist">${fmt(p.twist_deg, 2)}</span>°</li>`).join("");
     box.innerHTML = `Overlap of the whole stack: <b id="overlap-area">${fmt(s.stack_overlap_um2)}</b> µm²<ul id="pair-list">${pairs}</ul>`;
   }
@@ -126,7 +130,6 @@
   function refresh() { fitView(); draw(); renderList(); preview(); }
 
   function addFlake(flake) {
-    const [cx, cy] = centroid(flake.polygon_um);
     layers.push({ flake, x_um: 0, y_um: 0, rotation_deg: 0 });
     refresh();
   }
@@ -144,7 +147,7 @@
     for (const f of body.flakes) {
       const li = document.createElement("li");
       li.innerHTML = `<button class="add-flake" data-flake-id="${f.id}">Add</button>
-        #${f.id} ${f.material} ${f.layer_count ? f.layer_count + "L" : f.layer_class} · ${fmt(f.area_um2, 0)} µm²
+        #${f.id} ${esc(f.material)} ${f.layer_count ? f.layer_count + "L" : esc(f.layer_class)} · ${fmt(f.area_um2, 0)} µm²
         <a href="/flakes/${f.id}" target="_blank">view</a>`;
       li.querySelector("button").onclick = () => addFlake(f);
       ul.appendChild(li);
