@@ -24,6 +24,16 @@ def encode_png(image: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def encode_tiff(image: np.ndarray) -> bytes:
+    """Uncompressed TIFF: a little more to send than PNG, but ~60x faster to decode on the
+    server (1 ms instead of ~60 ms for a 1024² frame), which keeps server time in the model."""
+    import tifffile
+
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, check_rgb_image(image), photometric="rgb")
+    return buf.getvalue()
+
+
 class InferenceClient:
     def __init__(self, url: str, *, api_key: str | None = None, timeout_s: float = 60.0) -> None:
         import httpx
@@ -75,7 +85,7 @@ class InferenceClient:
         }
 
     def detect(self, image: np.ndarray, context: ImagingContext | None = None) -> DetectResponse:
-        files = {"image": ("image.png", encode_png(image), "image/png")}
+        files = {"image": ("image.tif", encode_tiff(image), "image/tiff")}
         body = self._request("POST", "/api/detect", files=files, params=self._params(context))
         return DetectResponse.model_validate(body)
 
@@ -83,8 +93,7 @@ class InferenceClient:
         self, images: list[np.ndarray], context: ImagingContext | None = None
     ) -> BatchResponse:
         files = [
-            ("images", (f"image{i}.png", encode_png(im), "image/png"))
-            for i, im in enumerate(images)
+            ("images", (f"image{i}.tif", encode_tiff(im), "image/tiff")) for i, im in enumerate(images)
         ]
         body = self._request("POST", "/api/detect/batch", files=files, params=self._params(context))
         return BatchResponse.model_validate(body)

@@ -1,0 +1,235 @@
+"""The web UI in headless chromium (Playwright, sync API) against a real uvicorn.
+
+Runs once per database backend (``db_url``: SQLite, and PostgreSQL where a throwaway cluster can be
+started). The data are the four flakes of ``web_helpers.populate``: 1 graphene mono 10 µm square,
+2 graphene few 15 µm, 3 graphene thick 20 µm, 4 hBN few 12 µm square.
+
+Needs Debian's chromium (``/usr/bin/chromium``, or ``FLAKEFINDER_CHROMIUM``) and the ``playwright``
+package; no ``playwright install`` download is used.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from flakefinder.server.app import create_app
+from flakefinder.server.settings import ServerSettings
+from server_helpers import running_server
+from web_helpers import populate
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = os.environ.get("FLAKEFINDER_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+TIMEOUT_MS = 10_000  # per auto-waiting action / assertion; the whole module takes a few seconds
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if not Path(CHROMIUM).is_file():
+        pytest.skip(f"no chromium at {CHROMIUM} (set FLAKEFINDER_CHROMIUM)")
+    sync_api = pytest.importorskip(
+        "playwright.sync_api", reason="the playwright package is not installed"
+    )
+    with sync_api.sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+@pytest.fixture
+def base_url(db_url: str, tmp_path: Path) -> Iterator[str]:
+    populate(db_url, tmp_path / "tiles").close()
+    app = create_app(ServerSettings(detector="none", database_url=db_url))
+    with running_server(app) as url:
+        yield url
+
+
+@pytest.fixture
+def page(browser: Any, base_url: str) -> Iterator[Any]:
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=TIMEOUT_MS)
+    context = browser.new_context(base_url=base_url, accept_downloads=True)
+    context.set_default_timeout(TIMEOUT_MS)
+    pg = context.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        yield pg
+        assert errors == [], f"JavaScript errors: {errors}"
+    finally:
+        context.close()
+
+
+def _card_ids(page: Any) -> list[int]:
+    return [
+        int(v) for v in page.locator(".card").evaluate_all("els => els.map(e => e.dataset.flakeId)")
+    ]
+
+
+def test_gallery_filter_by_material(page: Any) -> None:
+    from playwright.sync_api import expect
+
+    page.goto("/flakes")
+    expect(page.locator(".card")).to_have_count(4)
+    expect(page.locator("#flake-total")).to_have_text("4 found")
+    assert _card_ids(page) == [3, 2, 4, 1]  # default order: largest area first
+    page.get_by_label("hBN").check()
+    page.locator("#apply-filters").click()
+    expect(page).to_have_url(re.compile(r"/flakes\?(.*&)?material=hBN(&|$)"))
+    expect(page.locator(".card")).to_have_count(1)
+    expect(page.locator("#flake-total")).to_have_text("1 found")
+    assert _card_ids(page) == [4]
+    expect(page.locator(".card")).to_contain_text("hBN few · 8L")
+    expect(page.get_by_label("hBN")).to_be_checked()  # the form keeps the filter
+    expect(page.get_by_label("graphene")).not_to_be_checked()
+
+
+def test_flake_mark_used(page: Any) -> None:
+    from playwright.sync_api import expect
+
+    page.goto("/flakes")
+    page.locator('.card[data-flake-id="2"]').click()
+    expect(page).to_have_url(re.compile(r"/flakes/2$"))
+    expect(page.locator("#flake-title")).to_have_text("Flake #2: graphene few (3 layers)")
+    expect(page.locator("#current-status")).to_have_text("Current status: new")
+    crop = page.locator("#flake-crop")
+    expect(crop).to_be_visible()
+    assert crop.evaluate("img => img.complete && img.naturalWidth") == 480
+    page.locator("#notes").fill("picked for device D7")
+    page.get_by_role("button", name="Mark used").click()
+    expect(page.locator("#current-status")).to_have_text("Current status: used")
+    expect(page.locator("#status-select")).to_have_value("used")
+    expect(page.locator("#notes")).to_have_value("picked for device D7")
+    # the gallery shows it too, and the status filter finds exactly this flake
+    page.goto("/flakes?status=used")
+    expect(page.locator(".card")).to_have_count(1)
+    expect(page.locator('.card[data-flake-id="2"]')).to_have_class(re.compile(r"\bstatus-used\b"))
+
+
+def test_chip_map_outlines(page: Any) -> None:
+    from playwright.sync_api import expect
+
+    page.goto("/chips")
+    page.get_by_role("link", name="chip-A").click()
+    expect(page).to_have_url(re.compile(r"/chips/1$"))
+    outlines = page.locator("#chipmap polygon.flake-outline")
+    expect(outlines).to_have_count(4)
+    ids = outlines.evaluate_all("els => els.map(e => Number(e.dataset.flakeId))")
+    assert sorted(ids) == [1, 2, 3, 4]
+    # the mosaic loads: two 128 px tiles at 0.5 µm/px side by side, drawn 1600 px wide
+    mosaic = page.locator("#chipmap image")
+    assert mosaic.get_attribute("width") == "128.0" and mosaic.get_attribute("height") == "64.0"
+    # wheel zooms (the viewBox shrinks); clicking an outline opens its flake
+    svg = page.locator("#chipmap")
+    before = svg.get_attribute("viewBox")
+    assert [float(v) for v in before.split()] == [68.0, 68.0, 128.0, 64.0]
+    svg.hover()
+    page.mouse.wheel(0, -100)
+    expect(svg).not_to_have_attribute("viewBox", before)
+    assert float(svg.get_attribute("viewBox").split()[2]) == pytest.approx(128.0 * 0.8)
+    # panning (drag) that starts on an outline moves the map and does not open the flake
+    page.goto("/chips/1")
+    flake3 = page.locator('polygon.flake-outline[data-flake-id="3"]')
+    box = flake3.bounding_box()
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(cx, cy)
+    page.mouse.down()
+    page.mouse.move(cx - 40, cy, steps=4)
+    page.mouse.move(cx - 80, cy, steps=4)
+    page.mouse.up()
+    expect(svg).not_to_have_attribute("viewBox", before)
+    assert float(svg.get_attribute("viewBox").split()[0]) > 68.0  # content moved left
+    expect(page).to_have_url(re.compile(r"/chips/1$"))
+    flake3.click()
+    expect(page).to_have_url(re.compile(r"/flakes/3$"))
+
+
+def test_designer_two_layer_stack_and_gds_export(page: Any, tmp_path: Path) -> None:
+    import gdstk
+    from playwright.sync_api import expect
+
+    page.goto("/designs")
+    page.locator("#new-design").click()
+    expect(page).to_have_url(re.compile(r"/designs/new$"))
+    expect(page.locator("#picker-list .add-flake")).to_have_count(4)
+    expect(page.locator("#summary")).to_contain_text("Add at least two flakes")
+    # bottom: hBN #4 (12 µm square), top: graphene #1 (10 µm square), both centred at (0, 0)
+    page.locator('.add-flake[data-flake-id="4"]').click()
+    page.locator('.add-flake[data-flake-id="1"]').click()
+    expect(page.locator("#layer-list .layer-item")).to_have_count(2)
+    expect(page.locator("#stack-canvas polygon.stack-layer")).to_have_count(2)
+    expect(page.locator("#layer-list .layer-item").first).to_contain_text("#4 hBN 8L")
+    expect(page.locator("#overlap-area")).to_have_text("100.0")
+    expect(page.locator("#pair-list .twist")).to_have_text("0.00")
+    # rotate the top layer by 10°: it still lies inside the 12 µm square (half-width
+    # 5·(cos 10° + sin 10°) = 5.79 µm < 6 µm), so the overlap stays 100 µm² and the twist is 10°
+    rot = page.locator("#layer-list .layer-item").nth(1).locator(".layer-rot")
+    rot.fill("10")
+    rot.press("Enter")
+    expect(page.locator("#pair-list .twist")).to_have_text("10.00")
+    expect(page.locator("#overlap-area")).to_have_text("100.0")
+    expect(page.locator("#pair-list")).to_contain_text("layers 1–2: overlap 100.0 µm²")
+
+    page.locator("#design-name").fill("hBN/graphene browser")
+    page.locator("#save-design").click()
+    expect(page.locator("#save-status")).to_have_text("Saved as design #1.")
+    expect(page).to_have_url(re.compile(r"/designs/1$"))
+    expect(page.locator("#export-links")).to_be_visible()
+    expect(page.locator("#export-gds")).to_have_attribute("href", "/api/designs/1/export.gds")
+
+    with page.expect_download() as info:
+        page.locator("#export-gds").click()
+    download = info.value
+    assert download.failure() is None
+    assert download.suggested_filename == "design_1.gds"
+    gds_path = tmp_path / download.suggested_filename
+    download.save_as(gds_path)
+    lib = gdstk.read_gds(str(gds_path))
+    (cell,) = lib.top_level()
+    assert isinstance(cell, gdstk.Cell)
+    assert cell.name == "hBN_graphene_browser"
+    by_layer: dict[int, list[Any]] = {}
+    for poly in cell.polygons:
+        by_layer.setdefault(poly.layer, []).append(poly)
+    assert sorted(by_layer) == [1, 2, 100]  # two flake layers plus the stack overlap
+    assert [len(by_layer[k]) for k in (1, 2)] == [1, 1]
+    assert by_layer[1][0].area() == pytest.approx(144.0, abs=1e-3)
+    assert by_layer[2][0].area() == pytest.approx(100.0, rel=1e-4)  # nm grid
+    assert sum(p.area() for p in by_layer[100]) == pytest.approx(100.0, rel=1e-4)
+    assert sorted(label.text for label in cell.labels) == ["#1 graphene 1L", "#4 hBN 8L"]
+
+    # the saved design reloads into the editor with the same stack
+    exported = page.request.get("/api/designs/1/export.json").json()
+    assert [(lay["flake_id"], lay["rotation_deg"]) for lay in exported["layers"]] == [
+        (4, 0.0),
+        (1, 10.0),
+    ]
+    page.goto("/designs")
+    expect(page.get_by_role("link", name="hBN/graphene browser")).to_be_visible()
+    page.get_by_role("link", name="hBN/graphene browser").click()
+    expect(page.locator("#layer-list .layer-item")).to_have_count(2)
+    expect(page.locator("#design-name")).to_have_value("hBN/graphene browser")
+    expect(page.locator("#layer-list .layer-item").nth(1).locator(".layer-rot")).to_have_value(
+        "10.0"
+    )
+    expect(page.locator("#pair-list .twist")).to_have_text("10.00")
