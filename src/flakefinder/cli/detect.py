@@ -1,0 +1,243 @@
+"""``flakefinder detect``: run a detector on image files and write COCO results, CSV, overlays."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from flakefinder.domain import ClassMap, Detection, Detector
+
+CSV_FIELDS = (
+    "image_id", "file", "flake", "material", "layer_class", "category", "category_id",
+    "layer_count", "confidence", "x_min_px", "y_min_px", "x_max_px", "y_max_px",
+    "area_px", "area_um2", "centroid_x_px", "centroid_y_px",
+    "contrast_r", "contrast_g", "contrast_b",
+)  # fmt: skip
+
+
+def register(app: typer.Typer) -> None:
+    app.command("detect")(detect_cmd)
+
+
+def detect_cmd(
+    images: list[Path] = typer.Argument(..., help="Image files or folders (searched recursively)."),
+    out: Path = typer.Option(
+        ..., "--out", help="Output folder: detections.json, images.json, flakes.csv, overlays/."
+    ),
+    detector: str = typer.Option("maskrcnn", help="Detector: maskrcnn, contrast or rulebased."),
+    model: Path | None = typer.Option(
+        None, help="Mask R-CNN model folder (default: the shipped model, if installed)."
+    ),
+    materials: str = typer.Option("graphene", help="Comma-separated materials on the chips."),
+    oxide_nm: float = typer.Option(90.0, help="SiO2 thickness of the chips (nm)."),
+    um_per_px: float = typer.Option(0.2, help="Pixel size on the sample (µm)."),
+    score: float = typer.Option(0.5, help="Keep detections with confidence >= SCORE."),
+    device: str = typer.Option("auto", help="maskrcnn only: cpu, cuda or auto."),
+    batch_size: int = typer.Option(1, help="maskrcnn only: images per forward pass."),
+    overlays: bool = typer.Option(True, help="Write overlay PNGs (mask, outline, box, label)."),
+) -> None:
+    """Find flakes in IMAGES and write COCO results JSON, a CSV of flakes and overlay PNGs.
+
+    Unreadable images are reported and skipped; the others are still processed.
+    """
+    from flakefinder.domain import ImagingContext
+    from flakefinder.imaging import iter_image_files
+
+    mats = tuple(m.strip() for m in materials.split(",") if m.strip())
+    if not mats:
+        raise typer.BadParameter("give at least one material", param_hint="--materials")
+    if not 0.0 <= score <= 1.0:
+        raise typer.BadParameter("must lie in [0, 1]", param_hint="--score")
+    det = _make_detector(detector, model, device, score)
+    files = iter_image_files(images)
+    if not files:
+        typer.secho("no image files found", fg=typer.colors.YELLOW, err=True)
+    ctx = ImagingContext(um_per_px=um_per_px, oxide_thickness_nm=oxide_nm, materials=mats)
+    class_map = _class_map(det, mats)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = _run(det, files, ctx, class_map, out, score, max(1, batch_size), overlays)
+    typer.echo(
+        f"{summary['flakes']} flakes in {summary['images']} images ({det.name} {det.version}); "
+        f"results in {out}"
+    )
+    if summary["failed"]:
+        typer.secho(f"{summary['failed']} image(s) could not be read and were skipped", err=True)
+
+
+def _make_detector(name: str, model: Path | None, device: str, score: float) -> Detector:
+    from flakefinder.errors import FlakefinderError
+
+    if name == "maskrcnn":
+        from flakefinder.detect.maskrcnn import MaskRCNNDetector, default_model_folder
+
+        if model is None and not default_model_folder().is_dir():
+            raise FlakefinderError(
+                f"no default Mask R-CNN model is installed (looked in {default_model_folder()}); "
+                "pass --model DIR with a trained model folder, or use --detector contrast"
+            )
+        return MaskRCNNDetector.from_folder(model, device=device, score_threshold=score)
+    try:
+        from flakefinder.detect.registry import create_detector
+    except ImportError:
+        raise FlakefinderError(
+            f"detector {name!r} is not available in this installation (no detector registry)"
+        ) from None
+    return create_detector(name)
+
+
+def _class_map(det: Any, materials: tuple[str, ...]) -> ClassMap:
+    from flakefinder.domain import ClassMap
+
+    config = getattr(det, "config", None)
+    names = getattr(config, "class_names", None)
+    if names:
+        return ClassMap(tuple(names))
+    return ClassMap.for_materials(materials)
+
+
+def _run(
+    det: Detector,
+    files: list[Path],
+    ctx: Any,
+    class_map: ClassMap,
+    out: Path,
+    score: float,
+    batch_size: int,
+    write_overlays: bool,
+) -> dict[str, int]:
+    from flakefinder.errors import ImageError
+    from flakefinder.imaging import load_image
+
+    results: list[dict[str, Any]] = []
+    image_records: list[dict[str, Any]] = []
+    names = list(class_map.names)
+    overlay_dir = out / "overlays"
+    used_names: set[str] = set()
+    failed = 0
+    batched = hasattr(det, "detect_batch") and batch_size > 1
+    with (out / "flakes.csv").open("w", newline="", encoding="utf-8") as fcsv:
+        writer = csv.DictWriter(fcsv, fieldnames=CSV_FIELDS)
+        writer.writeheader()
+        for start in range(0, len(files), batch_size):
+            chunk: list[tuple[Path, np.ndarray]] = []
+            for path in files[start : start + batch_size]:
+                try:
+                    chunk.append((path, load_image(path)))
+                except ImageError as exc:
+                    failed += 1
+                    typer.secho(f"skipped: {exc}", fg=typer.colors.YELLOW, err=True)
+            if not chunk:
+                continue
+            if batched:
+                found = det.detect_batch([im for _, im in chunk], ctx)  # type: ignore[attr-defined]
+            else:
+                found = [det.detect(im, ctx) for _, im in chunk]
+            for (path, image), dets in zip(chunk, found, strict=True):
+                image_id = len(image_records) + 1
+                h, w = image.shape[:2]
+                image_records.append(
+                    {"id": image_id, "file_name": str(path), "width": w, "height": h}
+                )
+                kept = [d for d in dets if d.confidence >= score]
+                for k, d in enumerate(kept):
+                    if d.category not in names:
+                        names.append(d.category)
+                    cat_id = names.index(d.category) + 1
+                    results.append(_coco_result(d, image_id, cat_id, h, w))
+                    writer.writerow(_csv_row(d, image_id, path, k, cat_id, ctx.um_per_px))
+                if write_overlays:
+                    _write_overlay(overlay_dir, path, image, kept, used_names)
+    (out / "detections.json").write_text(json.dumps(results) + "\n", encoding="utf-8")
+    coco_images = {
+        "images": image_records,
+        "categories": [{"id": i + 1, "name": n} for i, n in enumerate(names)],
+        "detector": {"name": det.name, "version": det.version},
+    }
+    (out / "images.json").write_text(json.dumps(coco_images, indent=1) + "\n", encoding="utf-8")
+    return {"images": len(image_records), "flakes": len(results), "failed": failed}
+
+
+def _mask_of(d: Detection, h: int, w: int) -> np.ndarray:
+    import cv2
+    import numpy as np
+
+    if d.mask is not None and d.mask.shape == (h, w):
+        return np.asarray(d.mask, dtype=np.uint8)
+    m = np.zeros((h, w), dtype=np.uint8)
+    pts = np.round(np.asarray(d.polygon_px, dtype=np.float64)).astype(np.int32)
+    if len(pts) >= 3:
+        cv2.fillPoly(m, [pts.reshape(-1, 1, 2)], 1)
+    return m
+
+
+def _coco_result(d: Detection, image_id: int, cat_id: int, h: int, w: int) -> dict[str, Any]:
+    import numpy as np
+    from pycocotools import mask as mask_utils
+
+    rle = mask_utils.encode(np.asfortranarray(_mask_of(d, h, w)))
+    counts = rle["counts"]
+    x0, y0, x1, y1 = d.bbox_px
+    return {
+        "image_id": image_id,
+        "category_id": cat_id,
+        "segmentation": {
+            "size": [int(v) for v in rle["size"]],
+            "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts,
+        },
+        "bbox": [round(x0, 2), round(y0, 2), round(x1 - x0, 2), round(y1 - y0, 2)],
+        "score": round(float(d.confidence), 5),
+        "layer_count": d.layer_count,
+        "area": float(d.area_px),
+    }
+
+
+def _csv_row(
+    d: Detection, image_id: int, path: Path, k: int, cat_id: int, um_per_px: float
+) -> dict[str, Any]:
+    xs = [p[0] for p in d.polygon_px] or [0.0]
+    ys = [p[1] for p in d.polygon_px] or [0.0]
+    c = d.contrast_rgb or (None, None, None)
+    return {
+        "image_id": image_id,
+        "file": str(path),
+        "flake": k,
+        "material": d.material,
+        "layer_class": d.layer_class.value,
+        "category": d.category,
+        "category_id": cat_id,
+        "layer_count": "" if d.layer_count is None else d.layer_count,
+        "confidence": f"{d.confidence:.4f}",
+        "x_min_px": f"{d.bbox_px[0]:.1f}",
+        "y_min_px": f"{d.bbox_px[1]:.1f}",
+        "x_max_px": f"{d.bbox_px[2]:.1f}",
+        "y_max_px": f"{d.bbox_px[3]:.1f}",
+        "area_px": f"{d.area_px:.0f}",
+        "area_um2": f"{d.area_px * um_per_px**2:.3f}",
+        "centroid_x_px": f"{sum(xs) / len(xs):.1f}",
+        "centroid_y_px": f"{sum(ys) / len(ys):.1f}",
+        "contrast_r": "" if c[0] is None else f"{c[0]:.4f}",
+        "contrast_g": "" if c[1] is None else f"{c[1]:.4f}",
+        "contrast_b": "" if c[2] is None else f"{c[2]:.4f}",
+    }
+
+
+def _write_overlay(
+    folder: Path, path: Path, image: np.ndarray, dets: list[Detection], used: set[str]
+) -> None:
+    from flakefinder.detect.overlay import draw_detections
+    from flakefinder.imaging import save_image
+
+    name = path.stem
+    n = 1
+    while name in used:
+        n += 1
+        name = f"{path.stem}_{n}"
+    used.add(name)
+    save_image(folder / f"{name}.png", draw_detections(image, dets))

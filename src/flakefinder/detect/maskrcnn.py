@@ -1,0 +1,235 @@
+"""Mask R-CNN flake detector (implements :class:`flakefinder.domain.Detector`).
+
+Pipeline per image: :func:`flakefinder.imaging.to_rgb8` (grey / RGBA / 16-bit accepted) ->
+letterbox to ``config.image_size`` (aspect kept, zero padded, as in the paper) -> batched
+forward pass -> boxes and mask probabilities mapped back to the original pixel grid ->
+mask >= 0.5 -> largest outer contour, simplified -> :class:`Detection` whose material and
+thickness class come from the class name (``graphene_mono``...) -> the exact layer count is
+refined from optical contrast by :func:`flakefinder.detect.refine.refine_layer_count`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import cv2
+import numpy as np
+
+from flakefinder.detect.letterbox import letterbox, unletterbox_boxes, unletterbox_mask
+from flakefinder.detect.maskrcnn_model import ModelConfig
+from flakefinder.domain import Detection, ImagingContext, parse_category_name
+from flakefinder.errors import ModelError
+from flakefinder.imaging import to_rgb8
+
+if TYPE_CHECKING:
+    import torch
+
+log = logging.getLogger(__name__)
+
+
+def default_model_folder() -> Path:
+    """Where the shipped model lives: ``flakefinder/models/default`` inside the package."""
+    return Path(__file__).resolve().parent.parent / "models" / "default"
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelError(f"device {device!r} requested but CUDA is not available")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise ModelError(f"device must be 'cpu', 'cuda' or 'auto', got {device!r}")
+    return device
+
+
+def mask_to_polygon(
+    mask: np.ndarray, *, epsilon_px: float = 1.0
+) -> tuple[tuple[float, float], ...] | None:
+    """Largest outer contour of a bool mask, simplified by ``epsilon_px``; None if < 3 points.
+
+    Vertices are (x, y) = (column, row) indices of boundary pixels (OpenCV's convention).
+    """
+    m = np.ascontiguousarray(mask, dtype=np.uint8)
+    contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    if not contours:
+        return None
+    contour = max(contours, key=cv2.contourArea)
+    if epsilon_px > 0:
+        simplified = cv2.approxPolyDP(contour, epsilon_px, True)
+        if len(simplified) >= 3:
+            contour = simplified
+    pts = contour.reshape(-1, 2)
+    if len(pts) < 3:
+        return None
+    return tuple((float(x), float(y)) for x, y in pts)
+
+
+class MaskRCNNDetector:
+    """Detector around a torchvision Mask R-CNN built by :mod:`flakefinder.detect.maskrcnn_model`."""
+
+    name = "maskrcnn"
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        config: ModelConfig,
+        *,
+        device: str = "cpu",
+        score_threshold: float = 0.5,
+        mask_threshold: float = 0.5,
+        refine_layers: bool = True,
+        only_context_materials: bool = False,
+        keep_masks: bool = True,
+        version: str | None = None,
+    ) -> None:
+        if not 0.0 <= score_threshold <= 1.0:
+            raise ModelError(f"score threshold must lie in [0, 1], got {score_threshold}")
+        self.config = config
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        self.score_threshold = float(score_threshold)
+        self.mask_threshold = float(mask_threshold)
+        self.refine_layers = refine_layers
+        self.only_context_materials = only_context_materials
+        self.keep_masks = keep_masks
+        self.version = version or f"{config.backbone}-cfg{config.version}"
+        self._parsed = [parse_category_name(n) for n in config.class_names]
+        self._refine: Any = None
+
+    @classmethod
+    def from_folder(
+        cls, path: str | Path | None = None, *, device: str = "auto", **options: Any
+    ) -> MaskRCNNDetector:
+        """Load a model folder (default: the shipped one) and wrap it."""
+        from flakefinder.detect.model_folder import load_model_folder, model_folder_version
+
+        folder = Path(path) if path is not None else default_model_folder()
+        if path is None and not folder.is_dir():
+            raise ModelError(
+                f"no default Mask R-CNN model is installed (looked in {folder}); pass a model "
+                "folder with --model DIR, or use --detector contrast"
+            )
+        model, config = load_model_folder(folder)
+        version = f"{config.backbone}-{model_folder_version(folder)}"
+        return cls(model, config, device=device, version=version, **options)
+
+    # ------------------------------------------------------------------ public API
+
+    def detect(self, image: np.ndarray, context: ImagingContext) -> list[Detection]:
+        return self.detect_batch([image], context)[0]
+
+    def detect_batch(
+        self, images: Sequence[np.ndarray], context: ImagingContext, *, batch_size: int = 4
+    ) -> list[list[Detection]]:
+        """Detect flakes in several images with batched forward passes (``batch_size`` at a time)."""
+        out: list[list[Detection]] = []
+        for start in range(0, len(images), max(1, batch_size)):
+            out.extend(self._detect_chunk(images[start : start + batch_size], context))
+        return out
+
+    # ------------------------------------------------------------------ internals
+
+    def _detect_chunk(
+        self, images: Sequence[np.ndarray], context: ImagingContext
+    ) -> list[list[Detection]]:
+        import torch
+
+        rgbs = [to_rgb8(im, what=f"image {i}") for i, im in enumerate(images)]
+        size = self.config.image_size
+        boxed = [letterbox(im, size) for im in rgbs]
+        tensors = [
+            torch.from_numpy(np.ascontiguousarray(p.transpose(2, 0, 1)))
+            .to(self.device)
+            .float()
+            .div_(255.0)
+            for p, _, _ in boxed
+        ]
+        with torch.inference_mode():
+            outputs = self.model(tensors)
+        results = []
+        for rgb, (_, scale, pad), o in zip(rgbs, boxed, outputs, strict=True):
+            dets = self._to_detections(rgb, scale, pad, o, context)
+            results.append(self._refined(rgb, dets, context) if self.refine_layers else dets)
+        return results
+
+    def _to_detections(
+        self,
+        rgb: np.ndarray,
+        scale: float,
+        pad: tuple[int, int],
+        output: dict[str, torch.Tensor],
+        context: ImagingContext,
+    ) -> list[Detection]:
+        h, w = rgb.shape[:2]
+        scores = output["scores"].float().cpu().numpy()
+        keep = np.flatnonzero(scores >= self.score_threshold)
+        if keep.size == 0:
+            return []
+        labels = output["labels"].cpu().numpy()[keep]
+        boxes = unletterbox_boxes(output["boxes"].float().cpu().numpy()[keep], scale, pad, (h, w))
+        masks = output["masks"][keep, 0].float().cpu().numpy()
+        dets: list[Detection] = []
+        for i in range(keep.size):
+            label = int(labels[i])
+            if not 1 <= label <= len(self._parsed):
+                continue
+            material, layer_class = self._parsed[label - 1]
+            if self.only_context_materials and material not in context.materials:
+                continue
+            mask = unletterbox_mask(masks[i], (h, w), threshold=self.mask_threshold)
+            area = float(mask.sum())
+            polygon = mask_to_polygon(mask) if area > 0 else None
+            if polygon is None:
+                continue
+            x0, y0, x1, y1 = (float(v) for v in boxes[i])
+            dets.append(
+                Detection(
+                    material=material,
+                    layer_class=layer_class,
+                    confidence=float(scores[keep[i]]),
+                    polygon_px=polygon,
+                    bbox_px=(x0, y0, x1, y1),
+                    area_px=area,
+                    mask=mask if self.keep_masks else None,
+                )
+            )
+        return dets
+
+    def _refined(
+        self, rgb: np.ndarray, dets: list[Detection], context: ImagingContext
+    ) -> list[Detection]:
+        if not dets:
+            return dets
+        refine = self._refine_function()
+        if refine is None:
+            return dets
+        out = []
+        for d in dets:
+            r = refine(rgb, d, context)
+            if isinstance(r, Detection):
+                out.append(r)
+            elif isinstance(r, int | type(None)):  # a bare layer count
+                from dataclasses import replace
+
+                out.append(replace(d, layer_count=r))
+            else:
+                out.append(d)
+        return out
+
+    def _refine_function(self) -> Any:
+        if self._refine is None:
+            try:
+                from flakefinder.detect.refine import refine_layer_count
+            except ImportError:
+                log.warning(
+                    "flakefinder.detect.refine is not available; exact layer counts are not refined"
+                )
+                self._refine = False
+            else:
+                self._refine = refine_layer_count
+        return self._refine or None
