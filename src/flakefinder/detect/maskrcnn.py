@@ -99,7 +99,6 @@ class MaskRCNNDetector:
         self.keep_masks = keep_masks
         self.version = version or f"{config.backbone}-cfg{config.version}"
         self._parsed = [parse_category_name(n) for n in config.class_names]
-        self._refine: Any = None
 
     @classmethod
     def from_folder(
@@ -203,33 +202,10 @@ class MaskRCNNDetector:
     def _refined(
         self, rgb: np.ndarray, dets: list[Detection], context: ImagingContext
     ) -> list[Detection]:
+        """Exact layer counts from optical contrast; the substrate background is fitted once."""
         if not dets:
             return dets
-        refine = self._refine_function()
-        if refine is None:
-            return dets
-        out = []
-        for d in dets:
-            r = refine(rgb, d, context)
-            if isinstance(r, Detection):
-                out.append(r)
-            elif isinstance(r, int | type(None)):  # a bare layer count
-                from dataclasses import replace
+        from flakefinder.detect.refine import estimate_background, refine_layer_count
 
-                out.append(replace(d, layer_count=r))
-            else:
-                out.append(d)
-        return out
-
-    def _refine_function(self) -> Any:
-        if self._refine is None:
-            try:
-                from flakefinder.detect.refine import refine_layer_count
-            except ImportError:
-                log.warning(
-                    "flakefinder.detect.refine is not available; exact layer counts are not refined"
-                )
-                self._refine = False
-            else:
-                self._refine = refine_layer_count
-        return self._refine or None
+        field = estimate_background(rgb, gamma=context.gamma)
+        return [refine_layer_count(rgb, d, context, background_field=field) for d in dets]

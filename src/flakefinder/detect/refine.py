@@ -201,6 +201,8 @@ def refine_layer_count(
     detection: Detection,
     context: ImagingContext,
     background_rgb: tuple[float, float, float] | np.ndarray | None = None,
+    *,
+    background_field: np.ndarray | None = None,
 ) -> Detection:
     """Return ``detection`` with ``layer_count`` (and contrast, class) from its optical contrast.
 
@@ -208,7 +210,9 @@ def refine_layer_count(
     matched to the optics model's colours of ``detection.material`` for 1..80 layers. The layer
     class follows the count when it is 1..40; bulk (> 40) keeps the detector's class.
     ``background_rgb`` is the bare-substrate colour as stored in the image (0..255 per channel);
-    None fits the background field with :func:`estimate_background`.
+    ``background_field`` is a linear (H, W, 3) field from :func:`estimate_background`, passed
+    when refining several detections of one image so the fit runs once. With neither, the
+    field is fitted here.
     """
     img = check_rgb_image(image)
     h, w = img.shape[:2]
@@ -216,7 +220,7 @@ def refine_layer_count(
     if mask is None:
         mask = _rasterize(detection.polygon_px, h, w)
     mask = np.asarray(mask, dtype=bool)
-    background = None
+    background = background_field
     if background_rgb is not None:
         bg8 = np.asarray(background_rgb, dtype=np.float64).reshape(3)
         background = ((np.clip(bg8, 0, 255) / 255.0) ** context.gamma).astype(np.float32)
