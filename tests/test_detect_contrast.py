@@ -119,3 +119,43 @@ def test_several_candidate_materials():
 def test_bad_input_raises_image_error(bad):
     with pytest.raises(ImageError):
         ContrastDetector().detect(bad, context())
+
+
+def _saturated_image() -> np.ndarray:
+    """Graphene 1L rectangle plus a MoS2 20L rectangle whose three channels clip at 255."""
+    table = colour_table(90.0, 0.55, ("graphene", "MoS2"))
+    sub = np.array([0.5, 0.45, 0.6])
+    lin = np.ones((200, 200, 3)) * sub
+    lin[20:70, 20:80] = sub * table.relative_rgb[1]  # graphene 1L
+    lin[110:180, 60:170] = sub * table.relative_rgb[table.rows_for("MoS2")[19]]  # MoS2 20L
+    noise = np.random.default_rng(1).normal(0, 1.5, lin.shape)
+    return np.clip(np.rint(255 * lin + noise), 0, 255).astype(np.uint8)
+
+
+def test_saturated_region_dropped_by_default():
+    img = _saturated_image()
+    assert (img[115:175, 65:165] == 255).all()
+    ctx = ImagingContext(um_per_px=0.2, materials=("graphene", "MoS2"))
+    dets = ContrastDetector().detect(img, ctx)
+    assert _summary(dets) == [("graphene", 1, LayerClass.MONO)]
+
+
+def test_saturated_region_reported_as_thick_when_asked():
+    ctx = ImagingContext(um_per_px=0.2, materials=("graphene", "MoS2"))
+    dets = ContrastDetector(report_saturated=True, saturated_confidence=0.3).detect(
+        _saturated_image(), ctx
+    )
+    assert len(dets) == 2
+    mono = next(d for d in dets if d.layer_count == 1)
+    assert mono.material == "graphene" and mono.confidence > 0.9
+    sat = next(d for d in dets if d.layer_count is None)
+    # only MoS2 reaches the clip level in all channels within 1..40 layers
+    assert (sat.material, sat.layer_class, sat.confidence) == ("MoS2", LayerClass.THICK, 0.3)
+    assert sat.bbox_px == (60.0, 110.0, 170.0, 180.0)
+    assert sat.mask is not None and abs(int(sat.mask.sum()) - 110 * 70) <= 4
+
+
+def test_saturated_region_no_material_bright_enough_is_dropped():
+    """Only graphene (never this bright below 41 layers): the clipped region is not reported."""
+    dets = ContrastDetector(report_saturated=True).detect(_saturated_image(), context())
+    assert _summary(dets) == [("graphene", 1, LayerClass.MONO)]

@@ -19,6 +19,10 @@ Pipeline (numpy + cv2, float32 throughout):
 5. each connected sub-region larger than ``min_area_um2``: median ``rel`` -> nearest (material,
    n_layers); dropped when bulk (> 40 layers) or when the residual exceeds ``max_residual`` (tape
    residue, particles: colours no material explains); confidence ``exp(-residual / scale)``.
+6. saturated regions (all three channels clipped, e.g. thick TMDs on 90 nm SiO2 at the usual
+   exposure) carry only a lower bound on their colour and cannot be told from bulk crystals, which
+   clip too. By default they are dropped; ``report_saturated=True`` reports each one as a thick flake
+   (``layer_count`` None, confidence ``saturated_confidence``) for recall-first screening.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from flakefinder.detect.refine import fit_background
 from flakefinder.domain import Detection, ImagingContext, LayerClass, check_rgb_image
 
 QUANT = 0.004  # relative-RGB quantisation step for the colour look-up
+SATURATED = 254  # camera value from which a channel counts as clipped
 
 
 def mask_polygon(
@@ -64,6 +69,9 @@ class ContrastDetector:
         smooth_px: int = 5,
         nms_distance: float = 0.02,
         polygon_epsilon_px: float = 1.0,
+        min_support_px: int | None = None,
+        report_saturated: bool = False,
+        saturated_confidence: float = 0.25,
     ) -> None:
         if min_area_um2 < 0:
             raise ValueError(f"min_area_um2 must be >= 0, got {min_area_um2}")
@@ -75,6 +83,9 @@ class ContrastDetector:
         self.smooth_px = int(smooth_px) | 1
         self.nms_distance = float(nms_distance)
         self.polygon_epsilon_px = float(polygon_epsilon_px)
+        self.min_support_px = None if min_support_px is None else int(min_support_px)
+        self.report_saturated = bool(report_saturated)
+        self.saturated_confidence = float(saturated_confidence)
 
     def relative_image(
         self, image: np.ndarray, context: ImagingContext
@@ -146,6 +157,21 @@ class ContrastDetector:
         sigma: np.ndarray,
         raw: np.ndarray,
     ) -> list[Detection]:
+        out: list[Detection] = []
+        # Saturated pixels (all channels clipped) carry no colour: opt-in, their own regions.
+        sat = np.all(raw >= SATURATED, axis=2) & region if self.report_saturated else None
+        if sat is not None and sat.sum() >= min_px:
+            sat_u8 = cv2.morphologyEx(sat.view(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+            n_cc, cc, st, _ = cv2.connectedComponentsWithStats(sat_u8, connectivity=8)
+            for k in range(1, n_cc):
+                if st[k, cv2.CC_STAT_AREA] >= min_px:
+                    comp = (cc == k).astype(np.uint8)
+                    det = self._saturated_detection(comp, rel, table, x0, y0, h, w)
+                    if det is not None:
+                        out.append(det)
+            region = region & ~sat
+            if not region.any():
+                return out
         colours = rel_s[region]  # (N, 3)
         q = np.clip(np.round(colours / QUANT), 0, 4095).astype(np.int64)
         codes = (q[:, 0] * 4096 + q[:, 1]) * 4096 + q[:, 2]
@@ -156,7 +182,11 @@ class ContrastDetector:
         rows = urow[inv]
         support = np.bincount(rows[flat[region]], minlength=len(table))
         support[0] = 0
-        cand = np.flatnonzero(support >= max(4, min_px // 2))
+        if self.min_support_px is None:
+            min_support = max(4, min_px // 2)
+        else:
+            min_support = self.min_support_px
+        cand = np.flatnonzero(support >= min_support)
         cand = cand[np.argsort(-support[cand], kind="stable")]
         d_min = max(self.nms_distance, 6.0 * float(np.linalg.norm(sigma)))
         accepted: list[int] = []
@@ -165,13 +195,12 @@ class ContrastDetector:
             if all(np.linalg.norm(col - table.relative_rgb[a]) >= d_min for a in accepted):
                 accepted.append(int(r))
         if not accepted:
-            return []
+            return out
         pick = np.asarray([0, *accepted])
         assign_u, _ = table.nearest(ucol, pick)
         assign = np.zeros(region.shape, dtype=np.int64)
         assign[region] = assign_u[inv]
 
-        out: list[Detection] = []
         erode_k = np.ones((self.smooth_px, self.smooth_px), np.uint8)
         for row in accepted:
             sub = (assign == row).astype(np.uint8)
@@ -208,7 +237,7 @@ class ContrastDetector:
         med = np.median(rel[sel], axis=0)
         # A channel clipped at 255 in most pixels only bounds the colour from below: the model
         # colour may be brighter there without penalty.
-        clipped = (raw[sel] >= 254).mean(axis=0) > 0.5
+        clipped = (raw[sel] >= SATURATED).mean(axis=0) > 0.5
         diff = table.relative_rgb[1:] - med[None, :]
         diff[:, clipped] = np.minimum(diff[:, clipped], 0.0)
         dist = np.sqrt((diff**2).sum(axis=1))
@@ -239,6 +268,54 @@ class ContrastDetector:
             ),
             area_px=float(xs.size),
             layer_count=n,
+            contrast_rgb=(float(c[0]), float(c[1]), float(c[2])),
+            mask=mask,
+        )
+
+    def _saturated_detection(
+        self,
+        comp: np.ndarray,
+        rel: np.ndarray,
+        table: ColourTable,
+        x0: int,
+        y0: int,
+        h: int,
+        w: int,
+    ) -> Detection | None:
+        """A region whose every channel is clipped: only a lower bound on its colour is known.
+
+        The candidates are the table colours at least as bright as the clip level in all three
+        channels. When some of them are thick (11..40 layers) the region is reported as a thick
+        flake of the material with most such candidates, ``layer_count`` None (the count is not
+        measurable) and the low ``saturated_confidence``: a clipped region may equally be bulk.
+        """
+        bound = np.median(rel[comp.astype(bool)], axis=0) * 0.98  # clip level relative to bg
+        ok = np.all(table.relative_rgb >= bound[None, :], axis=1)
+        ok &= (table.n_layers >= 1) & (table.n_layers <= MAX_LAYERS)
+        rows = np.flatnonzero(ok)
+        if rows.size == 0:
+            return None
+        counts = np.bincount(table.material_index[rows], minlength=len(table.materials))
+        mi = int(np.argmax(counts))
+        n_ok = table.n_layers[rows][table.material_index[rows] == mi]
+        layer_class = LayerClass.THICK if (n_ok > 10).any() else LayerClass.FEW
+        ys, xs = np.nonzero(comp)
+        mask = np.zeros((h, w), dtype=bool)
+        mask[ys + y0, xs + x0] = True
+        c = 1.0 - bound
+        return Detection(
+            material=table.materials[mi],
+            layer_class=layer_class,
+            confidence=self.saturated_confidence,
+            polygon_px=mask_polygon(comp, x0, y0, self.polygon_epsilon_px),
+            bbox_px=(
+                float(xs.min() + x0),
+                float(ys.min() + y0),
+                float(xs.max() + x0 + 1),
+                float(ys.max() + y0 + 1),
+            ),
+            area_px=float(xs.size),
+            layer_count=None,
             contrast_rgb=(float(c[0]), float(c[1]), float(c[2])),
             mask=mask,
         )
