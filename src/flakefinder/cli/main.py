@@ -9,16 +9,16 @@ import typer
 # Modules under flakefinder.cli that add commands; each defines register(app: typer.Typer).
 COMMAND_MODULES: tuple[str, ...] = (
     "demo",
-    "annotate",
+    "scan",
+    "flakes",
+    "synth",
+    "detect",
+    "train",
+    "evaluate",
     "serve",
     "batch",
-    "flakes",
+    "annotate",
     "db",
-    "detect",
-    "evaluate",
-    "scan",
-    "synth",
-    "train",
 )
 
 
