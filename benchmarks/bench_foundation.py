@@ -317,8 +317,9 @@ def main() -> int:
                 s.outside_detection_share <= GOAL_OUTSIDE_SHARE,
             ),
             Row(
-                "scan: per tile detect / wait for capture / store (capture on worker)",
-                " / ".join(_fmt_s(v / n) for v in (s.detect_s, s.wait_s, s.store_s))
+                "scan: per tile detect / wait for capture / dedupe / wait for store"
+                " (capture on worker; store on writer thread)",
+                " / ".join(_fmt_s(v / n) for v in (s.detect_s, s.wait_s, s.dedupe_s, s.store_s))
                 + f" ({_fmt_s(s.capture_s / n)})",
             ),
             Row(

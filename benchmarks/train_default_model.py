@@ -61,27 +61,35 @@ def _pycocotools_shim() -> bool:
     return False
 
 
-def _shard(args: tuple[str, int, int, int]) -> str:
+def _shard(args: tuple[str, int, int, int, float]) -> str:
     _pycocotools_shim()
     from flakefinder.synth.coco import export_coco
 
-    out, n, size, seed = args
-    export_coco(out, n_images=n, materials=MATERIALS, width_px=size, height_px=size, seed=seed)
+    out, n, size, seed, um_per_px = args
+    export_coco(
+        out, n_images=n, materials=MATERIALS, width_px=size, height_px=size, seed=seed,
+        um_per_px=um_per_px,
+    )  # fmt: skip
     return out
 
 
-def make_dataset(root: Path, n_images: int, size: int, seed: int, workers: int) -> Path:
+def make_dataset(
+    root: Path, n_images: int, size: int, seed: int, workers: int, um_per_px: float = 0.4
+) -> Path:
     """Render ``n_images`` in shards and merge them into ``root/annotations.json``."""
     marker = root / "annotations.json"
     if marker.is_file() and json.loads(marker.read_text()).get("info", {}).get("bench") == [
-        n_images, size, seed,
+        n_images, size, seed, um_per_px,
     ]:  # fmt: skip
         return root
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
     n_shards = max(1, min(workers, n_images // 8 or 1))
     sizes = [n_images // n_shards + (k < n_images % n_shards) for k in range(n_shards)]
-    jobs = [(str(root / f"shard{k:02d}"), sizes[k], size, seed * 1000 + k) for k in range(n_shards)]
+    jobs = [
+        (str(root / f"shard{k:02d}"), sizes[k], size, seed * 1000 + k, um_per_px)
+        for k in range(n_shards)
+    ]
     with ProcessPoolExecutor(n_shards) as pool:
         list(pool.map(_shard, jobs))
     merged: dict = {"images": [], "annotations": [], "categories": None}
@@ -96,7 +104,7 @@ def make_dataset(root: Path, n_images: int, size: int, seed: int, workers: int) 
         for a in coco["annotations"]:
             a = {**a, "id": len(merged["annotations"]) + 1, "image_id": id_map[a["image_id"]]}
             merged["annotations"].append(a)
-    merged["info"] = {"bench": [n_images, size, seed]}
+    merged["info"] = {"bench": [n_images, size, seed, um_per_px]}
     marker.write_text(json.dumps(merged))
     return root
 
@@ -111,9 +119,20 @@ def main() -> int:
     ap.add_argument("--n-images", type=int, default=1500)
     ap.add_argument("--eval-images", type=int, default=200)
     ap.add_argument("--size", type=int, default=512)
+    ap.add_argument(
+        "--um-per-px",
+        type=float,
+        default=0.4,
+        help="pixel size of the rendered images; 512 px x 0.4 µm = the field of view of a 1024² "
+        "scan tile at 0.2 µm/px, which the detector letterboxes to 512",
+    )
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--init-from", type=Path, default=None,
+        help="continue from this model folder (same classes) instead of random weights",
+    )  # fmt: skip
     args = ap.parse_args()
 
     import torch
@@ -127,7 +146,9 @@ def main() -> int:
     workers = max(1, (os.cpu_count() or 2) - 1)
     report: dict = {"torch": torch.__version__, "cuda": torch.cuda.is_available(),
                     "pycocotools_shim": _pycocotools_shim()}  # fmt: skip
-    train_dir = make_dataset(work / "train", args.n_images, args.size, args.seed, workers)
+    train_dir = make_dataset(
+        work / "train", args.n_images, args.size, args.seed, workers, args.um_per_px
+    )
     report["dataset_seconds"] = round(time.monotonic() - t0, 1)
     print(f"dataset ready in {report['dataset_seconds']} s: {train_dir}", flush=True)
 
@@ -148,7 +169,11 @@ def main() -> int:
         shape = [("all", "all", 1.0, 0.75), ("all", "all", 0.1, 0.25)]
         base = base.with_overrides(weights="none", frozen_batchnorm=False, warmup_iterations=200)
     lr = 0.02
+    if args.init_from is not None:  # already trained: no warm-up, half the learning rate
+        base = base.with_overrides(warmup_iterations=0)
+        lr = 0.01
     report["pretrained"] = have_pretrained
+    report["init_from"] = str(args.init_from) if args.init_from else None
 
     # speed calibration: two short epochs in a throwaway folder; the second one (warm: workers,
     # cudnn autotuning and allocations done) gives the time per iteration, evaluation included
@@ -175,7 +200,8 @@ def main() -> int:
 
     tt = time.monotonic()
     train(rec, train_dir, args.out, work_dir=work, resume=False, device=args.device,
-          time_budget_s=args.minutes * 60.0 * 1.15, progress=False)  # fmt: skip
+          init_from=args.init_from, time_budget_s=args.minutes * 60.0 * 1.15,
+          progress=False)  # fmt: skip
     report["train_seconds"] = round(time.monotonic() - tt, 1)
     report["metrics"] = json.loads((args.out / "metrics.json").read_text())
     report["weights_mb"] = round((args.out / "weights.pt").stat().st_size / 1e6, 2)
@@ -188,7 +214,7 @@ def main() -> int:
         from flakefinder.evaluate.run import evaluate_dataset
 
         test_dir = make_dataset(
-            work / "test", args.eval_images, args.size, args.seed + 7919, workers
+            work / "test", args.eval_images, args.size, args.seed + 7919, workers, args.um_per_px
         )
         dev = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device
         dev = "cpu" if dev == "auto" else dev

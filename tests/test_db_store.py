@@ -255,3 +255,40 @@ def test_designs(filled: tuple[Database, int, int]) -> None:
     assert db.get_design(d) is None
     with pytest.raises(KeyError):
         db.save_design("x", [], design_id=d)
+
+
+def test_record_tile_rolls_back_when_the_database_refuses_a_flake(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy import exc
+
+    from flakefinder.db import convert
+
+    chip = db.add_chip("c", "graphene", 90.0)
+    scan = start(db, chip)
+    db.record_tile(scan, tile(0), TILE0[:1])  # chip id now cached for the scan
+    good = convert.flake_values
+
+    def bad_status(f: FlakeRecord, *a: Any) -> dict[str, Any]:
+        return {**good(f, *a), "status": "lost"}  # violates the status CHECK constraint
+
+    monkeypatch.setattr(convert, "flake_values", bad_status)
+    with pytest.raises(exc.IntegrityError):
+        db.record_tile(scan, tile(1), TILE1)
+    assert db.completed_tiles(scan) == {0}  # tile 1's image row rolled back with its flakes
+    assert db.count_flakes() == 1
+    monkeypatch.setattr(convert, "flake_values", good)
+    db.record_tile(scan, tile(1), TILE1)
+    assert db.scan_flakes(scan) == TILE0[:1] + TILE1
+
+
+def test_in_memory_sqlite_is_one_database_for_all_threads() -> None:
+    import threading
+
+    with Database("sqlite://") as db:
+        db.migrate()
+        scan = start(db, db.add_chip("c", "graphene", 90.0))
+        t = threading.Thread(target=db.record_tile, args=(scan, tile(0), TILE0))
+        t.start()
+        t.join()
+        assert db.completed_tiles(scan) == {0} and db.scan_flakes(scan) == TILE0

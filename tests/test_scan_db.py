@@ -39,7 +39,8 @@ def test_resume_with_database(tmp_path):
     )
     with pytest.raises(KeyboardInterrupt):
         run_scan(scope(), ThresholdDetector(interrupt_at=3), db, scan_id, plan, CTX, progress=False)
-    assert db.find_resumable_scan(chip_id).id == scan_id
+    found = db.find_resumable_scan(chip_id)
+    assert found is not None and found.id == scan_id
     assert db.completed_tiles(scan_id) == {0, 1, 2}
     s = run_scan(scope(), ThresholdDetector(), db, scan_id, plan, CTX, progress=False)
     assert s.tiles_skipped == 3
@@ -47,3 +48,20 @@ def test_resume_with_database(tmp_path):
     assert got == sorted(flake_key(f) for f in ref.flakes[1])
     assert db.find_resumable_scan(chip_id) is None
     db.close()
+
+
+def test_scan_into_in_memory_database():
+    plan = plan_raster([(0, 0), (160, 100)], 64, 64, overlap=0.25)
+    ref = MemoryStore()
+    run_scan(scope(), ThresholdDetector(), ref, 1, plan, CTX, progress=False)
+    with db_mod.Database("sqlite://") as db:
+        db.migrate()
+        chip_id = db.add_chip("c1", ["graphene"], 90.0)
+        scan_id = db.start_scan(chip_id, settings={}, objective="sim", um_per_px=1.0,
+                                detector="fake-threshold", detector_version="1",
+                                n_tiles_planned=len(plan))  # fmt: skip
+        run_scan(scope(), ThresholdDetector(), db, scan_id, plan, CTX, progress=False)
+        got = sorted(flake_key(f) for f in db.scan_flakes(scan_id))
+        assert got == sorted(flake_key(f) for f in ref.flakes[1])
+        info = db.get_scan(scan_id)
+        assert info is not None and info.status.value == "finished"

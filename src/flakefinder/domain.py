@@ -77,7 +77,9 @@ class ClassMap:
         try:
             return self.names.index(name) + 1
         except ValueError:
-            raise KeyError(f"category {name!r} is not in the class map {list(self.names)}") from None
+            raise KeyError(
+                f"category {name!r} is not in the class map {list(self.names)}"
+            ) from None
 
     def name_of(self, category_id: int) -> str:
         if not 1 <= category_id <= len(self.names):

@@ -27,7 +27,9 @@ def to_rgb8(array: np.ndarray, *, what: str = "image") -> np.ndarray:
     if a.ndim == 2:
         a = np.repeat(a[:, :, None], 3, axis=2)
     if a.ndim != 3 or a.shape[2] not in (3, 4):
-        raise ImageError(f"{what}: expected a grey, RGB or RGBA image, got an array of shape {a.shape}")
+        raise ImageError(
+            f"{what}: expected a grey, RGB or RGBA image, got an array of shape {a.shape}"
+        )
     a = a[:, :, :3]
     if a.shape[0] == 0 or a.shape[1] == 0:
         raise ImageError(f"{what}: image is empty ({a.shape})")
@@ -67,7 +69,9 @@ def load_image(path: str | Path) -> np.ndarray:
             with Image.open(p) as im:
                 im.load()
                 if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-                    data = np.asarray(im).astype(np.uint16 if im.mode.startswith("I;16") else np.int64)
+                    data = np.asarray(im).astype(
+                        np.uint16 if im.mode.startswith("I;16") else np.int64
+                    )
                 elif im.mode in ("RGB", "RGBA", "L"):
                     data = np.asarray(im)
                 else:
@@ -119,7 +123,9 @@ def save_image(path: str | Path, image: np.ndarray) -> Path:
 
         tifffile.imwrite(p, image)
     else:
-        Image.fromarray(to_rgb8(image)).save(p)
+        # compress_level 1: ~5x faster than the default 6 for ~20% larger files; scans save
+        # every tile, so encoding time matters more than disk
+        Image.fromarray(to_rgb8(image)).save(p, compress_level=1)
     return p
 
 

@@ -102,7 +102,6 @@ def scan_cmd(
 
     from flakefinder.db import Database
     from flakefinder.detect.registry import create_detector
-
     from flakefinder.domain import Detector
 
     det: Detector

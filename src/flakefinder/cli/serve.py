@@ -8,7 +8,9 @@ import typer
 
 
 def serve(
-    host: str = typer.Option("127.0.0.1", help="Interface to listen on (0.0.0.0 for the lab network)."),
+    host: str = typer.Option(
+        "127.0.0.1", help="Interface to listen on (0.0.0.0 for the lab network)."
+    ),
     port: int = typer.Option(8000, help="TCP port."),
     detector: str = typer.Option("maskrcnn", help="maskrcnn, contrast or rulebased."),
     model: Path | None = typer.Option(None, help="Model folder (default: the shipped model)."),

@@ -116,33 +116,38 @@ def design(row: DesignRow) -> Design:
     )
 
 
-def flake_row(f: FlakeRecord, scan_id: int, image_id: int, chip_id: int) -> FlakeRow:
+def flake_values(f: FlakeRecord, scan_id: int, image_id: int, chip_id: int) -> dict[str, Any]:
+    """Column values of a new flake row (for a bulk Core insert; ``flake_row`` wraps them)."""
     cx, cy = f.centroid_um
     x0, y0, x1, y1 = (float(v) for v in f.bbox_um)
-    return FlakeRow(
-        scan_id=scan_id,
-        image_id=image_id,
-        chip_id=chip_id,
-        material=f.material,
-        layer_class=LayerClass(f.layer_class).value,
-        layer_count=None if f.layer_count is None else int(f.layer_count),
-        confidence=float(f.confidence),
-        polygon_um=[[float(x), float(y)] for x, y in f.polygon_um],
-        polygon_px=[[float(x), float(y)] for x, y in f.polygon_px],
-        bbox_x_min_um=x0,
-        bbox_y_min_um=y0,
-        bbox_x_max_um=x1,
-        bbox_y_max_um=y1,
-        bbox_px=[float(v) for v in f.bbox_px],
-        area_um2=float(f.area_um2),
-        centroid_x_um=float(cx),
-        centroid_y_um=float(cy),
-        contrast_rgb=None if f.contrast_rgb is None else [float(v) for v in f.contrast_rgb],
-        detector=f.detector,
-        detector_version=f.detector_version,
-        status=FlakeStatus.NEW.value,
-        notes="",
-    )
+    return {
+        "scan_id": scan_id,
+        "image_id": image_id,
+        "chip_id": chip_id,
+        "material": f.material,
+        "layer_class": LayerClass(f.layer_class).value,
+        "layer_count": None if f.layer_count is None else int(f.layer_count),
+        "confidence": float(f.confidence),
+        "polygon_um": [[float(x), float(y)] for x, y in f.polygon_um],
+        "polygon_px": [[float(x), float(y)] for x, y in f.polygon_px],
+        "bbox_x_min_um": x0,
+        "bbox_y_min_um": y0,
+        "bbox_x_max_um": x1,
+        "bbox_y_max_um": y1,
+        "bbox_px": [float(v) for v in f.bbox_px],
+        "area_um2": float(f.area_um2),
+        "centroid_x_um": float(cx),
+        "centroid_y_um": float(cy),
+        "contrast_rgb": None if f.contrast_rgb is None else [float(v) for v in f.contrast_rgb],
+        "detector": f.detector,
+        "detector_version": f.detector_version,
+        "status": FlakeStatus.NEW.value,
+        "notes": "",
+    }
+
+
+def flake_row(f: FlakeRecord, scan_id: int, image_id: int, chip_id: int) -> FlakeRow:
+    return FlakeRow(**flake_values(f, scan_id, image_id, chip_id))
 
 
 def flake_record(row: FlakeRow, tile_index: int | None) -> FlakeRecord:

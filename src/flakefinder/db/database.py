@@ -16,11 +16,11 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, exc, func, select
+from sqlalchemy import Connection, Engine, exc, func, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from flakefinder.db import convert
-from flakefinder.db.engine import make_engine, reason
+from flakefinder.db.engine import driver_errors, make_engine, reason
 from flakefinder.db.models import ChipRow, DesignRow, FlakeRow, ImageRow, ScanRow, utcnow
 from flakefinder.db.queries import FlakeQuery
 from flakefinder.db.records import (
@@ -46,6 +46,7 @@ class Database:
         self.masked_url = mask_url(url)
         self.engine: Engine = make_engine(url, echo=echo)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._scan_chips: dict[int, int] = {}  # scan id -> chip id (never changes): record_tile
 
     def __repr__(self) -> str:
         return f"Database({self.masked_url!r})"
@@ -63,26 +64,14 @@ class Database:
     @contextmanager
     def session(self) -> Iterator[Session]:
         """One transaction: commit on success, roll back on error; driver errors -> DatabaseError."""
-        try:
-            with self._sessions.begin() as s:
-                yield s
-        except (exc.OperationalError, exc.InterfaceError) as e:
-            if (
-                "no such table" in str(e).lower()
-                or "undefinedtable" in type(e.orig).__name__.lower()
-            ):
-                raise DatabaseError(
-                    f"database {self.masked_url} has no flakefinder schema (or an old one):"
-                    " run `flakefinder db upgrade`"
-                ) from None
-            raise DatabaseError(f"cannot connect to {self.masked_url}: {reason(e)}") from None
-        except exc.ProgrammingError as e:
-            if "does not exist" in str(e).lower():
-                raise DatabaseError(
-                    f"database {self.masked_url} has no flakefinder schema (or an old one):"
-                    " run `flakefinder db upgrade`"
-                ) from None
-            raise DatabaseError(f"database error at {self.masked_url}: {reason(e)}") from None
+        with driver_errors(self.masked_url), self._sessions.begin() as s:
+            yield s
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Connection]:
+        """One Core transaction (no ORM session: the cheap path for hot writes); errors as session()."""
+        with driver_errors(self.masked_url), self.engine.begin() as conn:
+            yield conn
 
     def ping(self) -> None:
         """Raise DatabaseError unless the server answers."""
@@ -264,38 +253,54 @@ class Database:
         """Store one tile's image row and its flakes in one transaction.
 
         Idempotent: if ``tile.tile_index`` is already stored for this scan nothing is written.
+        The hot path of a scan, so it is lean: the scan's chip id is cached per scan id, the
+        image row and the flakes go in as two Core inserts (the flakes as one executemany), and
+        "already stored" is detected by the unique (scan_id, tile_index) constraint instead of a
+        select first. Raises KeyError for an unknown scan.
         """
-        flakes = list(flakes)
+        values = [convert.flake_values(f, scan_id, 0, 0) for f in flakes]
         try:
+            with self._transaction() as conn:
+                chip_id = self._scan_chips.get(scan_id)
+                if chip_id is None:
+                    chip_id = conn.scalar(select(ScanRow.chip_id).where(ScanRow.id == scan_id))
+                    if chip_id is None:
+                        raise KeyError(f"no scan with id {scan_id}")
+                    self._scan_chips[scan_id] = chip_id
+                image = conn.execute(
+                    insert(ImageRow).values(
+                        scan_id=scan_id,
+                        tile_index=tile.tile_index,
+                        x_um=tile.x_um,
+                        y_um=tile.y_um,
+                        z_um=tile.z_um,
+                        width_px=tile.width_px,
+                        height_px=tile.height_px,
+                        um_per_px=tile.um_per_px,
+                        file_path=tile.image_path,
+                    )
+                )
+                if values:
+                    key = image.inserted_primary_key
+                    assert key is not None  # set by every dialect for a single-row insert
+                    image_id = key[0]
+                    for v in values:
+                        v["image_id"], v["chip_id"] = image_id, chip_id
+                    conn.execute(insert(FlakeRow), values)
+        except exc.IntegrityError:
+            # Stored before (or by a concurrent writer): the tile is recorded, as asked.
             with self.session() as s:
-                scan = s.get(ScanRow, scan_id)
-                if scan is None:
-                    raise KeyError(f"no scan with id {scan_id}")
-                done = s.scalar(
+                stored = s.scalar(
                     select(ImageRow.id).where(
                         ImageRow.scan_id == scan_id, ImageRow.tile_index == tile.tile_index
                     )
                 )
-                if done is not None:
-                    return
-                image = ImageRow(
-                    scan_id=scan_id,
-                    tile_index=tile.tile_index,
-                    x_um=tile.x_um,
-                    y_um=tile.y_um,
-                    z_um=tile.z_um,
-                    width_px=tile.width_px,
-                    height_px=tile.height_px,
-                    um_per_px=tile.um_per_px,
-                    file_path=tile.image_path,
-                )
-                s.add(image)
-                s.flush()
-                s.add_all(convert.flake_row(f, scan_id, image.id, scan.chip_id) for f in flakes)
-        except exc.IntegrityError:
-            # Another writer stored the same tile concurrently: the tile is recorded, as asked.
-            if tile.tile_index not in self.completed_tiles(scan_id):
-                raise
+            if stored is not None:
+                return
+            self._scan_chips.pop(scan_id, None)  # the scan may have been deleted since cached
+            if self.get_scan(scan_id) is None:
+                raise KeyError(f"no scan with id {scan_id}") from None
+            raise
 
     def list_images(self, scan_id: int) -> list[ImageInfo]:
         with self.session() as s:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, exc
@@ -26,6 +28,27 @@ def reason(error: BaseException) -> str:
     return text
 
 
+@contextmanager
+def driver_errors(masked_url: str) -> Iterator[None]:
+    """Missing schema / connection problems -> DatabaseError (IntegrityError passes through)."""
+    try:
+        yield
+    except (exc.OperationalError, exc.InterfaceError) as e:
+        if "no such table" in str(e).lower() or "undefinedtable" in type(e.orig).__name__.lower():
+            raise DatabaseError(
+                f"database {masked_url} has no flakefinder schema (or an old one):"
+                " run `flakefinder db upgrade`"
+            ) from None
+        raise DatabaseError(f"cannot connect to {masked_url}: {reason(e)}") from None
+    except exc.ProgrammingError as e:
+        if "does not exist" in str(e).lower():
+            raise DatabaseError(
+                f"database {masked_url} has no flakefinder schema (or an old one):"
+                " run `flakefinder db upgrade`"
+            ) from None
+        raise DatabaseError(f"database error at {masked_url}: {reason(e)}") from None
+
+
 def sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     try:
@@ -37,11 +60,28 @@ def sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
         cur.close()
 
 
+def _sqlite_in_memory(url: str) -> bool:
+    from sqlalchemy.engine import make_url
+
+    try:
+        u = make_url(url)
+    except exc.ArgumentError:
+        return False
+    return u.get_backend_name() == "sqlite" and u.database in (None, "", ":memory:")
+
+
 def make_engine(url: str, *, echo: bool = False) -> Engine:
     """SQLAlchemy engine for ``url`` (connects lazily); DatabaseError for unusable URLs/drivers."""
     masked = mask_url(url)
+    kwargs: dict[str, Any] = {}
+    if _sqlite_in_memory(url):
+        # One shared connection: the default pool gives each thread its own, empty, database
+        # (the scan loop writes tiles from a writer thread).
+        from sqlalchemy.pool import StaticPool
+
+        kwargs = {"poolclass": StaticPool, "connect_args": {"check_same_thread": False}}
     try:
-        engine = create_engine(url, echo=echo)
+        engine = create_engine(url, echo=echo, **kwargs)
     except exc.NoSuchModuleError:
         raise DatabaseError(
             f"cannot use {masked}: no SQLAlchemy dialect/driver for this URL scheme"

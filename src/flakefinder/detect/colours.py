@@ -1,6 +1,6 @@
 """Predicted flake colours from the thin-film optics model, cached, and nearest-colour look-ups.
 
-numpy only (plus :mod:`flakefinder.optics`). Shared by the contrast detector, the rule-based
+numpy and cv2 (plus :mod:`flakefinder.optics`). Shared by the contrast detector, the rule-based
 detector and :func:`flakefinder.detect.refine.refine_layer_count`, so every detector matches
 colours the same way.
 
@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
+import cv2
 import numpy as np
 
 MAX_LAYERS = 40  # thickest flake that still gets a layer class ("thick" ends at 40)
@@ -30,7 +31,10 @@ def linearize(image: np.ndarray, gamma: float = 1.0) -> np.ndarray:
     """uint8 camera values -> float32 linear light in 0..1 (``stored = linear ** (1/gamma)``)."""
     if image.dtype != np.uint8:
         return np.asarray(image, dtype=np.float32)
-    return _gamma_lut(float(gamma))[image]
+    lut = _gamma_lut(float(gamma))
+    if image.ndim in (2, 3) and image.size > 0 and (image.ndim == 2 or image.shape[2] <= 4):
+        return cv2.LUT(image, lut)  # same values as lut[image], several times faster
+    return lut[image]
 
 
 def encode(linear: np.ndarray, gamma: float = 1.0) -> np.ndarray:
@@ -57,19 +61,48 @@ class ColourTable:
         """Nearest table row (among ``rows``, default all) for each colour in ``rel`` (N, 3).
 
         Returns (row index into the full table, Euclidean residual), both of shape (N,).
+
+        The search ranks ``|r'|^2 - 2 x'.r'`` (``'``: minus the substrate colour 1, which keeps
+        the terms small; one float32 matrix product); colours whose best rows are within rounding
+        of a tie are re-ranked by the float32 squared distance, so the result is the row
+        minimising ``((x - r) ** 2).sum()`` in float32 (the first one on exact ties).
         """
         cand = np.arange(len(self)) if rows is None else np.asarray(rows, dtype=np.int64)
         ref = self.relative_rgb[cand]  # (K, 3)
         x = np.asarray(rel, dtype=np.float32).reshape(-1, 3)
         out_idx = np.empty(x.shape[0], dtype=np.int64)
         out_res = np.empty(x.shape[0], dtype=np.float32)
+        ref_c = ref - np.float32(1.0)
+        ref_t = np.ascontiguousarray(np.float32(-2.0) * ref_c.T)  # (3, K)
+        ref_n = (ref_c**2).sum(axis=1)  # (K,)
+        tol_r = np.float32(1e-5) * ref_n
         step = max(1, 4_000_000 // max(1, ref.shape[0]))
         for s in range(0, x.shape[0], step):
-            d2 = ((x[s : s + step, None, :] - ref[None, :, :]) ** 2).sum(axis=2)
-            k = np.argmin(d2, axis=1)
+            with np.errstate(invalid="ignore"):  # NaN / inf colours: no warning, row 0 as before
+                k, close = self._rank(x[s : s + step] - np.float32(1.0), ref_t, ref_n, tol_r)
+            xs = x[s : s + step]
+            if close.any():
+                d2 = ((xs[close, None, :] - ref[None, :, :]) ** 2).sum(axis=2)
+                k[close] = np.argmin(d2, axis=1)
             out_idx[s : s + step] = cand[k]
-            out_res[s : s + step] = np.sqrt(d2[np.arange(k.size), k])
+            out_res[s : s + step] = np.sqrt(((xs - ref[k]) ** 2).sum(axis=1))
         return out_idx, out_res
+
+    @staticmethod
+    def _rank(
+        xc: np.ndarray, ref_t: np.ndarray, ref_n: np.ndarray, tol_r: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Best row per centred colour and whether a near-tie needs the exact float32 ranking."""
+        score = xc @ ref_t
+        score += ref_n
+        k = np.argmin(score, axis=1)
+        # Tie band per (colour, row): > 10x the float32 rounding of either ranking, which is a
+        # few 1e-7 of |x'|^2 + |r'|^2 for each of the two rows compared.
+        score -= score[np.arange(k.size), k][:, None]
+        score -= tol_r
+        band = np.float32(1e-5) * (np.float32(1e-3) + (xc**2).sum(axis=1) + ref_n[k])
+        close = np.count_nonzero(score <= band[:, None], axis=1) > 1
+        return k, close
 
     def rows_for(self, material: str) -> np.ndarray:
         """Row indices of ``material`` (all its layer counts, bulk included)."""

@@ -1,10 +1,15 @@
 """The scan loop: move + capture -> detect -> deduplicate -> store, tile by tile.
 
-Acquisition runs on one worker thread (it alone touches the hardware), so the stage move and
-capture of tile i+1 overlap the detection of tile i on the calling thread. Each tile is stored
-with its new flakes in one ``record_tile`` call, so a stored tile is complete: a scan stopped
-at any point and run again skips the stored tiles, seeds the duplicate index with the stored
-flakes, and ends with exactly the flakes of an uninterrupted scan.
+Three threads form a pipeline: acquisition runs on one worker thread (it alone touches the
+hardware), so the stage move and capture of tile i+1 overlap the detection of tile i on the
+calling thread; deduplication runs on the calling thread right after detection (the duplicate
+index is always up to date, so the results do not depend on timing); storing (image file, then
+``record_tile``) runs on one ordered writer thread (:mod:`flakefinder.scan.writer`) while the
+calling thread detects the next tile. Each tile is stored with its new flakes in one
+``record_tile`` call, so a stored tile is complete, and tiles are stored in scan order, so the
+stored tiles are always the first ones: a scan stopped at any point and run again skips the
+stored tiles, seeds the duplicate index with the stored flakes, and ends with exactly the flakes
+of an uninterrupted scan.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from flakefinder.scan.dedupe import (
 from flakefinder.scan.focus import FocusMap
 from flakefinder.scan.plan import TilePlan, check_plan_limits
 from flakefinder.scan.store import ScanStore
+from flakefinder.scan.writer import TileWrite, TileWriter
 
 
 @dataclass(frozen=True)
@@ -49,7 +55,8 @@ class ScanSummary:
     detect_s: float
     capture_s: float  # stage move + focus + snap, on the worker thread (overlaps detection)
     wait_s: float  # main thread waiting for a capture to finish
-    store_s: float  # record_tile (and image saving)
+    store_s: float  # main thread waiting for the store (writes run on a writer thread)
+    dedupe_s: float = 0.0  # placing detections on the chip and deduplicating (main thread)
 
     @property
     def tiles_per_s(self) -> float:
@@ -135,14 +142,19 @@ def run_scan(
     progress: bool = True,
     iou_threshold: float = 0.3,
     border_margin_px: float = 2.0,
+    background_store: bool = True,
 ) -> ScanSummary:
     """Scan ``plan`` with ``microscope``, detect with ``detector``, store into ``store``.
 
     Tiles already in ``store.completed_tiles(scan_id)`` are skipped (resume). Images are saved
     as ``image_dir/tile_00042.png`` when ``image_dir`` is given and ``save_images``. On
     KeyboardInterrupt (or any error) the tile being processed is dropped, the pending capture
-    is awaited, ``store.mark_interrupted(scan_id)`` is called if the store has it, and the
-    exception propagates. ``context.um_per_px`` is overridden by the camera's pixel size.
+    is awaited, the tiles already handed to the writer are stored, ``store.mark_interrupted(scan_id)``
+    is called if the store has it, and the exception propagates. A failed write (an exception in
+    ``record_tile`` or in saving an image) stops the writer (the tiles queued after it are not
+    stored; a resumed scan redoes them) and is raised here the same way. ``background_store=False``
+    stores each tile on the calling thread instead (for a store that must not be used from another
+    thread). ``context.um_per_px`` is overridden by the camera's pixel size.
     """
     t_start = time.perf_counter()
     check_plan_limits(plan, microscope.stage.limits)
@@ -165,9 +177,10 @@ def run_scan(
     margin_um = border_margin_px * um_per_px
 
     tiles_done = stored = merged = dropped = n_det = 0
-    detect_s = capture_s = wait_s = store_s = 0.0
+    detect_s = capture_s = wait_s = store_s = dedupe_s = 0.0
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flakefinder-acquire")
     pending: Future[_Frame] | None = None
+    writer = TileWriter(store, scan_id, threaded=background_store)
     try:
         with _progress_bar(progress, len(plan), skipped) as advance:
             if todo:
@@ -208,13 +221,10 @@ def run_scan(
                         merged += 1
                     else:
                         new.append(rec)
+                index.extend(new)
                 image_path = None
                 if out_dir is not None:
-                    from flakefinder.imaging import save_image
-
-                    image_path = str(
-                        save_image(out_dir / f"tile_{tile.index:05d}.png", frame.image)
-                    )
+                    image_path = str(out_dir / f"tile_{tile.index:05d}.png")
                 record = TileRecord(
                     tile_index=tile.index,
                     x_um=frame.stage.x_um,
@@ -225,15 +235,25 @@ def run_scan(
                     um_per_px=um_per_px,
                     image_path=image_path,
                 )
-                store.record_tile(scan_id, record, new)
-                index.extend(new)
-                store_s += time.perf_counter() - t0
+                t1 = time.perf_counter()
+                dedupe_s += t1 - t0
+                image = frame.image if out_dir is not None else None
+                writer.submit(TileWrite(record, new, image))
+                store_s += time.perf_counter() - t1
                 stored += len(new)
                 tiles_done += 1
                 advance()
-    except BaseException:
+            t0 = time.perf_counter()
+            error = writer.close()
+            store_s += time.perf_counter() - t0
+            if error is not None:
+                raise error
+    except BaseException as e:
         if pending is not None:
             _drain(pending)
+        error = writer.close()  # store what was handed over (nothing after a failed write)
+        if error is not None and error is not e and hasattr(e, "add_note"):
+            e.add_note(f"storing tiles also failed: {error!r}")
         mark = getattr(store, "mark_interrupted", None)
         if callable(mark):
             mark(scan_id)
@@ -255,6 +275,7 @@ def run_scan(
         capture_s=capture_s,
         wait_s=wait_s,
         store_s=store_s,
+        dedupe_s=dedupe_s,
     )
 
 

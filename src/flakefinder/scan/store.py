@@ -1,4 +1,9 @@
-"""What a scan needs from storage. ``flakefinder.db.Database`` implements it."""
+"""What a scan needs from storage. ``flakefinder.db.Database`` implements it.
+
+``run_scan`` calls ``record_tile`` from its writer thread (one tile at a time, in scan order) and
+the other methods from the calling thread, never two calls at once; pass
+``background_store=False`` to ``run_scan`` for a store that must stay on one thread.
+"""
 
 from __future__ import annotations
 

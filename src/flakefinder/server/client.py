@@ -93,7 +93,8 @@ class InferenceClient:
         self, images: list[np.ndarray], context: ImagingContext | None = None
     ) -> BatchResponse:
         files = [
-            ("images", (f"image{i}.tif", encode_tiff(im), "image/tiff")) for i, im in enumerate(images)
+            ("images", (f"image{i}.tif", encode_tiff(im), "image/tiff"))
+            for i, im in enumerate(images)
         ]
         body = self._request("POST", "/api/detect/batch", files=files, params=self._params(context))
         return BatchResponse.model_validate(body)
