@@ -24,6 +24,10 @@ def main() -> None:
     ap.add_argument("--score", type=float, default=0.05, help="maskrcnn confidence floor")
     ap.add_argument("--decision-score", type=float, default=0.0, help="image-level threshold")
     ap.add_argument("--images", type=int, default=40)
+    ap.add_argument(
+        "--um-per-px", type=float, default=0.4,
+        help="pixel size; 512 px at 0.4 µm is a 1024² scan tile's field of view (the shipped model's scale)",
+    )  # fmt: skip
     ap.add_argument("--size", type=int, default=512, help="image width = height (px)")
     ap.add_argument("--materials", default="graphene")
     ap.add_argument("--seed", type=int, default=20240917, help="held-out set seed")
@@ -44,7 +48,7 @@ def main() -> None:
     t0 = time.perf_counter()
     export_coco(
         root / "data", n_images=args.images, materials=mats, width_px=args.size,
-        height_px=args.size, seed=args.seed,
+        height_px=args.size, seed=args.seed, um_per_px=args.um_per_px,
     )  # fmt: skip
     t_gen = time.perf_counter() - t0
     det = make_detector(args.detector, args.model, device=args.device, score=args.score)

@@ -19,6 +19,10 @@ def main() -> None:
     ap.add_argument("--score", type=float, default=0.5, help="maskrcnn confidence floor")
     ap.add_argument("--levels", default="1.0,0.9,0.8,0.7,0.6,0.5,0.4")
     ap.add_argument("--views", type=int, default=12)
+    ap.add_argument(
+        "--um-per-px", type=float, default=0.4,
+        help="pixel size; 512 px at 0.4 µm is a 1024² scan tile's field of view (the shipped model's scale)",
+    )  # fmt: skip
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--materials", default="graphene")
     ap.add_argument("--seed", type=int, default=0)
@@ -41,6 +45,7 @@ def main() -> None:
     cfg = SyntheticSweepConfig(
         materials=tuple(m.strip() for m in args.materials.split(",") if m.strip()),
         n_views=args.views, width_px=args.size, height_px=args.size, seed=args.seed,
+        um_per_px=args.um_per_px,
     )  # fmt: skip
     t0 = time.perf_counter()
     views = synthetic_views(cfg)

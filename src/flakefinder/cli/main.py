@@ -43,3 +43,7 @@ def main() -> None:
     except FlakefinderError as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()
