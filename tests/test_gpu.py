@@ -1,0 +1,45 @@
+"""GPU checks (opt in with ``-m gpu``; skipped where CUDA is missing)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from flakefinder.detect.maskrcnn import MaskRCNNDetector
+from flakefinder.domain import ImagingContext
+from flakefinder.synth.chip import random_chip
+from flakefinder.synth.render import render_view
+from flakefinder.train.loop import train
+from flakefinder.train.recipe import Stage, TrainRecipe
+from test_train_helpers import make_dataset
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
+]
+
+
+def test_shipped_model_gives_the_same_flakes_on_gpu_and_cpu() -> None:
+    chip = random_chip(600.0, 600.0, ("graphene", "hBN"), seed=7)
+    image = render_view(chip, 300.0, 300.0, 1024, 1024, 0.2, seed=0)
+    ctx = ImagingContext(um_per_px=0.2, materials=("graphene", "hBN"))
+    cpu = MaskRCNNDetector.from_folder(None, device="cpu").detect(image, ctx)
+    gpu = MaskRCNNDetector.from_folder(None, device="cuda").detect(image, ctx)
+    assert [(d.material, d.layer_class) for d in gpu] == [(d.material, d.layer_class) for d in cpu]
+    for a, b in zip(gpu, cpu, strict=True):
+        np.testing.assert_allclose(a.bbox_px, b.bbox_px, atol=2.0)
+        assert abs(a.confidence - b.confidence) < 0.02
+
+
+def test_training_runs_on_gpu(tmp_path: Path) -> None:
+    data = make_dataset(tmp_path / "data", 6)
+    recipe = TrainRecipe(
+        backbone="mobilenet_v3_fpn", weights="none", image_size=128, batch_size=2, num_workers=0,
+        materials=("graphene", "WTe2"), stages=(Stage("all", "all", 0.005, 2),),
+        iterations_per_epoch=5, train_fraction=0.67,
+    )  # fmt: skip
+    out = train(recipe, data, tmp_path / "model", device="cuda", progress=False, log=None)
+    assert (out / "weights.pt").is_file() and (out / "config.json").is_file()
