@@ -155,3 +155,18 @@ def test_detect_cli_without_default_model(tmp_path: Path, monkeypatch: pytest.Mo
     )
     assert result.exit_code != 0
     assert "--detector contrast" in str(result.exception) + result.output
+
+
+def test_exposure_normalisation_gives_the_network_the_same_picture(tiny: tuple) -> None:
+    model, cfg = tiny
+    det = MaskRCNNDetector(model, cfg, refine_layers=False, exposure_target_grey=129.0)
+    rng = np.random.default_rng(0)
+    bright = np.clip(rng.normal((127, 122, 158), 2.0, (64, 64, 3)), 0, 255).astype(np.uint8)
+    bright[20:40, 20:40] = (110, 100, 150)  # a flake
+    dim = (bright.astype(np.float32) * 0.5).round().astype(np.uint8)  # lamp at half intensity
+    a, b = det._exposed(bright), det._exposed(dim)
+    for im in (a, b):
+        assert abs(np.median(im.mean(axis=2)) - 129.0) <= 1.5
+    assert np.abs(a.astype(int) - b.astype(int)).max() <= 3  # same picture up to rounding
+    off = MaskRCNNDetector(model, cfg, refine_layers=False, exposure_target_grey=None)
+    assert off._exposed(dim) is dim

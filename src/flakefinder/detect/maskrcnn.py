@@ -69,6 +69,11 @@ def mask_to_polygon(
     return tuple((float(x), float(y)) for x, y in pts)
 
 
+# Median grey level of the bare 90 nm SiO2/Si substrate in the synthetic training images at the
+# mean training illumination (0.95): RGB medians (121, 116, 150) -> grey 129.
+SUBSTRATE_GREY = 129.0
+
+
 class MaskRCNNDetector:
     """Detector around a torchvision Mask R-CNN built by :mod:`flakefinder.detect.maskrcnn_model`.
 
@@ -91,6 +96,7 @@ class MaskRCNNDetector:
         only_context_materials: bool = True,
         keep_masks: bool = True,
         version: str | None = None,
+        exposure_target_grey: float | None = SUBSTRATE_GREY,
     ) -> None:
         if not 0.0 <= score_threshold <= 1.0:
             raise ModelError(f"score threshold must lie in [0, 1], got {score_threshold}")
@@ -102,6 +108,7 @@ class MaskRCNNDetector:
         self.refine_layers = refine_layers
         self.only_context_materials = only_context_materials
         self.keep_masks = keep_masks
+        self.exposure_target_grey = exposure_target_grey
         self.version = version or f"{config.backbone}-cfg{config.version}"
         self._parsed = [parse_category_name(n) for n in config.class_names]
 
@@ -138,6 +145,23 @@ class MaskRCNNDetector:
 
     # ------------------------------------------------------------------ internals
 
+    def _exposed(self, rgb: np.ndarray) -> np.ndarray:
+        """The network's input: ``rgb`` scaled so its median grey level (the bare substrate,
+        which fills most of a field of view) is ``exposure_target_grey``, as in training.
+
+        This is the software twin of a camera's auto-exposure: a dimmer or brighter lamp gives
+        the network the same picture (one gain for all channels, so colours are kept). The
+        gain is limited to 1/3..3; ``exposure_target_grey=None`` turns it off.
+        """
+        if self.exposure_target_grey is None:
+            return rgb
+        grey = float(np.median(rgb[::4, ::4].mean(axis=2)))
+        gain = float(np.clip(self.exposure_target_grey / max(grey, 1.0), 1 / 3, 3.0))
+        if abs(gain - 1.0) < 0.01:
+            return rgb
+        lut = np.clip(np.arange(256, dtype=np.float32) * gain + 0.5, 0, 255).astype(np.uint8)
+        return lut[rgb]
+
     def _detect_chunk(
         self, images: Sequence[np.ndarray], context: ImagingContext
     ) -> list[list[Detection]]:
@@ -145,7 +169,7 @@ class MaskRCNNDetector:
 
         rgbs = [to_rgb8(im, what=f"image {i}") for i, im in enumerate(images)]
         size = self.config.image_size
-        boxed = [letterbox(im, size) for im in rgbs]
+        boxed = [letterbox(self._exposed(im), size) for im in rgbs]
         tensors = [
             torch.from_numpy(np.ascontiguousarray(p.transpose(2, 0, 1)))
             .to(self.device)
