@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 from flakefinder.cli.main import create_app
 from flakefinder.cluster.batch import DetectorSpec, chunked, detect_chunk, detect_files
 from flakefinder.domain import ImagingContext
+from flakefinder.errors import FlakefinderError
 from flakefinder.imaging import save_image
 from flakefinder.synth.chip import random_chip
 from flakefinder.synth.render import render_view
@@ -72,3 +73,34 @@ def test_batch_detect_cli(images: list[Path], tmp_path: Path) -> None:
     n_csv = len((out / "flakes.csv").read_text().splitlines()) - 1
     local = detect_chunk([str(p) for p in images], DetectorSpec("contrast"), CTX)
     assert n_csv == sum(len(x.detections) for x in local)
+
+
+def test_batch_detect_over_database_images(tmp_path: Path) -> None:
+    from flakefinder.cluster.batch import database_image_paths
+    from web_helpers import populate
+
+    url = f"sqlite:///{tmp_path / 'f.db'}"
+    populate(url, tmp_path / "tiles").close()
+    paths = database_image_paths(url)
+    assert [p.name for p in paths] == ["tile_0.png", "tile_1.png"]
+    assert database_image_paths(url, scan_id=1) == paths
+    out = tmp_path / "out"
+    r = CliRunner().invoke(
+        create_app(),
+        [
+            "batch-detect",
+            "--db",
+            url,
+            "--out",
+            str(out),
+            "--detector",
+            "contrast",
+            "--workers",
+            "1",
+        ],
+    )
+    assert r.exit_code == 0, r.output
+    assert len((out / "flakes.jsonl").read_text().splitlines()) == 2
+    (tmp_path / "tiles" / "tile_1.png").unlink()
+    with pytest.raises(FlakefinderError, match="1 stored image files are missing"):
+        database_image_paths(url)
