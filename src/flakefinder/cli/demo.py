@@ -99,11 +99,18 @@ def demo(
     )
     typer.echo("Known flakes of the virtual chip vs what the scan stored:\n")
     typer.echo(comparison.to_markdown())
+    import os
+    import sys
+
+    exe = sys.argv[0] if sys.argv and sys.argv[0].endswith("flakefinder") else "flakefinder"
+    exe = os.path.relpath(exe) if os.path.isabs(exe) and exe.startswith(os.getcwd()) else exe
+    if det.name != "contrast":
+        typer.echo(f"\ncompare with the training-free detector:  {exe} demo --detector contrast")
     typer.echo(
         f"\nresults:\n  database   {db_path}\n  tiles      {out / f'scan_{scan_id}'}\n"
         f"  flakes     {out / 'flakes.csv'}, {out / 'flakes.json'}\n  chip       {chip_file}\n"
-        f"browse:  flakefinder serve --detector none --db sqlite:///{db_path}   (then open http://127.0.0.1:8000)\n"
-        f"query:   flakefinder flakes list --db sqlite:///{db_path} --layer-class mono"
+        f"browse:  {exe} serve --detector none --db sqlite:///{db_path}   (then open http://127.0.0.1:8000)\n"
+        f"query:   {exe} flakes list --db sqlite:///{db_path} --layer-class mono"
     )
 
 
