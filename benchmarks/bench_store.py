@@ -57,17 +57,7 @@ def legacy_record_tile(
             )
             if done is not None:
                 return
-            image = ImageRow(
-                scan_id=scan_id,
-                tile_index=tile.tile_index,
-                x_um=tile.x_um,
-                y_um=tile.y_um,
-                z_um=tile.z_um,
-                width_px=tile.width_px,
-                height_px=tile.height_px,
-                um_per_px=tile.um_per_px,
-                file_path=tile.image_path,
-            )
+            image = ImageRow(**convert.image_values(tile, scan_id))
             s.add(image)
             s.flush()
             s.add_all(convert.flake_row(f, scan_id, image.id, scan.chip_id) for f in flakes)

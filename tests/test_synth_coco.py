@@ -14,10 +14,8 @@ from flakefinder.imaging import load_image
 from flakefinder.synth import export_coco, load_chip, render_view, view_instances
 
 
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    out = tmp_path_factory.mktemp("synth")
-    path = export_coco(
+def _export(out):
+    return export_coco(
         out,
         n_images=6,
         materials=["graphene", "hBN"],
@@ -27,7 +25,12 @@ def dataset(tmp_path_factory):
         seed=0,
         flakes_per_mm2=80.0,
     )
-    return out, path
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    out = tmp_path_factory.mktemp("synth")
+    return out, _export(out)
 
 
 def test_coco_loads_in_pycocotools(dataset):
@@ -69,16 +72,7 @@ def test_coco_images_can_be_re_rendered_from_chip_files(dataset):
 
 def test_export_is_deterministic(tmp_path, dataset):
     _, first = dataset
-    again = export_coco(
-        tmp_path,
-        n_images=6,
-        materials=["graphene", "hBN"],
-        width_px=256,
-        height_px=256,
-        um_per_px=0.2,
-        seed=0,
-        flakes_per_mm2=80.0,
-    )
+    again = _export(tmp_path)
     assert again.read_text() == first.read_text()
     for i in range(6):
         a = (first.parent / f"images/{i:06d}.png").read_bytes()

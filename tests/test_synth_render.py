@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import cv2
 import numpy as np
 import pytest
@@ -111,29 +113,15 @@ def test_defocus_blur_grows_with_focus_error():
 def test_gamma_and_white_balance():
     chip = make_chip()
     base = RenderSettings(inhomogeneity=0.0, noise_sigma=0.0, full_well_e=0.0)
-    lin = render_view(chip, 30, 30, 64, 64, 0.2, settings=base).astype(float)
-    gam = render_view(
-        chip,
-        30,
-        30,
-        64,
-        64,
-        0.2,
-        settings=RenderSettings(inhomogeneity=0.0, noise_sigma=0.0, full_well_e=0.0, gamma=2.2),
-    ).astype(float)
+
+    def view(settings: RenderSettings) -> np.ndarray:
+        return render_view(chip, 30, 30, 64, 64, 0.2, settings=settings)
+
+    lin = view(base).astype(float)
+    gam = view(replace(base, gamma=2.2)).astype(float)
     assert (gam >= lin).all() and (gam[0, 0] > lin[0, 0]).all()
     np.testing.assert_allclose(gam[0, 0] / 255, (lin[0, 0] / 255) ** (1 / 2.2), atol=2 / 255)
-    wb = render_view(
-        chip,
-        30,
-        30,
-        64,
-        64,
-        0.2,
-        settings=RenderSettings(
-            inhomogeneity=0.0, noise_sigma=0.0, full_well_e=0.0, white_balance_rgb=(1.0, 1.0, 0.5)
-        ),
-    )
+    wb = view(replace(base, white_balance_rgb=(1.0, 1.0, 0.5)))
     assert wb[0, 0, 2] == pytest.approx(lin[0, 0, 2] / 2, abs=1)
     assert wb[0, 0, 0] == lin[0, 0, 0]
 

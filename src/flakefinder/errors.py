@@ -14,6 +14,10 @@ class UnknownMaterialError(FlakefinderError, KeyError):
         return str(self.args[0]) if self.args else "unknown material"
 
 
+class UnknownDetectorError(FlakefinderError, ValueError):
+    """A detector name that flakefinder does not provide."""
+
+
 class WavelengthRangeError(FlakefinderError, ValueError):
     """Optical constants asked for outside the tabulated wavelength range."""
 

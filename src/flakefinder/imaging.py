@@ -53,6 +53,26 @@ def to_rgb8(array: np.ndarray, *, what: str = "image") -> np.ndarray:
     raise ImageError(f"{what}: unsupported pixel type {a.dtype}")
 
 
+def _read_tiff(data: bytes) -> np.ndarray:
+    """Pixels of a TIFF: tifffile, else OpenCV (compressed TIFFs, e.g. LZW as OpenCV and many
+    cameras write them, need the optional imagecodecs package in tifffile)."""
+    import io
+
+    import tifffile
+
+    try:
+        return np.asarray(tifffile.imread(io.BytesIO(data)))
+    except Exception as exc:
+        import cv2
+
+        arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        if arr is None:
+            raise exc from None
+        if arr.ndim == 3 and arr.shape[2] in (3, 4):  # OpenCV gives BGR(A)
+            arr = arr[:, :, [2, 1, 0, 3][: arr.shape[2]]]
+        return np.ascontiguousarray(arr)
+
+
 def load_image(path: str | Path) -> np.ndarray:
     """Read PNG/JPEG/TIFF/BMP at ``path`` as (H, W, 3) uint8 RGB; raise ImageError on failure."""
     p = Path(path)
@@ -60,9 +80,7 @@ def load_image(path: str | Path) -> np.ndarray:
         raise ImageError(f"image file not found: {p}")
     try:
         if p.suffix.lower() in (".tif", ".tiff"):
-            import tifffile
-
-            data = tifffile.imread(p)
+            data = _read_tiff(p.read_bytes())
         else:
             from PIL import Image
 
@@ -91,9 +109,9 @@ def decode_image(data: bytes, *, what: str = "upload") -> np.ndarray:
         raise ImageError(f"{what}: empty image data")
     if data[:4] in (b"II*\x00", b"MM\x00*"):
         try:
-            import tifffile
-
-            return to_rgb8(tifffile.imread(io.BytesIO(data)), what=what)
+            return to_rgb8(_read_tiff(data), what=what)
+        except ImageError:
+            raise
         except Exception as exc:
             raise ImageError(f"{what}: cannot decode TIFF: {exc}") from exc
     try:

@@ -15,6 +15,7 @@ from typing import Any
 
 from flakefinder.domain import ClassMap, Detection, parse_category_name
 from flakefinder.errors import DatasetError
+from flakefinder.geometry import polygon_area, polygon_bbox
 
 Polygon = tuple[tuple[float, float], ...]
 
@@ -51,20 +52,9 @@ def check_polygon(points: Polygon, *, where: str) -> Polygon:
     return points
 
 
-def polygon_area(points: Polygon) -> float:
-    s = 0.0
-    n = len(points)
-    for i in range(n):
-        x0, y0 = points[i]
-        x1, y1 = points[(i + 1) % n]
-        s += x0 * y1 - x1 * y0
-    return abs(s) / 2.0
-
-
 def polygon_bbox_xywh(points: Polygon) -> list[float]:
-    xs = [p[0] for p in points]
-    ys = [p[1] for p in points]
-    return [min(xs), min(ys), max(xs) - min(xs), max(ys) - min(ys)]
+    x0, y0, x1, y1 = polygon_bbox(points)
+    return [x0, y0, x1 - x0, y1 - y0]
 
 
 def apply_label_map(images: list[LabeledImage], label_map: Mapping[str, str]) -> list[LabeledImage]:

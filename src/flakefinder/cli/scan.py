@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import typer
@@ -18,6 +19,8 @@ def _parse_corners(text: str) -> list[tuple[float, float]]:
         raise typer.BadParameter("use 'x,y;x,y[;x,y;x,y]' in µm", param_hint="--corners") from None
     if not 2 <= len(pts) <= 4 or any(len(p) != 2 for p in pts):
         raise typer.BadParameter("give 2 to 4 corners 'x,y;x,y'", param_hint="--corners")
+    if not all(math.isfinite(v) for p in pts for v in p):
+        raise typer.BadParameter("corners must be finite numbers (µm)", param_hint="--corners")
     return [(p[0], p[1]) for p in pts]
 
 
@@ -64,6 +67,10 @@ def scan_cmd(
     mats = tuple(m.strip() for m in materials.split(",") if m.strip())
     if not mats:
         raise typer.BadParameter("give at least one material", param_hint="--materials")
+    if not 0.0 <= overlap < 1.0:
+        raise typer.BadParameter("must lie in [0, 1)", param_hint="--overlap")
+    if frame_px < 1 or (um_per_px is not None and not um_per_px > 0):
+        raise typer.BadParameter("--frame-px and --um-per-px must be > 0")
     if simulated == (mm_config is not None):
         raise typer.BadParameter("give exactly one of --simulated or --mm-config FILE")
     if simulated:

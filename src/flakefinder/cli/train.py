@@ -42,6 +42,9 @@ def train_cmd(
     minutes: float | None = typer.Option(
         None, "--minutes", min=0.0, help="Stop at the first epoch end after this much time."
     ),
+    skip_missing: bool = typer.Option(
+        False, "--skip-missing", help="Leave out images named in the COCO file but not on disk."
+    ),
 ) -> None:
     """Train Mask R-CNN on a COCO dataset with the paper's staged schedule.
 
@@ -68,6 +71,7 @@ def train_cmd(
         resume=resume,
         device=device,
         time_budget_s=minutes * 60.0 if minutes is not None else None,
+        skip_missing=skip_missing,
         log=lambda m: typer.echo(m),
     )
     typer.echo(f"done: {out}")

@@ -16,7 +16,7 @@ from flakefinder.db.records import (
     ScanStatus,
     StoredFlake,
 )
-from flakefinder.domain import FlakeRecord, LayerClass
+from flakefinder.domain import FlakeRecord, LayerClass, TileRecord
 
 
 def as_utc(t: datetime) -> datetime:
@@ -143,6 +143,21 @@ def flake_values(f: FlakeRecord, scan_id: int, image_id: int, chip_id: int) -> d
         "detector_version": f.detector_version,
         "status": FlakeStatus.NEW.value,
         "notes": "",
+    }
+
+
+def image_values(tile: TileRecord, scan_id: int) -> dict[str, Any]:
+    """Column values of a new image row for a recorded tile."""
+    return {
+        "scan_id": scan_id,
+        "tile_index": tile.tile_index,
+        "x_um": tile.x_um,
+        "y_um": tile.y_um,
+        "z_um": tile.z_um,
+        "width_px": tile.width_px,
+        "height_px": tile.height_px,
+        "um_per_px": tile.um_per_px,
+        "file_path": tile.image_path,
     }
 
 

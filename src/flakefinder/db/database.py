@@ -267,19 +267,7 @@ class Database:
                     if chip_id is None:
                         raise KeyError(f"no scan with id {scan_id}")
                     self._scan_chips[scan_id] = chip_id
-                image = conn.execute(
-                    insert(ImageRow).values(
-                        scan_id=scan_id,
-                        tile_index=tile.tile_index,
-                        x_um=tile.x_um,
-                        y_um=tile.y_um,
-                        z_um=tile.z_um,
-                        width_px=tile.width_px,
-                        height_px=tile.height_px,
-                        um_per_px=tile.um_per_px,
-                        file_path=tile.image_path,
-                    )
-                )
+                image = conn.execute(insert(ImageRow).values(**convert.image_values(tile, scan_id)))
                 if values:
                     key = image.inserted_primary_key
                     assert key is not None  # set by every dialect for a single-row insert

@@ -249,27 +249,19 @@ class ContrastDetector:
         layer_class = LayerClass.from_layers(n)
         if layer_class is None:
             return None
-        ys, xs = np.nonzero(comp)
-        mask = np.zeros((h, w), dtype=bool)
-        mask[ys + y0, xs + x0] = True
-        c = 1.0 - med
-        return Detection(
+        return self._component_detection(
+            comp,
+            x0,
+            y0,
+            h,
+            w,
             material=material,
             layer_class=layer_class,
             # clipped channels make the layer count ambiguous: halve the confidence
             confidence=float(math.exp(-residual / self.confidence_scale))
             * (0.5 if clipped.any() else 1.0),
-            polygon_px=mask_polygon(comp, x0, y0, self.polygon_epsilon_px),
-            bbox_px=(
-                float(xs.min() + x0),
-                float(ys.min() + y0),
-                float(xs.max() + x0 + 1),
-                float(ys.max() + y0 + 1),
-            ),
-            area_px=float(xs.size),
             layer_count=n,
-            contrast_rgb=(float(c[0]), float(c[1]), float(c[2])),
-            mask=mask,
+            rel_colour=med,
         )
 
     def _saturated_detection(
@@ -299,14 +291,42 @@ class ContrastDetector:
         mi = int(np.argmax(counts))
         n_ok = table.n_layers[rows][table.material_index[rows] == mi]
         layer_class = LayerClass.THICK if (n_ok > 10).any() else LayerClass.FEW
-        ys, xs = np.nonzero(comp)
-        mask = np.zeros((h, w), dtype=bool)
-        mask[ys + y0, xs + x0] = True
-        c = 1.0 - bound
-        return Detection(
+        return self._component_detection(
+            comp,
+            x0,
+            y0,
+            h,
+            w,
             material=table.materials[mi],
             layer_class=layer_class,
             confidence=self.saturated_confidence,
+            layer_count=None,
+            rel_colour=bound,
+        )
+
+    def _component_detection(
+        self,
+        comp: np.ndarray,
+        x0: int,
+        y0: int,
+        h: int,
+        w: int,
+        *,
+        material: str,
+        layer_class: LayerClass,
+        confidence: float,
+        layer_count: int | None,
+        rel_colour: np.ndarray,
+    ) -> Detection:
+        """The detection of one component ``comp`` (a crop at ``x0, y0`` of an ``h x w`` image)."""
+        ys, xs = np.nonzero(comp)
+        mask = np.zeros((h, w), dtype=bool)
+        mask[ys + y0, xs + x0] = True
+        c = 1.0 - rel_colour
+        return Detection(
+            material=material,
+            layer_class=layer_class,
+            confidence=confidence,
             polygon_px=mask_polygon(comp, x0, y0, self.polygon_epsilon_px),
             bbox_px=(
                 float(xs.min() + x0),
@@ -315,7 +335,7 @@ class ContrastDetector:
                 float(ys.max() + y0 + 1),
             ),
             area_px=float(xs.size),
-            layer_count=None,
+            layer_count=layer_count,
             contrast_rgb=(float(c[0]), float(c[1]), float(c[2])),
             mask=mask,
         )

@@ -206,6 +206,12 @@ def read_model_config(directory: str | Path) -> ModelConfig:
     names = cmap.get("names") if isinstance(cmap, dict) else None
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise ModelError(f"{folder / 'class_map.json'} has no list of class names under 'names'")
+    cats = cmap.get("categories")
+    if isinstance(cats, list) and [c.get("name") for c in cats if isinstance(c, dict)] != names:
+        raise ModelError(
+            f"{folder / 'class_map.json'}: its 'categories' ({len(cats)}) disagree with its "
+            f"'names' ({len(names)}: {names})"
+        )
     if tuple(names) != config.class_names:
         raise ModelError(
             f"class_map.json ({len(names)} classes: {names}) disagrees with config.json "

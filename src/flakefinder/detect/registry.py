@@ -35,4 +35,6 @@ def create_detector(name: str, **options: Any) -> Detector:
         from flakefinder.detect.maskrcnn import MaskRCNNDetector
 
         return MaskRCNNDetector.from_folder(model, **opts)  # type: ignore[no-any-return]
-    raise ValueError(f"unknown detector {name!r}; available: {', '.join(_NAMES)}")
+    from flakefinder.errors import UnknownDetectorError
+
+    raise UnknownDetectorError(f"unknown detector {name!r}; available: {', '.join(_NAMES)}")

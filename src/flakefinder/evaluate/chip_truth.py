@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from flakefinder.domain import LayerClass
+from flakefinder.geometry import polygon_area, polygon_bbox
 from flakefinder.synth.chip import VirtualChip
 
 BBox = tuple[float, float, float, float]
@@ -78,32 +79,21 @@ class ChipComparison:
         return "\n".join(lines)
 
 
-def _polygon_area(pts: Sequence[tuple[float, float]]) -> float:
-    s = 0.0
-    for i in range(len(pts)):
-        x0, y0 = pts[i]
-        x1, y1 = pts[(i + 1) % len(pts)]
-        s += x0 * y1 - x1 * y0
-    return abs(s) / 2
-
-
 def truth_regions(chip: VirtualChip, *, min_area_um2: float = 4.0) -> list[TruthRegion]:
     out = []
     for flake in chip.flakes:
         for terrace in flake.terraces:
             cls = LayerClass.from_layers(terrace.n_layers)
-            area = _polygon_area(terrace.polygon_um)
+            area = polygon_area(terrace.polygon_um)
             if cls is None or area < min_area_um2:
                 continue
-            xs = [p[0] for p in terrace.polygon_um]
-            ys = [p[1] for p in terrace.polygon_um]
             out.append(
                 TruthRegion(
                     flake.flake_id,
                     flake.material,
                     terrace.n_layers,
                     cls,
-                    (min(xs), min(ys), max(xs), max(ys)),
+                    polygon_bbox(terrace.polygon_um),
                     area,
                 )
             )

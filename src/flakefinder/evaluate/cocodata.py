@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -245,27 +245,40 @@ def category_names(gt: Mapping[str, Any]) -> dict[int, str]:
     return {int(c["id"]): str(c["name"]) for c in gt["categories"]}
 
 
-def gt_instances(gt: Mapping[str, Any]) -> dict[int, list[Instance]]:
-    """Ground-truth instances (crowd annotations skipped) grouped by image id (all images)."""
+def _grouped_instances(
+    gt: Mapping[str, Any],
+    entries: Iterable[Mapping[str, Any]],
+    layers_of: Callable[[Mapping[str, Any]], Any],
+    score_of: Callable[[Mapping[str, Any]], float],
+) -> dict[int, list[Instance]]:
+    """Annotations or results ``entries`` as instances grouped by image id (all images)."""
     names = category_names(gt)
     sizes = {im["id"]: (im["height"], im["width"]) for im in gt["images"]}
     out: dict[int, list[Instance]] = {im["id"]: [] for im in gt["images"]}
-    for a in gt["annotations"]:
-        if a.get("iscrowd", 0):
-            continue
-        h, w = sizes[a["image_id"]]
-        attrs = a.get("attributes") or {}
-        n = attrs.get("n_layers")
-        out[a["image_id"]].append(
+    for e in entries:
+        h, w = sizes[e["image_id"]]
+        n = layers_of(e)
+        out[e["image_id"]].append(
             Instance(
-                image_id=a["image_id"],
-                category_id=a["category_id"],
-                category=names[a["category_id"]],
-                mask=decode_segmentation(a["segmentation"], h, w),
+                image_id=e["image_id"],
+                category_id=e["category_id"],
+                category=names[e["category_id"]],
+                mask=decode_segmentation(e["segmentation"], h, w),
+                score=score_of(e),
                 n_layers=int(n) if n is not None else None,
             )
         )
     return out
+
+
+def gt_instances(gt: Mapping[str, Any]) -> dict[int, list[Instance]]:
+    """Ground-truth instances (crowd annotations skipped) grouped by image id (all images)."""
+    return _grouped_instances(
+        gt,
+        (a for a in gt["annotations"] if not a.get("iscrowd", 0)),
+        lambda a: (a.get("attributes") or {}).get("n_layers"),
+        lambda a: 1.0,
+    )
 
 
 def result_instances(
@@ -273,22 +286,9 @@ def result_instances(
 ) -> dict[int, list[Instance]]:
     """Predicted instances with ``score >= score_threshold`` grouped by image id (all images)."""
     validate_results(gt, list(results))
-    names = category_names(gt)
-    sizes = {im["id"]: (im["height"], im["width"]) for im in gt["images"]}
-    out: dict[int, list[Instance]] = {im["id"]: [] for im in gt["images"]}
-    for r in results:
-        if float(r["score"]) < score_threshold:
-            continue
-        h, w = sizes[r["image_id"]]
-        n = r.get("layer_count")
-        out[r["image_id"]].append(
-            Instance(
-                image_id=r["image_id"],
-                category_id=r["category_id"],
-                category=names[r["category_id"]],
-                mask=decode_segmentation(r["segmentation"], h, w),
-                score=float(r["score"]),
-                n_layers=int(n) if n is not None else None,
-            )
-        )
-    return out
+    return _grouped_instances(
+        gt,
+        (r for r in results if not float(r["score"]) < score_threshold),  # NaN: kept
+        lambda r: r.get("layer_count"),
+        lambda r: float(r["score"]),
+    )

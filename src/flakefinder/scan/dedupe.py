@@ -15,25 +15,12 @@ same flakes as an uninterrupted one:
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from flakefinder.domain import Detection, FlakeRecord, StagePosition, pixel_to_chip_um
 
 Rect = tuple[float, float, float, float]  # x_min, y_min, x_max, y_max
-
-
-def polygon_area(points: Sequence[tuple[float, float]]) -> float:
-    """Shoelace area of a simple polygon."""
-    n = len(points)
-    if n < 3:
-        return 0.0
-    s = 0.0
-    for i in range(n):
-        x0, y0 = points[i]
-        x1, y1 = points[(i + 1) % n]
-        s += x0 * y1 - x1 * y0
-    return abs(s) / 2.0
 
 
 def detection_to_record(

@@ -27,6 +27,17 @@ BULK_MIN_LAYERS = 41
 _FORMAT = "flakefinder.virtual_chip"
 
 
+def _bbox_um(polygon_um: Polygon) -> tuple[float, float, float, float]:
+    """(x_min, y_min, x_max, y_max) of a polygon's vertices."""
+    a = np.asarray(polygon_um)
+    return (
+        float(a[:, 0].min()),
+        float(a[:, 1].min()),
+        float(a[:, 0].max()),
+        float(a[:, 1].max()),
+    )
+
+
 @dataclass(frozen=True)
 class Terrace:
     """A region of constant thickness. ``polygon_um`` is (x, y) vertices in chip micrometres."""
@@ -55,13 +66,7 @@ class SynthFlake:
 
     @property
     def bbox_um(self) -> tuple[float, float, float, float]:
-        a = np.asarray(self.terraces[0].polygon_um)
-        return (
-            float(a[:, 0].min()),
-            float(a[:, 1].min()),
-            float(a[:, 0].max()),
-            float(a[:, 1].max()),
-        )
+        return _bbox_um(self.terraces[0].polygon_um)
 
 
 @dataclass(frozen=True)
@@ -75,13 +80,7 @@ class Debris:
 
     @property
     def bbox_um(self) -> tuple[float, float, float, float]:
-        a = np.asarray(self.polygon_um)
-        return (
-            float(a[:, 0].min()),
-            float(a[:, 1].min()),
-            float(a[:, 0].max()),
-            float(a[:, 1].max()),
-        )
+        return _bbox_um(self.polygon_um)
 
 
 @dataclass(frozen=True)

@@ -183,7 +183,10 @@ class CocoDetectionDataset:
                     f"{self.annotation_file}: annotation #{k} lacks image_id/category_id"
                 ) from None
             if cid not in cats:
-                raise DatasetError(f"annotation #{k} has category_id {cid}, not in 'categories'")
+                raise DatasetError(
+                    f"{self.annotation_file}: annotation #{k} (image {iid}) has category_id "
+                    f"{cid}, which is not in its 'categories' (ids {sorted(cats)})"
+                )
             if ann.get("iscrowd", 0):
                 continue
             cls = cat_to_class[cid]
@@ -197,8 +200,9 @@ class CocoDetectionDataset:
         if used_unknown and unknown_categories == "error":
             raise DatasetError(
                 f"{self.annotation_file}: categories {sorted(used_unknown)} are not in the class "
-                f"map {list(self.class_map.names)}; rename them with a category mapping, or drop "
-                "them (unknown_categories='drop')"
+                f"map {list(self.class_map.names)}; rename them (`flakefinder annotate import --format coco "
+                "--label-map OLD=NEW`, or category_mapping= in Python) or train only the known "
+                "materials (`flakefinder train --materials ...`)"
             )
         wanted = None if image_ids is None else {int(i) for i in image_ids}
         records: list[ImageRecord] = []
@@ -221,7 +225,10 @@ class CocoDetectionDataset:
             listed = ", ".join(missing[:MAX_LISTED]) + (" ..." if len(missing) > MAX_LISTED else "")
             msg = f"{len(missing)} image file(s) missing under {self.image_dir}: {listed}"
             if not skip_missing:
-                raise DatasetError(msg + " (use skip_missing=True to leave them out)")
+                raise DatasetError(
+                    msg + " (leave them out with `flakefinder train --skip-missing`, or "
+                    "skip_missing=True in Python)"
+                )
             warnings.warn(msg + "; skipped", stacklevel=2)
         self.records: list[ImageRecord] = records
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import random
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -175,6 +176,7 @@ def train(
     work_dir: str | Path | None = None,
     max_epochs: int | None = None,
     time_budget_s: float | None = None,
+    skip_missing: bool = False,
     progress: bool = True,
     log: Callable[[str], None] | None = print,
 ) -> Path:
@@ -188,6 +190,8 @@ def train(
     ``work_dir``: where ``checkpoint.pt`` lives (default ``out_dir``). ``max_epochs`` /
     ``time_budget_s``: stop after that many epochs in this call / once the time is used up (at
     an epoch end); the model folder is written anyway, with ``"completed": false`` in metrics.
+    ``skip_missing``: leave out images the COCO file names but that are not on disk (logged)
+    instead of raising :class:`DatasetError`.
     """
     import torch
 
@@ -204,19 +208,23 @@ def train(
     is_main = rank == 0
     out = Path(out_dir)
     work = Path(work_dir) if work_dir is not None else out
-    if is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        work.mkdir(parents=True, exist_ok=True)
     say = say if is_main else (lambda _m: None)
 
     ann, image_dir = resolve_dataset(dataset)
     class_map = ClassMap.for_materials(rec.materials)
     subset = bool(materials)
-    full = CocoDetectionDataset(ann, image_dir, class_map, image_size=rec.image_size,
-                                unknown_categories="drop" if subset else "error",
-                                only_annotated=subset)  # fmt: skip
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        full = CocoDetectionDataset(ann, image_dir, class_map, image_size=rec.image_size,
+                                    unknown_categories="drop" if subset else "error",
+                                    only_annotated=subset, skip_missing=skip_missing)  # fmt: skip
+    for w in caught:
+        say(f"warning: {w.message}")
     if len(full) < 2:
         raise DatasetError(f"{ann}: need at least 2 usable images to train, found {len(full)}")
+    if is_main:  # only once the dataset is known to be usable
+        out.mkdir(parents=True, exist_ok=True)
+        work.mkdir(parents=True, exist_ok=True)
     train_ids, test_ids = split_dataset(full.ids, rec.train_fraction, rec.seed)
     aug = Augmenter() if rec.augment else None
     train_ds = CocoDetectionDataset(ann, image_dir, class_map, transform=aug, image_size=rec.image_size,
