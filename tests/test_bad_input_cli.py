@@ -73,7 +73,9 @@ def test_synth_unknown_material(cli, tmp_path: Path) -> None:
 
 def test_scan_unknown_material_stores_nothing(cli, tmp_path: Path) -> None:
     db = tmp_path / "f.db"
-    res = cli("scan", "--simulated", *TINY_SCAN, "--materials", "unobtainium", "--db", f"sqlite:///{db}")
+    res = cli(
+        "scan", "--simulated", *TINY_SCAN, "--materials", "unobtainium", "--db", f"sqlite:///{db}"
+    )
     one_error(res, "unknown material 'unobtainium'", "known materials")
     assert not db.exists()
 
@@ -139,7 +141,9 @@ def test_detect_skips_corrupt_images_and_reads_16bit_grey_tiff(cli, tmp_path: Pa
 
 
 def test_detect_missing_input(cli, tmp_path: Path) -> None:
-    res = cli("detect", str(tmp_path / "nope"), "--out", str(tmp_path / "o"), "--detector", "contrast")
+    res = cli(
+        "detect", str(tmp_path / "nope"), "--out", str(tmp_path / "o"), "--detector", "contrast"
+    )
     one_error(res, "no such file or folder", "nope")
 
 
@@ -234,8 +238,9 @@ def test_train_bad_coco(cli, coco: Path, tmp_path: Path, edit, needles) -> None:
 
 def test_evaluate_results_with_unknown_images(cli, coco: Path, tmp_path: Path) -> None:
     results = tmp_path / "results.json"
+    rle = {"size": [64, 64], "counts": "PPYo1"}
     results.write_text(json.dumps([{"image_id": 12345, "category_id": 1, "bbox": [0, 0, 5, 5],
-                                    "score": 0.9}]))  # fmt: skip
+                                    "score": 0.9, "segmentation": rle}]))  # fmt: skip
     out = tmp_path / "eval"
     res = cli("evaluate", str(coco), "--results", str(results), "--out", str(out))
     one_error(res, "image id 12345", "not in the ground truth")

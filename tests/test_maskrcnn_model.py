@@ -246,3 +246,31 @@ def test_dataset_hash_stable(tmp_path: Path) -> None:
     assert dataset_hash([tmp_path / "b" / "annotations.json", tmp_path / "b" / "images"]) != ha
     with pytest.raises(ModelError):
         dataset_hash([tmp_path / "missing"])
+
+
+def test_download_pretrained_fills_the_hub_cache_only_when_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flakefinder.detect import maskrcnn_model
+    from flakefinder.errors import ModelError
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    fetched: list[str] = []
+
+    def fake_download(url: str, dst: str, progress: bool = True) -> None:
+        fetched.append(url)
+        Path(dst).write_bytes(b"x")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", fake_download)
+    paths = maskrcnn_model.download_pretrained("resnet50_fpn", "coco")
+    assert [p.parent for p in paths] == [tmp_path / "checkpoints"] * 2  # COCO Mask R-CNN + ImageNet
+    assert all(p.is_file() for p in paths) and len(fetched) == 2
+    maskrcnn_model.download_pretrained("resnet50_fpn", "coco")
+    assert len(fetched) == 2  # cached: nothing fetched again
+
+    def offline(url: str, dst: str, progress: bool = True) -> None:
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    with pytest.raises(ModelError, match="cannot download"):
+        maskrcnn_model.download_pretrained("mobilenet_v3_fpn", "coco")

@@ -45,6 +45,12 @@ def train_cmd(
     skip_missing: bool = typer.Option(
         False, "--skip-missing", help="Leave out images named in the COCO file but not on disk."
     ),
+    download_weights: bool = typer.Option(
+        False,
+        "--download-weights",
+        help="Fetch the recipe's pretrained (COCO/ImageNet) weights into the torch cache first "
+        "(needs internet); without it, only weights already in the cache are used.",
+    ),
 ) -> None:
     """Train Mask R-CNN on a COCO dataset with the paper's staged schedule.
 
@@ -55,6 +61,11 @@ def train_cmd(
     from flakefinder.train.recipe import load_recipe
 
     rec = load_recipe(recipe).with_overrides(iterations_per_epoch=iterations, epochs=epochs)
+    if download_weights and rec.weights in ("coco", "imagenet"):
+        from flakefinder.detect.maskrcnn_model import download_pretrained
+
+        for path in download_pretrained(rec.backbone, rec.weights):
+            typer.echo(f"pretrained weights: {path}")
     if batch_size is not None:
         rec = rec.with_overrides(batch_size=batch_size)
     mats = [m.strip() for item in (materials or []) for m in item.split(",") if m.strip()]

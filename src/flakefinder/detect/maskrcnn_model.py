@@ -248,6 +248,29 @@ def _pretrained_candidates(backbone: str, kind: str) -> list[tuple[str, str, str
     return (coco[backbone] if kind == "coco" else []) + imagenet[backbone]
 
 
+def download_pretrained(backbone: str, kind: str = "coco") -> list[Path]:
+    """Fetch the pretrained checkpoints for ``backbone`` into the torch hub cache (online).
+
+    Only called on request (``flakefinder train --download-weights``); building a model never
+    downloads. Returns the cached files; already cached files are not fetched again.
+    """
+    import torch
+
+    ckpt_dir = hub_checkpoint_dir()
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for desc, url, _ in _pretrained_candidates(backbone, kind):
+        path = ckpt_dir / url.rsplit("/", 1)[-1]
+        if not path.is_file():
+            log.info("downloading %s weights for %s from %s", desc, backbone, url)
+            try:
+                torch.hub.download_url_to_file(url, str(path), progress=True)
+            except Exception as exc:  # urllib raises many types when offline
+                raise ModelError(f"cannot download {desc} weights from {url}: {exc}") from None
+        paths.append(path)
+    return paths
+
+
 def _initialise(model: MaskRCNN, config: ModelConfig, weights: str | Path) -> None:
     import torch
 

@@ -21,7 +21,9 @@ class TilePlan:
     y_um: float
 
 
-def _grid_along(start_um: float, stop_um: float, fov_um: float, step_um: float) -> tuple[float, int]:
+def _grid_along(
+    start_um: float, stop_um: float, fov_um: float, step_um: float
+) -> tuple[float, int]:
     """(first centre, count) of tiles spaced ``step_um`` covering [start, stop], centred on it."""
     length = stop_um - start_um
     n = 1 if length <= fov_um else math.ceil((length - fov_um) / step_um - 1e-9) + 1
