@@ -162,3 +162,17 @@ def test_colour_gain_is_per_channel_and_spatially_uniform() -> None:
     flipped_free = out.reshape(-1, 3)
     assert (flipped_free == flipped_free[0]).all()  # same gain everywhere
     assert len(set(flipped_free[0].tolist())) == 3  # a different gain per channel
+
+
+def test_empty_segmentations_are_dropped_with_a_warning(tmp_path: Path) -> None:
+    root = make_dataset(tmp_path / "d", 3)
+    ann_file = root / "annotations.json"
+    coco = json.loads(ann_file.read_text())
+    n_before = len(coco["annotations"])
+    extra = dict(coco["annotations"][0], id=999, segmentation=[])
+    coco["annotations"].append(extra)
+    coco["annotations"].append(dict(extra, id=1000, segmentation=[[1.0, 2.0, 3.0, 4.0]]))
+    ann_file.write_text(json.dumps(coco))
+    with pytest.warns(UserWarning, match="2 annotation\\(s\\) with an empty segmentation"):
+        ds = CocoDetectionDataset(ann_file, root / "images", CMAP)
+    assert sum(len(r.annotations) for r in ds.records) == n_before

@@ -129,6 +129,15 @@ def split_dataset(
     return sorted(shuffled[:n_train]), sorted(shuffled[n_train:])
 
 
+def _obviously_empty(seg: Any) -> bool:
+    """An empty polygon list, only degenerate polygons, or an RLE of zero area."""
+    if isinstance(seg, list):
+        return not any(isinstance(p, list) and len(p) >= 6 for p in seg)
+    if isinstance(seg, dict) and isinstance(seg.get("counts"), list):
+        return not any(c for c in seg["counts"][1::2])  # odd runs are foreground
+    return False
+
+
 class CocoDetectionDataset:
     """Map-style dataset over a COCO file; see the module docstring for the rules.
 
@@ -174,6 +183,7 @@ class CocoDetectionDataset:
                 cat_to_class[cid] = None
                 unknown.append(name)
         anns_by_image: dict[int, list[tuple[int, Any]]] = {}
+        n_empty = 0
         used_unknown: set[str] = set()
         for k, ann in enumerate(self.coco["annotations"]):
             try:
@@ -196,7 +206,16 @@ class CocoDetectionDataset:
                 continue
             if "segmentation" not in ann:
                 raise DatasetError(f"annotation #{k} (image {iid}) has no segmentation")
+            if _obviously_empty(ann["segmentation"]):
+                n_empty += 1
+                continue
             anns_by_image.setdefault(iid, []).append((cls, ann["segmentation"]))
+        if n_empty:
+            warnings.warn(
+                f"{self.annotation_file}: {n_empty} annotation(s) with an empty segmentation "
+                "(no polygon of 3+ points, or an empty mask) are dropped",
+                stacklevel=2,
+            )
         if used_unknown and unknown_categories == "error":
             raise DatasetError(
                 f"{self.annotation_file}: categories {sorted(used_unknown)} are not in the class "
