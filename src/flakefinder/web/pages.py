@@ -150,7 +150,8 @@ def create_page_router(db: Database) -> APIRouter:
         if chip is None:
             raise HTTPException(404, f"no chip with id {chip_id}")
         flakes = db.query_flakes(flake_query(chip=chip_id, limit=None, order="id"))
-        extent = tiles_extent(chip_images(chip_id))
+        images = chip_images(chip_id)
+        extent = tiles_extent(images)
         if extent is None and flakes:
             xs = [v for f in flakes for v in (f.bbox_um[0], f.bbox_um[2])]
             ys = [v for f in flakes for v in (f.bbox_um[1], f.bbox_um[3])]
@@ -163,7 +164,7 @@ def create_page_router(db: Database) -> APIRouter:
             chip=chip,
             flakes=flakes,
             extent=extent,
-            has_mosaic=bool(chip_images(chip_id)),
+            has_mosaic=bool(images),
         )
 
     @r.get("/chips/{chip_id}/mosaic.png")
