@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -90,6 +91,45 @@ def test_two_terrace_flake_gives_two_regions():
     gt = instances(c)
     m = match_masks([d.mask for d in dets], [g.mask for g in gt], iou_threshold=0.8)
     assert m.true_positives == 5 and m.false_positives == 0
+
+
+def _blurred(lin: np.ndarray, blur: float) -> np.ndarray:
+    lin = cv2.GaussianBlur(lin, (0, 0), blur)
+    noise = np.random.default_rng(0).normal(0, 1.5, lin.shape)
+    return np.clip(np.rint(255 * lin + noise), 0, 255).astype(np.uint8)
+
+
+def test_nested_small_terrace_found_as_its_own_region():
+    """A ~20 µm² 8L hBN terrace inside a 6L hBN flake: its own region, layer count 8."""
+    table = colour_table(90.0, 0.55, ("hBN",))
+    sub = np.array([0.5, 0.45, 0.6])
+    lin = np.ones((200, 200, 3)) * sub
+    lin[40:160, 40:160] = sub * table.relative_rgb[6]
+    lin[90:112, 90:112] = sub * table.relative_rgb[8]  # 22 x 22 px at 0.2 µm/px = 19.4 µm²
+    dets = ContrastDetector().detect(
+        _blurred(lin, 1.5), ImagingContext(um_per_px=0.2, materials=("hBN",))
+    )
+    assert sorted((d.material, d.layer_count) for d in dets) == [("hBN", 6), ("hBN", 8)]
+    terrace = next(d for d in dets if d.layer_count == 8)
+    assert 0.8 * 22 * 22 < terrace.area_px < 1.2 * 22 * 22
+    assert terrace.bbox_px[0] >= 88 and terrace.bbox_px[2] <= 114
+
+
+def test_small_isolated_flake_without_flat_pixels():
+    """A 5.8 µm² monolayer blurred into edge pixels (no flat pixel) is labelled from its core."""
+    mats = ("graphene", "hBN", "MoS2")
+    table = colour_table(90.0, 0.55, mats)
+    sub = np.array([0.5, 0.45, 0.6])
+    lin = np.ones((120, 120, 3)) * sub
+    lin[50:62, 50:62] = sub * table.relative_rgb[table.rows_for("MoS2")[0]]
+    dets = ContrastDetector().detect(
+        _blurred(lin, 2.0), ImagingContext(um_per_px=0.2, materials=mats)
+    )
+    assert [(d.material, d.layer_count) for d in dets] == [("MoS2", 1)]
+    assert 0.6 * 144 < dets[0].area_px < 1.4 * 144
+    # an explicit min_support_px keeps the strict flat-pixel rule (no core fallback)
+    strict = ContrastDetector(min_support_px=12)
+    assert strict.detect(_blurred(lin, 2.0), ImagingContext(um_per_px=0.2, materials=mats)) == []
 
 
 def test_empty_substrate_and_debris_only():

@@ -15,7 +15,9 @@ Pipeline (numpy + cv2, float32 throughout):
    blurred terrace edges do not create phantom terraces) are kept, merged by non-maximum
    suppression in colour space, and all pixels are reassigned to the nearest kept colour or to the
    substrate: this splits multi-terrace flakes into uniform sub-regions; sub-regions narrower
-   than the smoothing window (blurred edge bands between terraces) are discarded;
+   than the smoothing window (blurred edge bands between terraces) are discarded. A small region
+   (6..40x the minimum area) with no supported colour is a small flake that the blur turned almost
+   entirely into edge pixels: it gets the colour nearest its highest-contrast quarter instead;
 5. each connected sub-region larger than ``min_area_um2``: median ``rel`` -> nearest (material,
    n_layers); dropped when bulk (> 40 layers) or when the residual exceeds ``max_residual`` (tape
    residue, particles: colours no material explains); confidence ``exp(-residual / scale)``.
@@ -38,6 +40,10 @@ from flakefinder.domain import Detection, ImagingContext, LayerClass, check_rgb_
 
 QUANT = 0.004  # relative-RGB quantisation step for the colour look-up
 SATURATED = 254  # camera value from which a channel counts as clipped
+# A foreground region of CORE_REGION_MIN..CORE_REGION_MAX times the minimum flake area whose flat
+# pixels support no table colour is a small flake blurred almost entirely into edge pixels.
+CORE_REGION_MIN = 6
+CORE_REGION_MAX = 40
 
 
 def mask_polygon(
@@ -187,6 +193,10 @@ class ContrastDetector:
         else:
             min_support = self.min_support_px
         cand = np.flatnonzero(support >= min_support)
+        n_reg = colours.shape[0]
+        small = CORE_REGION_MIN * min_px <= n_reg <= CORE_REGION_MAX * min_px
+        if cand.size == 0 and self.min_support_px is None and small:
+            cand = self._core_candidate(colours, table)
         cand = cand[np.argsort(-support[cand], kind="stable")]
         d_min = max(self.nms_distance, 6.0 * float(np.linalg.norm(sigma)))
         accepted: list[int] = []
@@ -217,6 +227,16 @@ class ContrastDetector:
                 if det is not None:
                     out.append(det)
         return out
+
+    @staticmethod
+    def _core_candidate(colours: np.ndarray, table: ColourTable) -> np.ndarray:
+        """Fallback for a small region without flat support: the table row nearest to the median
+        colour of its highest-contrast quarter (its core, least mixed with the substrate by the
+        blur). Labelling still applies the residual / bulk checks to the resulting component."""
+        dev = np.linalg.norm(colours - 1.0, axis=1)
+        core = colours[dev >= np.quantile(dev, 0.75)]
+        row, _ = table.nearest(np.median(core, axis=0, keepdims=True).astype(np.float32))
+        return row[row > 0].astype(np.int64)
 
     def _make_detection(
         self,
