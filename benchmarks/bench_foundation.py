@@ -41,7 +41,7 @@ TILE_PX = 1024
 UM_PER_PX_50X = 0.23  # 50x objective: 1024 px -> ~235 um field of view
 OVERLAP = 0.1
 
-GOAL_OPTICS_S = 1.0  # CONTRACTS.md: a 40-layer table for 6 materials "well under 1 s"
+GOAL_OPTICS_S = 1.0  # a 40-layer table for 6 materials should take well under 1 s
 GOAL_DETECT_S = 0.3
 GOAL_SCAN_1CM2_S = 15 * 60.0
 GOAL_OUTSIDE_SHARE = 0.05
