@@ -6,11 +6,14 @@ Conventions
 * Pixel coordinates are (x, y) = (column, row), origin at the top-left pixel corner.
 * Chip coordinates are micrometres; x grows with image columns and y with image rows.
   A stage position names the chip point at the *centre* of the field of view.
+* Flakes are stored in *stage* micrometres. A :class:`ChipFrame` (stored per scan) maps them to
+  chip micrometres: origin at chip corner A, x along the chip edge from A towards corner B.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Protocol, runtime_checkable
@@ -159,6 +162,82 @@ def chip_to_pixel(
         (x_um - stage.x_um) / um_per_px + width_px / 2.0,
         (y_um - stage.y_um) / um_per_px + height_px / 2.0,
     )
+
+
+@dataclass(frozen=True)
+class ChipFrame:
+    """Where the chip lay on the stage: chip µm <-> stage µm.
+
+    The chip origin (corner A) is at stage ``(origin_x_um, origin_y_um)``; the chip's +x edge
+    points ``angle_deg`` from the stage +x axis, turning towards stage +y. Chip +y is chip +x
+    turned by +90° the same way, so the frame is a rotation about the origin plus a shift.
+    """
+
+    origin_x_um: float = 0.0
+    origin_y_um: float = 0.0
+    angle_deg: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not all(math.isfinite(v) for v in (self.origin_x_um, self.origin_y_um, self.angle_deg)):
+            raise ValueError(f"chip frame values must be finite numbers, got {self}")
+
+    @classmethod
+    def identity(cls) -> ChipFrame:
+        """Chip coordinates equal stage coordinates (a simulated scan's virtual chip)."""
+        return cls(0.0, 0.0, 0.0)
+
+    @classmethod
+    def from_corners(cls, a: Sequence[float], b: Sequence[float]) -> ChipFrame:
+        """Frame whose origin is corner ``a`` (stage µm) and whose +x edge runs from ``a`` to ``b``."""
+        ax, ay = float(a[0]), float(a[1])
+        dx, dy = float(b[0]) - ax, float(b[1]) - ay
+        if not math.isfinite(dx) or not math.isfinite(dy) or math.hypot(dx, dy) == 0.0:
+            raise ValueError(f"chip corners A {tuple(a)} and B {tuple(b)} must be distinct points")
+        return cls(ax, ay, math.degrees(math.atan2(dy, dx)))
+
+    @property
+    def is_identity(self) -> bool:
+        return self.origin_x_um == 0.0 and self.origin_y_um == 0.0 and self.angle_deg == 0.0
+
+    def _cos_sin(self) -> tuple[float, float]:
+        if self.angle_deg == 0.0:
+            return 1.0, 0.0
+        theta = math.radians(self.angle_deg)
+        return math.cos(theta), math.sin(theta)
+
+    def to_chip(self, x_um: float, y_um: float) -> tuple[float, float]:
+        """Chip µm of stage point (x_um, y_um)."""
+        c, s = self._cos_sin()
+        dx, dy = x_um - self.origin_x_um, y_um - self.origin_y_um
+        return (c * dx + s * dy, -s * dx + c * dy)
+
+    def to_stage(self, x_um: float, y_um: float) -> tuple[float, float]:
+        """Stage µm of chip point (x_um, y_um); inverse of :meth:`to_chip`."""
+        c, s = self._cos_sin()
+        return (self.origin_x_um + c * x_um - s * y_um, self.origin_y_um + s * x_um + c * y_um)
+
+    def to_dict(self) -> dict[str, float]:
+        return {
+            "origin_x_um": self.origin_x_um,
+            "origin_y_um": self.origin_y_um,
+            "angle_deg": self.angle_deg,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, object]) -> ChipFrame:
+        """Inverse of :meth:`to_dict`; ValueError if a value is missing or not a number."""
+        values: list[float] = []
+        try:
+            for key in ("origin_x_um", "origin_y_um", "angle_deg"):
+                v = d[key]
+                if isinstance(v, bool) or not isinstance(v, int | float):
+                    raise TypeError(key)
+                values.append(float(v))
+        except (KeyError, TypeError, IndexError):
+            raise ValueError(
+                f"chip frame {d!r} needs numbers origin_x_um, origin_y_um and angle_deg"
+            ) from None
+        return cls(*values)
 
 
 def check_rgb_image(image: object, *, what: str = "image") -> np.ndarray:

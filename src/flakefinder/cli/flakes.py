@@ -1,4 +1,4 @@
-"""``flakefinder flakes list|export|set-status``: search the flake database and export the results."""
+"""``flakefinder flakes list|export|set-status|locate``: search, export, mark and find flakes."""
 
 from __future__ import annotations
 
@@ -245,4 +245,98 @@ def register(app: typer.Typer) -> None:
             raise fail(str(e).strip("'\"")) from None
         typer.echo(f"flake {flake.id}: status {flake.status.value}")
 
+    @flakes.command("locate")
+    def locate_cmd(
+        flake_id: Annotated[int, typer.Argument(help="Flake id (see `flakefinder flakes list`).")],
+        db: DbOpt = None,
+        corners: Annotated[
+            str | None,
+            typer.Option(
+                "--corners",
+                help="Corners A and B of the remounted chip in stage µm 'x,y;x,y' (A: origin,"
+                " B: along the chip x edge, as when scanning): print where to drive the stage.",
+            ),
+        ] = None,
+        as_json: Annotated[
+            bool, typer.Option("--json", help="Print one JSON object (full precision).")
+        ] = False,
+    ) -> None:
+        """Position of a flake in chip µm (from corner A), and on a remounted chip's stage."""
+        _locate(flake_id, db, corners, as_json)
+
     app.add_typer(flakes, name="flakes")
+
+
+def _locate(flake_id: int, db_url: str | None, corners: str | None, as_json: bool) -> None:
+    import json
+
+    from flakefinder.domain import ChipFrame
+    from flakefinder.errors import FlakefinderError
+
+    remount: ChipFrame | None = None
+    if corners is not None:
+        from flakefinder.cli.scan import _parse_corners
+
+        pts = _parse_corners(corners)
+        if len(pts) != 2:
+            raise typer.BadParameter("give corners A and B: 'x,y;x,y'", param_hint="--corners")
+        try:
+            remount = ChipFrame.from_corners(pts[0], pts[1])
+        except ValueError as e:
+            raise typer.BadParameter(str(e), param_hint="--corners") from None
+    try:
+        with open_db(db_url) as database:
+            flake = database.get_flake(flake_id)
+            if flake is None:
+                raise KeyError(f"no flake with id {flake_id} in {database.masked_url}")
+            scan = database.get_scan(flake.scan_id)
+    except (FlakefinderError, ValueError, KeyError) as e:
+        raise fail(str(e).strip("'\"")) from None
+    raw = None if scan is None else scan.settings.get("chip_frame")
+    note = None
+    if raw is None:
+        frame = ChipFrame.identity()
+        note = f"scan {flake.scan_id} stored no chip frame: chip µm = stage µm (identity)"
+    else:
+        try:
+            frame = ChipFrame.from_dict(raw)
+        except ValueError as e:
+            raise fail(f"scan {flake.scan_id}: {e}") from None
+    cx, cy = frame.to_chip(*flake.centroid_um)
+    pts_chip = [frame.to_chip(x, y) for x, y in flake.polygon_um]
+    xs, ys = [p[0] for p in pts_chip], [p[1] for p in pts_chip]
+    bbox = (min(xs), min(ys), max(xs), max(ys))
+    stage = None if remount is None else remount.to_stage(cx, cy)
+    if as_json:
+        out = {
+            "flake_id": flake.id,
+            "scan_id": flake.scan_id,
+            "chip_frame": frame.to_dict(),
+            "chip_frame_stored": raw is not None,
+            "centroid_chip_um": [cx, cy],
+            "bbox_chip_um": list(bbox),
+            "centroid_stage_um_at_scan": list(flake.centroid_um),
+            "remount_frame": None if remount is None else remount.to_dict(),
+            "stage_um": None if stage is None else list(stage),
+        }
+        typer.echo(json.dumps(out))
+        return
+    typer.echo(
+        f"flake {flake.id}: {flake.material} {flake.layer_class.value}, scan {flake.scan_id}"
+    )
+    if note:
+        typer.echo(f"note: {note}")
+    else:
+        typer.echo(
+            f"chip frame: corner A at stage ({frame.origin_x_um:.3f}, {frame.origin_y_um:.3f}) µm,"
+            f" chip x edge at {frame.angle_deg:.4f}°"
+        )
+    typer.echo(f"centroid, chip µm from corner A: x = {cx:.3f}, y = {cy:.3f}")
+    typer.echo(
+        f"bounding box, chip µm: x {bbox[0]:.3f} to {bbox[2]:.3f}, y {bbox[1]:.3f} to {bbox[3]:.3f}"
+    )
+    if remount is not None and stage is not None:
+        typer.echo(
+            f"remounted chip (x edge at {remount.angle_deg:.4f}°): drive the stage to"
+            f" x = {stage[0]:.3f}, y = {stage[1]:.3f} µm"
+        )

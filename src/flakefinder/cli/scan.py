@@ -24,6 +24,32 @@ def _parse_corners(text: str) -> list[tuple[float, float]]:
     return [(p[0], p[1]) for p in pts]
 
 
+def chip_frame_settings(
+    simulated: bool, corners: list[tuple[float, float]]
+) -> tuple[dict[str, float], str | None]:
+    """The scan's ``chip_frame`` setting and a warning, if the corners look misordered.
+
+    A simulated chip's coordinates are stage coordinates (identity frame); a real chip's frame
+    has corner A (the first corner) as origin and its +x edge from A towards B (the second).
+    """
+    from flakefinder.domain import ChipFrame
+
+    if simulated:
+        return ChipFrame.identity().to_dict(), None
+    try:
+        frame = ChipFrame.from_corners(corners[0], corners[1])
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--corners") from None
+    warning = None
+    off_axis = abs((frame.angle_deg + 45.0) % 90.0 - 45.0)  # tilt from the nearest stage axis
+    if off_axis > 10.0:
+        warning = (
+            f"chip x edge from corner A to corner B is {frame.angle_deg:.1f}° from the stage x"
+            " axis; chip positions assume A and B are neighbouring corners (not opposite ones)"
+        )
+    return frame.to_dict(), warning
+
+
 def scan_cmd(
     simulated: bool = typer.Option(False, "--simulated", help="Scan a virtual chip."),
     chip: Path | None = typer.Option(None, help="Simulated: virtual chip JSON (synth save_chip)."),
@@ -31,7 +57,10 @@ def scan_cmd(
     seed: int = typer.Option(0, help="Simulated: random chip and camera noise seed."),
     mm_config: Path | None = typer.Option(None, help="Micro-Manager configuration file."),
     corners: str | None = typer.Option(
-        None, help="Chip corners in stage µm 'x,y;x,y[;x,y;x,y]' (default: the virtual chip)."
+        None,
+        help="Chip corners in stage µm 'x,y;x,y[;x,y;x,y]' (default: the virtual chip). Real"
+        " chip: the first corner (A) is the chip origin and the chip x edge runs from A to the"
+        " second corner (B); give them in order around the chip.",
     ),
     chip_name: str | None = typer.Option(None, help="Chip name in the database."),
     db: str = typer.Option("sqlite:///flakefinder.db", help="Database URL."),
@@ -101,6 +130,7 @@ def scan_cmd(
         name = chip_name or "chip"
         oxide = oxide_nm
 
+    frame, frame_warning = chip_frame_settings(simulated, chip_corners)
     h_px, w_px = microscope.camera.shape_px
     pixel = microscope.camera.um_per_px
     plan = plan_raster(
@@ -130,9 +160,16 @@ def scan_cmd(
         else:
             typer.echo(f"chip {name!r} has no unfinished scan; starting a new one")
     if scan_id is None:
+        if frame_warning:
+            typer.secho(f"warning: {frame_warning}", fg=typer.colors.YELLOW, err=True)
         scan_id = database.start_scan(
             chip_id,
-            settings={"overlap": overlap, "corners_um": chip_corners, "simulated": simulated},
+            settings={
+                "overlap": overlap,
+                "corners_um": chip_corners,
+                "simulated": simulated,
+                "chip_frame": frame,
+            },
             objective=microscope.objective,
             um_per_px=pixel,
             detector=str(getattr(det, "name", detector)),

@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
 from flakefinder.db import Database, FlakeStatus
-from flakefinder.domain import LAYER_CLASSES
+from flakefinder.domain import LAYER_CLASSES, ChipFrame
 from flakefinder.web.api import flake_query
 from flakefinder.web.images import flake_crop, mosaic, png_bytes, tiles_extent
 
@@ -105,11 +105,21 @@ def create_page_router(db: Database) -> APIRouter:
     def flake_page(request: Request, flake_id: int) -> HTMLResponse:
         flake = flake_or_404(flake_id)
         image = db.get_image(flake.image_id) if flake.image_id is not None else None
+        scan = db.get_scan(flake.scan_id)
+        chip_position = None
+        try:
+            raw = None if scan is None else scan.settings.get("chip_frame")
+            frame = ChipFrame.identity() if raw is None else ChipFrame.from_dict(raw)
+        except ValueError:
+            frame = ChipFrame.identity()  # an unreadable frame: show stage positions only
+        if not frame.is_identity:
+            chip_position = frame.to_chip(*flake.centroid_um)
         return render(
             request,
             "flake.html",
             flake=flake,
             image=image,
+            chip_position=chip_position,
             statuses=[s.value for s in FlakeStatus],
             chip=db.get_chip(flake.chip_id),
         )
