@@ -24,11 +24,6 @@ class ListFormat(str, Enum):
     json = "json"
 
 
-class ExportFormat(str, Enum):
-    csv = "csv"
-    json = "json"
-
-
 DbOpt = Annotated[str | None, typer.Option("--db", help=DB_HELP, show_default=False)]
 MaterialOpt = Annotated[
     list[str] | None,
@@ -172,8 +167,8 @@ def register(app: typer.Typer) -> None:
         no_args_is_help=True,
     )
 
-    @flakes.command("list")
-    def list_cmd(
+    def query_cmd(
+        ctx: typer.Context,
         db: DbOpt = None,
         material: MaterialOpt = None,
         layer_class: LayerClassOpt = None,
@@ -189,42 +184,33 @@ def register(app: typer.Typer) -> None:
         limit: LimitOpt = None,
         offset: OffsetOpt = 0,
         fmt: Annotated[
-            ListFormat, typer.Option("--format", "-f", help="table (readable), csv or json.")
-        ] = ListFormat.table,
+            ListFormat | None,
+            typer.Option(
+                "--format",
+                "-f",
+                help="list: table (default), csv or json; export: csv (default) or json.",
+            ),
+        ] = None,
         out: OutOpt = None,
     ) -> None:
-        """List the flakes that match all the given filters (all flakes without filters)."""
-        _run(db, fmt.value, out, materials=material, layer_classes=layer_class,
+        # `list` and `export` share every filter; they differ in default and allowed formats.
+        exporting = ctx.info_name == "export"
+        chosen = fmt or (ListFormat.csv if exporting else ListFormat.table)
+        if exporting and chosen is ListFormat.table:
+            raise typer.BadParameter("export writes csv or json", param_hint="--format")
+        _run(db, chosen.value, out, materials=material, layer_classes=layer_class,
              min_area=min_area, max_area=max_area, min_layers=min_layers, max_layers=max_layers,
              min_confidence=min_confidence, chip=chip, scan=scan, statuses=status,
              order_by=order_by, limit=limit, offset=offset)  # fmt: skip
 
-    @flakes.command("export")
-    def export_cmd(
-        db: DbOpt = None,
-        material: MaterialOpt = None,
-        layer_class: LayerClassOpt = None,
-        min_area: MinAreaOpt = None,
-        max_area: MaxAreaOpt = None,
-        min_layers: MinLayersOpt = None,
-        max_layers: MaxLayersOpt = None,
-        min_confidence: MinConfOpt = None,
-        chip: ChipOpt = None,
-        scan: ScanOpt = None,
-        status: StatusOpt = None,
-        order_by: OrderOpt = "id",
-        limit: LimitOpt = None,
-        offset: OffsetOpt = 0,
-        fmt: Annotated[
-            ExportFormat, typer.Option("--format", "-f", help="csv (one row per flake) or json.")
-        ] = ExportFormat.csv,
-        out: OutOpt = None,
-    ) -> None:
-        """Export the matching flakes with all their columns (polygons included) as CSV or JSON."""
-        _run(db, fmt.value, out, materials=material, layer_classes=layer_class,
-             min_area=min_area, max_area=max_area, min_layers=min_layers, max_layers=max_layers,
-             min_confidence=min_confidence, chip=chip, scan=scan, statuses=status,
-             order_by=order_by, limit=limit, offset=offset)  # fmt: skip
+    flakes.command(
+        "list",
+        help="List the flakes that match all the given filters (all flakes without filters).",
+    )(query_cmd)
+    flakes.command(
+        "export",
+        help="Export the matching flakes with all their columns (polygons included) as CSV or JSON.",
+    )(query_cmd)
 
     @flakes.command("set-status")
     def set_status_cmd(
