@@ -123,7 +123,7 @@ def test_batch_endpoint_and_openapi(client: TestClient) -> None:
 def test_real_uvicorn_client_and_batching() -> None:
     detector = DarkSquareDetector()
     settings = ServerSettings(
-        detector="darksquare", materials=("hBN",), max_batch=16, batch_window_ms=50
+        detector="darksquare", materials=("hBN",), max_batch=16, batch_window_ms=250
     )
     with running_server(create_app(settings, detector=detector)) as url:
         with InferenceClient(url) as cl:
