@@ -10,6 +10,7 @@ Conversions applied by :func:`to_rgb8`:
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -56,8 +57,6 @@ def to_rgb8(array: np.ndarray, *, what: str = "image") -> np.ndarray:
 def _read_tiff(data: bytes) -> np.ndarray:
     """Pixels of a TIFF: tifffile, else OpenCV (compressed TIFFs, e.g. LZW as OpenCV and many
     cameras write them, need the optional imagecodecs package in tifffile)."""
-    import io
-
     import tifffile
 
     try:
@@ -73,6 +72,20 @@ def _read_tiff(data: bytes) -> np.ndarray:
         return np.ascontiguousarray(arr)
 
 
+def _read_pil(source: Path | io.BytesIO) -> np.ndarray:
+    """Pixels of a PNG/JPEG/BMP as PIL decodes them: 16- and 32-bit grey kept as integers
+    (for :func:`to_rgb8` to scale), grey/RGB/RGBA as they are, other modes as RGB."""
+    from PIL import Image
+
+    with Image.open(source) as im:
+        im.load()
+        if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+            return np.asarray(im).astype(np.uint16 if im.mode.startswith("I;16") else np.int64)
+        if im.mode in ("RGB", "RGBA", "L"):
+            return np.asarray(im)
+        return np.asarray(im.convert("RGB"))
+
+
 def load_image(path: str | Path) -> np.ndarray:
     """Read PNG/JPEG/TIFF/BMP at ``path`` as (H, W, 3) uint8 RGB; raise ImageError on failure."""
     p = Path(path)
@@ -82,18 +95,7 @@ def load_image(path: str | Path) -> np.ndarray:
         if p.suffix.lower() in (".tif", ".tiff"):
             data = _read_tiff(p.read_bytes())
         else:
-            from PIL import Image
-
-            with Image.open(p) as im:
-                im.load()
-                if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-                    data = np.asarray(im).astype(
-                        np.uint16 if im.mode.startswith("I;16") else np.int64
-                    )
-                elif im.mode in ("RGB", "RGBA", "L"):
-                    data = np.asarray(im)
-                else:
-                    data = np.asarray(im.convert("RGB"))
+            data = _read_pil(p)
     except ImageError:
         raise
     except Exception as exc:  # PIL and tifffile raise many types for corrupt files
@@ -103,8 +105,6 @@ def load_image(path: str | Path) -> np.ndarray:
 
 def decode_image(data: bytes, *, what: str = "upload") -> np.ndarray:
     """Decode PNG/JPEG/TIFF bytes into (H, W, 3) uint8 RGB."""
-    import io
-
     if not data:
         raise ImageError(f"{what}: empty image data")
     if data[:4] in (b"II*\x00", b"MM\x00*"):
@@ -115,16 +115,7 @@ def decode_image(data: bytes, *, what: str = "upload") -> np.ndarray:
         except Exception as exc:
             raise ImageError(f"{what}: cannot decode TIFF: {exc}") from exc
     try:
-        from PIL import Image
-
-        with Image.open(io.BytesIO(data)) as im:
-            im.load()
-            if im.mode.startswith("I;16"):
-                arr = np.asarray(im).astype(np.uint16)
-            elif im.mode in ("RGB", "RGBA", "L"):
-                arr = np.asarray(im)
-            else:
-                arr = np.asarray(im.convert("RGB"))
+        arr = _read_pil(io.BytesIO(data))
     except Exception as exc:
         raise ImageError(f"{what}: cannot decode image: {exc}") from exc
     return to_rgb8(arr, what=what)
