@@ -44,7 +44,8 @@ def batch_detect(
         database_image_paths,
         detect_files,
     )
-    from flakefinder.domain import ImagingContext
+    from flakefinder.detect.flake_csv import FLAKE_CSV_FIELDS, flake_csv_row
+    from flakefinder.domain import ClassMap, ImagingContext
     from flakefinder.imaging import iter_image_files
 
     if db:
@@ -76,13 +77,12 @@ def batch_detect(
             on_result=advance,
         )
     out.mkdir(parents=True, exist_ok=True)
+    class_map = ClassMap.for_materials(ctx.materials)
     n_flakes = 0
     with (out / "flakes.jsonl").open("w") as jf, (out / "flakes.csv").open("w", newline="") as cf:
-        writer = csv.writer(cf)
-        writer.writerow(
-            ["image", "material", "layer_class", "layer_count", "confidence", "area_px", "bbox_px"]
-        )
-        for r in results:
+        writer = csv.DictWriter(cf, fieldnames=FLAKE_CSV_FIELDS)
+        writer.writeheader()
+        for image_id, r in enumerate(results, start=1):
             jf.write(
                 json.dumps(
                     {
@@ -106,19 +106,10 @@ def batch_detect(
                 )
                 + "\n"
             )
-            for d in r.detections:
+            for k, d in enumerate(r.detections):
                 n_flakes += 1
-                writer.writerow(
-                    [
-                        r.path,
-                        d.material,
-                        d.layer_class.value,
-                        d.layer_count,
-                        f"{d.confidence:.4f}",
-                        f"{d.area_px:.1f}",
-                        " ".join(f"{v:.1f}" for v in d.bbox_px),
-                    ]
-                )
+                cat_id = class_map.id_of(d.material, d.layer_class)
+                writer.writerow(flake_csv_row(d, image_id, r.path, k, cat_id, ctx.um_per_px))
     bad = [r for r in results if r.error]
     typer.echo(f"{n_flakes} flakes in {len(results) - len(bad)} images -> {out}")
     for r in bad:

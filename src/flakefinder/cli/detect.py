@@ -14,13 +14,6 @@ if TYPE_CHECKING:
 
     from flakefinder.domain import ClassMap, Detection, Detector
 
-CSV_FIELDS = (
-    "image_id", "file", "flake", "material", "layer_class", "category", "category_id",
-    "layer_count", "confidence", "x_min_px", "y_min_px", "x_max_px", "y_max_px",
-    "area_px", "area_um2", "centroid_x_px", "centroid_y_px",
-    "contrast_r", "contrast_g", "contrast_b",
-)  # fmt: skip
-
 
 def register(app: typer.Typer) -> None:
     app.command("detect")(detect_cmd)
@@ -112,6 +105,7 @@ def _run(
     batch_size: int,
     write_overlays: bool,
 ) -> dict[str, int]:
+    from flakefinder.detect.flake_csv import FLAKE_CSV_FIELDS, flake_csv_row
     from flakefinder.errors import ImageError
     from flakefinder.imaging import load_image
 
@@ -123,7 +117,7 @@ def _run(
     failed = 0
     batched = hasattr(det, "detect_batch") and batch_size > 1
     with (out / "flakes.csv").open("w", newline="", encoding="utf-8") as fcsv:
-        writer = csv.DictWriter(fcsv, fieldnames=CSV_FIELDS)
+        writer = csv.DictWriter(fcsv, fieldnames=FLAKE_CSV_FIELDS)
         writer.writeheader()
         for start in range(0, len(files), batch_size):
             chunk: list[tuple[Path, np.ndarray]] = []
@@ -151,7 +145,7 @@ def _run(
                         names.append(d.category)
                     cat_id = names.index(d.category) + 1
                     results.append(_coco_result(d, image_id, cat_id, h, w))
-                    writer.writerow(_csv_row(d, image_id, path, k, cat_id, ctx.um_per_px))
+                    writer.writerow(flake_csv_row(d, image_id, path, k, cat_id, ctx.um_per_px))
                 if write_overlays:
                     _write_overlay(overlay_dir, path, image, kept, used_names)
     (out / "detections.json").write_text(json.dumps(results) + "\n", encoding="utf-8")
@@ -195,36 +189,6 @@ def _coco_result(d: Detection, image_id: int, cat_id: int, h: int, w: int) -> di
         "score": round(float(d.confidence), 5),
         "layer_count": d.layer_count,
         "area": float(d.area_px),
-    }
-
-
-def _csv_row(
-    d: Detection, image_id: int, path: Path, k: int, cat_id: int, um_per_px: float
-) -> dict[str, Any]:
-    xs = [p[0] for p in d.polygon_px] or [0.0]
-    ys = [p[1] for p in d.polygon_px] or [0.0]
-    c = d.contrast_rgb or (None, None, None)
-    return {
-        "image_id": image_id,
-        "file": str(path),
-        "flake": k,
-        "material": d.material,
-        "layer_class": d.layer_class.value,
-        "category": d.category,
-        "category_id": cat_id,
-        "layer_count": "" if d.layer_count is None else d.layer_count,
-        "confidence": f"{d.confidence:.4f}",
-        "x_min_px": f"{d.bbox_px[0]:.1f}",
-        "y_min_px": f"{d.bbox_px[1]:.1f}",
-        "x_max_px": f"{d.bbox_px[2]:.1f}",
-        "y_max_px": f"{d.bbox_px[3]:.1f}",
-        "area_px": f"{d.area_px:.0f}",
-        "area_um2": f"{d.area_px * um_per_px**2:.3f}",
-        "centroid_x_px": f"{sum(xs) / len(xs):.1f}",
-        "centroid_y_px": f"{sum(ys) / len(ys):.1f}",
-        "contrast_r": "" if c[0] is None else f"{c[0]:.4f}",
-        "contrast_g": "" if c[1] is None else f"{c[1]:.4f}",
-        "contrast_b": "" if c[2] is None else f"{c[2]:.4f}",
     }
 
 
