@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Query, Response
 from pydantic import BaseModel, Field
 
-from flakefinder.db import Database, DesignLayer, FlakeQuery
+from flakefinder.db import Database, DesignLayer, FlakeQuery, StoredFlake
 from flakefinder.design.geometry import StackLayer, summarize, to_gds
 
 
@@ -70,13 +70,15 @@ def flake_query(
         raise HTTPException(400, str(exc)) from None
 
 
-def stack_layers(db: Database, layers: list[LayerIn]) -> list[StackLayer]:
-    out = []
+def stack_flakes(db: Database, layers: list[LayerIn]) -> tuple[list[StoredFlake], list[StackLayer]]:
+    """The layers' flakes (bottom first) and their placed outlines; 400 for an unknown flake."""
+    flakes, stack = [], []
     for lay in sorted(layers, key=lambda item: item.order):
         flake = db.get_flake(lay.flake_id)
         if flake is None:
             raise HTTPException(400, f"no flake with id {lay.flake_id}")
-        out.append(
+        flakes.append(flake)
+        stack.append(
             StackLayer(
                 flake.id,
                 flake.material,
@@ -87,7 +89,11 @@ def stack_layers(db: Database, layers: list[LayerIn]) -> list[StackLayer]:
                 lay.rotation_deg,
             )
         )
-    return out
+    return flakes, stack
+
+
+def stack_layers(db: Database, layers: list[LayerIn]) -> list[StackLayer]:
+    return stack_flakes(db, layers)[1]
 
 
 def summary_dict(layers: list[StackLayer]) -> dict[str, Any]:
@@ -188,14 +194,14 @@ def create_api_router(db: Database) -> APIRouter:
         d = db.get_design(design_id)
         if d is None:
             raise HTTPException(404, f"no design with id {design_id}")
-        layers = [LayerIn(**lay.to_dict()) for lay in d.layers]
+        flakes, stack = stack_flakes(db, [LayerIn(**lay.to_dict()) for lay in d.layers])
         return {
             "id": d.id,
             "name": d.name,
             "notes": d.notes,
             "layers": [lay.to_dict() for lay in d.layers],
-            "flakes": [db.get_flake(lay.flake_id).to_dict() for lay in d.layers],  # type: ignore[union-attr]
-            "summary": summary_dict(stack_layers(db, layers)),
+            "flakes": [f.to_dict() for f in flakes],
+            "summary": summary_dict(stack),
             "created_at": d.created_at.isoformat(),
             "updated_at": d.updated_at.isoformat(),
         }
