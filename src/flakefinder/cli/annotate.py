@@ -30,11 +30,12 @@ def export_cmd(
 ) -> None:
     """Run a detector over IMAGES and write its predictions as pre-annotations."""
     from flakefinder.annotate.roundtrip import export_preannotations, predict_images
+    from flakefinder.cli import parse_materials
     from flakefinder.detect.registry import create_detector
     from flakefinder.domain import ClassMap, ImagingContext
     from flakefinder.imaging import iter_image_files
 
-    mats = tuple(m.strip() for m in materials.split(",") if m.strip())
+    mats = parse_materials(materials)
     det = create_detector(detector, **({"model": str(model)} if model else {}))
     files = iter_image_files(images)
     root = images[0] if len(images) == 1 and images[0].is_dir() else None

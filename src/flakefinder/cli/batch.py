@@ -38,6 +38,7 @@ def batch_detect(
 
     from rich.progress import Progress
 
+    from flakefinder.cli import parse_materials
     from flakefinder.cluster.batch import (
         DetectorSpec,
         ImageResult,
@@ -59,7 +60,7 @@ def batch_detect(
     ctx = ImagingContext(
         um_per_px=um_per_px,
         oxide_thickness_nm=oxide_nm,
-        materials=tuple(m.strip() for m in materials.split(",") if m.strip()),
+        materials=parse_materials(materials),
     )
     with Progress() as progress:
         task = progress.add_task("detecting", total=len(files))

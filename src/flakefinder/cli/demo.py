@@ -26,6 +26,7 @@ def demo(
     Prints how the stored flakes compare with the chip's known flakes, and where the database,
     tile images and CSV/JSON exports are. Browse them with the command it prints at the end.
     """
+    from flakefinder.cli import parse_materials
     from flakefinder.db import Database, FlakeQuery, flakes_to_csv, flakes_to_json
     from flakefinder.detect.registry import create_detector
     from flakefinder.domain import ImagingContext
@@ -35,7 +36,7 @@ def demo(
     from flakefinder.scan.plan import plan_raster
     from flakefinder.synth.chip import random_chip, save_chip
 
-    mats = tuple(m.strip() for m in materials.split(",") if m.strip())
+    mats = parse_materials(materials)
     out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     side_um = chip_mm * 1000.0

@@ -40,12 +40,11 @@ def detect_cmd(
 
     Unreadable images are reported and skipped; the others are still processed.
     """
+    from flakefinder.cli import parse_materials
     from flakefinder.domain import ImagingContext
     from flakefinder.imaging import iter_image_files
 
-    mats = tuple(m.strip() for m in materials.split(",") if m.strip())
-    if not mats:
-        raise typer.BadParameter("give at least one material", param_hint="--materials")
+    mats = parse_materials(materials)
     if not 0.0 <= score <= 1.0:
         raise typer.BadParameter("must lie in [0, 1]", param_hint="--score")
     det = _make_detector(detector, model, device, score)

@@ -160,7 +160,9 @@ def illumination_cmd(
         ) from None
     if not lv or any(v <= 0 for v in lv):
         raise typer.BadParameter("give positive intensities", param_hint="--levels")
-    mats = tuple(m.strip() for m in materials.split(",") if m.strip())
+    from flakefinder.cli import parse_materials
+
+    mats = parse_materials(materials)
     names = [d.strip() for d in (detectors or ",".join(ALL_DETECTORS)).split(",") if d.strip()]
     dets: list[Any] = []
     for name in names:

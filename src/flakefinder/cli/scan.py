@@ -88,14 +88,13 @@ def scan_cmd(
 
     Stop with Ctrl-C at any time; run again with --resume to continue where it stopped.
     """
+    from flakefinder.cli import parse_materials
     from flakefinder.domain import ImagingContext
     from flakefinder.scan.focus import focus_points, measure_focus_map
     from flakefinder.scan.loop import run_scan
     from flakefinder.scan.plan import plan_bounds_um, plan_raster
 
-    mats = tuple(m.strip() for m in materials.split(",") if m.strip())
-    if not mats:
-        raise typer.BadParameter("give at least one material", param_hint="--materials")
+    mats = parse_materials(materials)
     if not 0.0 <= overlap < 1.0:
         raise typer.BadParameter("must lie in [0, 1)", param_hint="--overlap")
     if frame_px < 1 or (um_per_px is not None and not um_per_px > 0):

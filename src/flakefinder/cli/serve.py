@@ -34,6 +34,7 @@ def serve(
     """
     import uvicorn
 
+    from flakefinder.cli import parse_materials
     from flakefinder.server.app import create_app
     from flakefinder.server.settings import ServerSettings
 
@@ -41,7 +42,7 @@ def serve(
         detector=detector,
         model_dir=str(model) if model else None,
         device=device,
-        materials=tuple(m.strip() for m in materials.split(",") if m.strip()),
+        materials=parse_materials(materials),
         oxide_thickness_nm=oxide_nm,
         um_per_px=um_per_px,
         api_key=api_key,

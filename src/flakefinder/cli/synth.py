@@ -33,16 +33,11 @@ def synth(
     seed: int = typer.Option(0, help="Random seed (the whole dataset is deterministic)."),
 ) -> None:
     """Render a synthetic COCO dataset of 2D flakes into OUT_DIR."""
+    from flakefinder.cli import parse_materials
     from flakefinder.errors import UnknownMaterialError
 
-    mats = [m.strip() for m in materials.split(",") if m.strip()]
-    if not mats:
-        typer.secho("error: --materials is empty", fg=typer.colors.RED, err=True)
-        raise typer.Exit(code=2)
     try:
-        from flakefinder.synth.chip import check_materials
-
-        check_materials(mats)
+        mats = list(parse_materials(materials))
     except UnknownMaterialError as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(code=2) from None

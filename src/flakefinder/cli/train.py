@@ -68,7 +68,9 @@ def train_cmd(
             typer.echo(f"pretrained weights: {path}")
     if batch_size is not None:
         rec = rec.with_overrides(batch_size=batch_size)
-    mats = [m.strip() for item in (materials or []) for m in item.split(",") if m.strip()]
+    from flakefinder.cli import parse_materials
+
+    mats = list(parse_materials(materials)) if materials else []
     if init_from is not None and not mats:
         from flakefinder.detect.model_folder import read_model_config
 
