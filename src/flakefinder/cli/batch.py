@@ -48,6 +48,7 @@ def batch_detect(
     from flakefinder.detect.flake_csv import FLAKE_CSV_FIELDS, flake_csv_row
     from flakefinder.domain import ClassMap, ImagingContext
     from flakefinder.imaging import iter_image_files
+    from flakefinder.server.schemas import FlakeOut
 
     if db:
         files = database_image_paths(db, scan)
@@ -92,15 +93,7 @@ def batch_detect(
                         "height_px": r.height_px,
                         "error": r.error,
                         "flakes": [
-                            {
-                                "material": d.material,
-                                "layer_class": d.layer_class.value,
-                                "layer_count": d.layer_count,
-                                "confidence": d.confidence,
-                                "area_px": d.area_px,
-                                "bbox_px": list(d.bbox_px),
-                                "polygon_px": [list(p) for p in d.polygon_px],
-                            }
+                            FlakeOut.from_detection(d, ctx.um_per_px).model_dump(mode="json")
                             for d in r.detections
                         ],
                     }
