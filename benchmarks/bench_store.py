@@ -42,7 +42,7 @@ def legacy_record_tile(
     from sqlalchemy import exc, select
 
     from flakefinder.db import convert
-    from flakefinder.db.models import ImageRow, ScanRow
+    from flakefinder.db.models import FlakeRow, ImageRow, ScanRow
 
     flakes = list(flakes)
     try:
@@ -60,7 +60,9 @@ def legacy_record_tile(
             image = ImageRow(**convert.image_values(tile, scan_id))
             s.add(image)
             s.flush()
-            s.add_all(convert.flake_row(f, scan_id, image.id, scan.chip_id) for f in flakes)
+            s.add_all(
+                FlakeRow(**convert.flake_values(f, scan_id, image.id, scan.chip_id)) for f in flakes
+            )
     except exc.IntegrityError:
         if tile.tile_index not in db.completed_tiles(scan_id):
             raise

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from pathlib import Path, PurePath
 from typing import Any
 
@@ -31,10 +30,6 @@ def from_file(path: Path) -> LabeledImage:
             )
         shapes.append(LabeledShape(str(s["label"]), tuple(pts), None, dict(s.get("flags") or {})))
     return LabeledImage(name, width, height, tuple(shapes))
-
-
-def from_files(paths: Iterable[Path]) -> list[LabeledImage]:
-    return [from_file(p) for p in paths]
 
 
 def to_file(image: LabeledImage) -> dict[str, Any]:

@@ -117,7 +117,7 @@ def design(row: DesignRow) -> Design:
 
 
 def flake_values(f: FlakeRecord, scan_id: int, image_id: int, chip_id: int) -> dict[str, Any]:
-    """Column values of a new flake row (for a bulk Core insert; ``flake_row`` wraps them)."""
+    """Column values of a new flake row (for a bulk Core insert)."""
     cx, cy = f.centroid_um
     x0, y0, x1, y1 = (float(v) for v in f.bbox_um)
     return {
@@ -159,10 +159,6 @@ def image_values(tile: TileRecord, scan_id: int) -> dict[str, Any]:
         "um_per_px": tile.um_per_px,
         "file_path": tile.image_path,
     }
-
-
-def flake_row(f: FlakeRecord, scan_id: int, image_id: int, chip_id: int) -> FlakeRow:
-    return FlakeRow(**flake_values(f, scan_id, image_id, chip_id))
 
 
 def flake_record(row: FlakeRow, tile_index: int | None) -> FlakeRecord:
