@@ -40,3 +40,11 @@ class DatasetError(FlakefinderError, ValueError):
 
 class ModelError(FlakefinderError, ValueError):
     """A model folder or weights file that cannot be used."""
+
+
+class ProfileError(FlakefinderError, ValueError):
+    """A setup profile (microscope colour calibration) that is malformed or does not fit."""
+
+
+class CalibrationError(FlakefinderError, ValueError):
+    """Calibration input (images, labels, masks) that cannot determine a colour table."""
