@@ -110,9 +110,16 @@ def test_scan_bad_options(cli, tmp_path: Path, args: list[str], needle: str) -> 
     assert not db.exists()
 
 
-def test_flakes_list_unopenable_sqlite(cli) -> None:
+def test_flakes_list_unopenable_sqlite(cli, tmp_path: Path) -> None:
+    # issue 11 #11: a mistyped SQLite path is refused instead of creating an empty database
     res = cli("flakes", "list", "--db", "sqlite:///nonexistent/dir/x.db")
-    one_error(res, "cannot connect", "nonexistent/dir/x.db")
+    one_error(res, "no database file nonexistent/dir/x.db", "db upgrade")
+    typo = tmp_path / "flkes.db"
+    for args in (["flakes", "list"], ["db", "info"], ["flakes", "export"]):
+        one_error(cli(*args, "--db", f"sqlite:///{typo}"), "no database file", "flkes.db")
+    assert not typo.exists()
+    res = cli("db", "upgrade", "--db", f"sqlite:///{typo}")  # creating one stays possible
+    assert res.code == 0 and typo.is_file()
 
 
 # -- images ------------------------------------------------------------------------------------

@@ -18,7 +18,8 @@ def test_demo_scans_stores_and_compares(tmp_path: Path, detector: str) -> None:
     out = tmp_path / "demo"
     r = CliRunner().invoke(
         create_app(),
-        ["demo", "--out", str(out), "--chip-mm", "0.4", "--detector", detector, "--no-progress"],
+        ["demo", "--out", str(out), "--chip-size-mm", "0.4", "--detector", detector,
+         "--no-progress"],  # fmt: skip
     )
     assert r.exit_code == 0, r.output
     assert "9 tiles" in r.output and "Known flakes of the virtual chip" in r.output
@@ -33,3 +34,39 @@ def test_demo_scans_stores_and_compares(tmp_path: Path, detector: str) -> None:
     assert len(json.loads((out / "flakes.json").read_text())) == len(stored)
     assert len(list((out / f"scan_{scan.id}").glob("tile_*.png"))) == 9
     assert (out / "chip.json").is_file()
+
+
+def test_demo_defaults_to_the_best_detector_and_reruns_fresh(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    args = ["demo", "--out", str(out), "--chip-mm", "0.4", "--no-progress"]  # old name still works
+    first = CliRunner().invoke(create_app(), args)
+    assert first.exit_code == 0, first.output
+    assert "detector: contrast 1.0 (best by the benchmarks: mask mAP@50 0.51" in first.output
+    assert "--chip-mm is deprecated; use --chip-size-mm" in first.output
+    again = CliRunner().invoke(create_app(), args)
+    assert again.exit_code == 0, again.output
+    assert "holds an earlier demo run; starting fresh" in again.output
+    db = Database(f"sqlite:///{out / 'flakefinder.db'}")
+    [scan] = db.list_scans()  # one scan, not two: flakes.csv and the database agree
+    stored = db.query_flakes(FlakeQuery())
+    db.close()
+    with (out / "flakes.csv").open() as f:
+        assert len(list(csv.DictReader(f))) == len(stored)
+    assert sorted(p.name for p in out.glob("scan_*")) == [f"scan_{scan.id}"]
+
+
+def test_demo_refuses_a_folder_with_other_scans(tmp_path: Path) -> None:
+    from flakefinder.errors import FlakefinderError
+
+    out = tmp_path / "demo"
+    out.mkdir()
+    db = Database(f"sqlite:///{out / 'flakefinder.db'}")
+    db.migrate()
+    chip = db.add_chip("mine", ["graphene"], 90.0)
+    db.start_scan(chip, settings={}, objective="50x", um_per_px=0.2, detector="contrast",
+                  detector_version="1", n_tiles_planned=1)  # fmt: skip
+    db.close()
+    r = CliRunner().invoke(create_app(), ["demo", "--out", str(out), "--chip-size-mm", "0.2"])
+    assert isinstance(r.exception, FlakefinderError)
+    assert "did not make; choose another --out" in str(r.exception)
+    assert (out / "flakefinder.db").is_file()

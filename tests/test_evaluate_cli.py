@@ -104,7 +104,7 @@ def test_illumination_cli(tmp_path: Path) -> None:
     r = CliRunner().invoke(
         create_app(),
         ["evaluate", "illumination", "--out", str(tmp_path), "--detectors", "contrast",
-         "--views", "2", "--levels", "1.0,0.5", "--size-px", "160"],
+         "--views", "2", "--levels", "1.0,0.5", "--frame-px", "160"],
     )  # fmt: skip
     assert r.exit_code == 0, r.output
     lines = (tmp_path / "illumination.csv").read_text().splitlines()

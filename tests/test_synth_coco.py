@@ -101,7 +101,7 @@ def test_cli_synth(tmp_path):
             "3",
             "--materials",
             "graphene,MoS2",
-            "--size",
+            "--frame-px",
             "128",
             "--um-per-px",
             "0.4",

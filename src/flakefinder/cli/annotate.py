@@ -6,6 +6,20 @@ from pathlib import Path
 
 import typer
 
+from flakefinder.cli.options import (
+    DEFAULT_MATERIALS,
+    DEFAULT_OXIDE_NM,
+    DEFAULT_UM_PER_PX,
+    DetectorOpt,
+    DetectorOptionsOpt,
+    MaterialsOpt,
+    ModelOpt,
+    OxideNmOpt,
+    SetupOpt,
+    UmPerPxOpt,
+)
+from flakefinder.detect.registry import DEFAULT_DETECTOR
+
 annotate_app = typer.Typer(
     help="Annotation round trip: export model predictions as pre-annotations for Label Studio, "
     "CVAT (COCO) and labelme, then import the corrected labels (Label Studio JSON, CVAT COCO, "
@@ -20,23 +34,24 @@ def export_cmd(
     out: Path = typer.Option(
         ..., "--out", help="Folder for labelstudio_tasks.json, cvat_coco.json, labelme/."
     ),
-    detector: str = typer.Option("maskrcnn", help="Detector: maskrcnn, contrast or rulebased."),
-    model: Path | None = typer.Option(
-        None, help="Model folder for maskrcnn (default: shipped model)."
-    ),
-    materials: str = typer.Option("graphene", help="Comma-separated materials on the chips."),
-    oxide_nm: float = typer.Option(90.0, help="SiO2 thickness of the chips (nm)."),
-    um_per_px: float = typer.Option(0.2, help="Pixel size on the sample (µm)."),
+    detector: DetectorOpt = DEFAULT_DETECTOR,
+    model: ModelOpt = None,
+    setup: SetupOpt = None,
+    detector_option: DetectorOptionsOpt = None,
+    materials: MaterialsOpt = DEFAULT_MATERIALS,
+    oxide_nm: OxideNmOpt = DEFAULT_OXIDE_NM,
+    um_per_px: UmPerPxOpt = DEFAULT_UM_PER_PX,
 ) -> None:
     """Run a detector over IMAGES and write its predictions as pre-annotations."""
     from flakefinder.annotate.roundtrip import export_preannotations, predict_images
     from flakefinder.cli import parse_materials
-    from flakefinder.detect.registry import create_detector
+    from flakefinder.cli.options import build_detector
     from flakefinder.domain import ClassMap, ImagingContext
     from flakefinder.imaging import iter_image_files
+    from flakefinder.text import plural
 
     mats = parse_materials(materials)
-    det = create_detector(detector, **({"model": str(model)} if model else {}))
+    det = build_detector(detector, model=model, setup=setup, options=detector_option)
     files = iter_image_files(images)
     root = images[0] if len(images) == 1 and images[0].is_dir() else None
     ctx = ImagingContext(um_per_px=um_per_px, oxide_thickness_nm=oxide_nm, materials=mats)
@@ -48,7 +63,7 @@ def export_cmd(
         model_version=f"{det.name}-{det.version}",
     )
     n = sum(len(im.shapes) for im in labeled)
-    typer.echo(f"{n} flakes in {len(labeled)} images exported:")
+    typer.echo(f"{plural(n, 'flake')} in {plural(len(labeled), 'image')} exported:")
     for key, path in written.items():
         typer.echo(f"  {key}: {path}")
 

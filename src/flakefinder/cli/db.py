@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import typer
 
-from flakefinder.cli.flakes import DB_HELP, fail, open_db
-
-DbOpt = Annotated[str | None, typer.Option("--db", help=DB_HELP, show_default=False)]
+from flakefinder.cli.flakes import fail, open_db
+from flakefinder.cli.options import DbOpt
 
 
 def register(app: typer.Typer) -> None:
@@ -23,7 +20,7 @@ def register(app: typer.Typer) -> None:
         from flakefinder.errors import FlakefinderError
 
         try:
-            with open_db(db) as database:
+            with open_db(db, must_exist=False) as database:
                 before, head = database.schema_revision()
                 database.migrate()
         except FlakefinderError as e:

@@ -9,13 +9,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from flakefinder.cli.options import DbOpt, deprecated_alias
+
 if TYPE_CHECKING:
     from flakefinder.db import Database, FlakeQuery, StoredFlake
 
-DB_HELP = (
-    "Database URL, e.g. sqlite:///flakes.db or postgresql+psycopg://user:pw@host/db "
-    "(default: $FLAKEFINDER_DATABASE_URL, else sqlite:///flakefinder.db)."
-)
 
 
 class ListFormat(str, Enum):
@@ -24,12 +22,16 @@ class ListFormat(str, Enum):
     json = "json"
 
 
-DbOpt = Annotated[str | None, typer.Option("--db", help=DB_HELP, show_default=False)]
-MaterialOpt = Annotated[
+MaterialsFilterOpt = Annotated[
     list[str] | None,
     typer.Option(
-        "--material", "-m", help="Keep only this material (repeat or comma-separate: graphene,hBN)."
+        "--materials",
+        "-m",
+        help="Keep only these materials (comma-separate or repeat: graphene,hBN).",
     ),
+]
+OldMaterialOpt = Annotated[
+    list[str] | None, typer.Option("--material", hidden=True, help="Old name of --materials.")
 ]
 LayerClassOpt = Annotated[
     list[str] | None,
@@ -69,12 +71,15 @@ def _split(values: list[str] | None) -> tuple[str, ...]:
     return tuple(v.strip() for item in values or () for v in item.split(",") if v.strip())
 
 
-def open_db(url: str | None) -> Database:
-    """``Database`` for ``--db`` (or the environment / default URL)."""
-    from flakefinder.db import Database, DatabaseSettings
+def open_db(url: str | None, *, must_exist: bool = True) -> Database:
+    """``Database`` for ``--db`` (or the environment / default URL).
 
-    settings = DatabaseSettings.from_env(url)
-    return Database(settings.url, echo=settings.echo)
+    A SQLite file that does not exist is refused unless ``must_exist`` is False (a mistyped
+    path would otherwise create an empty database).
+    """
+    from flakefinder.cli.options import open_database
+
+    return open_database(url, must_exist=must_exist)
 
 
 def fail(message: str) -> typer.Exit:
@@ -92,8 +97,11 @@ def _query(db: Database, **kw: Any) -> FlakeQuery:
         if found is None:
             raise KeyError(f"no chip {chip!r} in {db.masked_url}")
         chip_id = found.id
+    from flakefinder.cli import parse_materials
+
+    names = _split(kw["materials"])
     return FlakeQuery(
-        materials=_split(kw["materials"]),
+        materials=parse_materials(names) if names else (),
         layer_classes=tuple(v.lower() for v in _split(kw["layer_classes"])),
         statuses=_split(kw["statuses"]),
         min_area_um2=kw["min_area"],
@@ -170,7 +178,8 @@ def register(app: typer.Typer) -> None:
     def query_cmd(
         ctx: typer.Context,
         db: DbOpt = None,
-        material: MaterialOpt = None,
+        materials: MaterialsFilterOpt = None,
+        material: OldMaterialOpt = None,
         layer_class: LayerClassOpt = None,
         min_area: MinAreaOpt = None,
         max_area: MaxAreaOpt = None,
@@ -198,7 +207,10 @@ def register(app: typer.Typer) -> None:
         chosen = fmt or (ListFormat.csv if exporting else ListFormat.table)
         if exporting and chosen is ListFormat.table:
             raise typer.BadParameter("export writes csv or json", param_hint="--format")
-        _run(db, chosen.value, out, materials=material, layer_classes=layer_class,
+        if material:
+            deprecated_alias(1, "--material", "--materials")
+        _run(db, chosen.value, out, materials=[*(materials or []), *(material or [])],
+             layer_classes=layer_class,
              min_area=min_area, max_area=max_area, min_layers=min_layers, max_layers=max_layers,
              min_confidence=min_confidence, chip=chip, scan=scan, statuses=status,
              order_by=order_by, limit=limit, offset=offset)  # fmt: skip

@@ -6,6 +6,17 @@ from pathlib import Path
 
 import typer
 
+from flakefinder.cli.options import (
+    DEFAULT_FRAME_PX,
+    DEFAULT_MATERIALS,
+    DEFAULT_OXIDE_NM,
+    DEFAULT_UM_PER_PX,
+    FramePxOpt,
+    MaterialsOpt,
+    OxideNmOpt,
+    UmPerPxOpt,
+)
+
 HELP = """Render a synthetic instance-segmentation dataset (COCO) of exfoliated 2D flakes.
 
 Random single-material virtual chips are generated (crystal-shaped flakes with terraces, bulk
@@ -22,19 +33,25 @@ Example: flakefinder synth data/synth --images 200 --materials graphene,hBN --se
 def synth(
     out_dir: Path = typer.Argument(..., help="Folder to write images/, annotations.json, chips/."),
     images: int = typer.Option(100, "--images", "-n", min=0, help="Number of images to render."),
-    materials: str = typer.Option(
-        "graphene", help="Comma-separated materials, e.g. graphene,hBN,MoS2,WTe2,WSe2,MoSe2."
-    ),
-    size: int = typer.Option(1024, "--size", min=16, help="Image width and height in pixels."),
-    um_per_px: float = typer.Option(0.2, "--um-per-px", help="Pixel size on the sample (µm)."),
-    oxide_nm: float = typer.Option(90.0, "--oxide-nm", help="SiO2 thickness of the chips (nm)."),
+    materials: MaterialsOpt = DEFAULT_MATERIALS,
+    frame_px: FramePxOpt = DEFAULT_FRAME_PX,
+    size: int | None = typer.Option(None, "--size", hidden=True, help="Old name of --frame-px."),
+    um_per_px: UmPerPxOpt = DEFAULT_UM_PER_PX,
+    oxide_nm: OxideNmOpt = DEFAULT_OXIDE_NM,
     flakes_per_mm2: float = typer.Option(40.0, help="Flake density on the virtual chips."),
     gamma: float = typer.Option(1.0, help="Camera gamma encoding (stored = linear ** (1/gamma))."),
     seed: int = typer.Option(0, help="Random seed (the whole dataset is deterministic)."),
 ) -> None:
     """Render a synthetic COCO dataset of 2D flakes into OUT_DIR."""
     from flakefinder.cli import parse_materials
+    from flakefinder.cli.options import deprecated_alias
     from flakefinder.errors import UnknownMaterialError
+
+    deprecated_alias(size, "--size", "--frame-px")
+    if size is not None:
+        if size < 16:
+            raise typer.BadParameter(f"must be at least 16, got {size}", param_hint="--size")
+        frame_px = size
 
     try:
         mats = list(parse_materials(materials))
@@ -49,17 +66,18 @@ def synth(
 
     from flakefinder.synth.coco import export_coco
     from flakefinder.synth.render import RenderSettings
+    from flakefinder.text import plural
 
     def progress(done: int, total: int) -> None:
         if done == total or done % max(1, total // 10) == 0:
-            typer.echo(f"  {done}/{total} images")
+            typer.echo(f"  {done}/{plural(total, 'image')}")
 
     path = export_coco(
         out_dir,
         n_images=images,
         materials=mats,
-        width_px=size,
-        height_px=size,
+        width_px=frame_px,
+        height_px=frame_px,
         um_per_px=um_per_px,
         seed=seed,
         oxide_thickness_nm=oxide_nm,
@@ -71,8 +89,9 @@ def synth(
 
     data = json.loads(path.read_text())
     typer.echo(
-        f"wrote {len(data['images'])} images and {len(data['annotations'])} annotations "
-        f"({len(data['categories'])} categories) to {path}"
+        f"wrote {plural(len(data['images']), 'image')} and "
+        f"{plural(len(data['annotations']), 'annotation')} "
+        f"({plural(len(data['categories']), 'category', 'categories')}) to {path}"
     )
 
 

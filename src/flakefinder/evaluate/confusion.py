@@ -63,13 +63,17 @@ class ConfusionMatrix:
         }
 
     def to_markdown(self) -> str:
-        head = "| true \\ predicted | " + " | ".join(self.pred_labels) + " |"
+        """A Markdown table (every row as wide as the header, even with no labels at all)."""
+        head = "| " + " | ".join(["true \\ predicted", *self.pred_labels]) + " |"
         sep = "|---" * (len(self.pred_labels) + 1) + "|"
         rows = [
-            f"| {t} | " + " | ".join(str(int(v)) for v in self.counts[i]) + " |"
+            "| " + " | ".join([t, *(str(int(v)) for v in self.counts[i])]) + " |"
             for i, t in enumerate(self.true_labels)
         ]
-        return "\n".join([head, sep, *rows]) + "\n"
+        table = "\n".join([head, sep, *rows]) + "\n"
+        if not rows or not self.pred_labels:
+            table += "\n(no matched flakes: nothing to compare)\n"
+        return table
 
     def to_csv(self) -> str:
         lines = ["true," + ",".join(self.pred_labels)]
