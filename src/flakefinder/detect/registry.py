@@ -210,7 +210,7 @@ def _build_maskrcnn(
 ) -> Detector:
     from flakefinder.detect.maskrcnn import MaskRCNNDetector
 
-    return MaskRCNNDetector.from_folder(model, **options)
+    return MaskRCNNDetector.from_folder(model, **options)  # type: ignore[arg-type]
 
 
 DETECTORS: tuple[DetectorSpec, ...] = (

@@ -87,7 +87,7 @@ def create_app(
         app.state.requests_served = 0
         built: dict[str | None, Detector]
         if detectors is not None:
-            built = dict(detectors)
+            built = {key: det for key, det in detectors.items()}
         elif detector is not None:
             built = {None: detector}
         elif settings.detector == "none":
