@@ -122,7 +122,8 @@ def test_detect_cli_end_to_end(folder: Path, tmp_path: Path) -> None:
     save_image(imgs / "sub" / "b.png", rng.integers(60, 200, (128, 128, 3), dtype=np.uint8))
     (imgs / "broken.png").write_bytes(b"not a png")
     out = tmp_path / "out"
-    args = ["detect", str(imgs), "--out", str(out), "--model", str(folder), "--score", "0",
+    args = ["detect", str(imgs), "--out", str(out), "--detector", "maskrcnn",
+            "--model", str(folder), "--score", "0",
             "--device", "cpu", "--materials", "graphene", "--batch-size", "2"]  # fmt: skip
     result = CliRunner().invoke(create_app(), args)
     assert result.exit_code == 0, result.output
@@ -151,7 +152,8 @@ def test_detect_cli_without_default_model(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setattr(mr, "default_model_folder", lambda: tmp_path / "absent")
     save_image(tmp_path / "a.png", np.zeros((16, 16, 3), dtype=np.uint8))
     result = CliRunner().invoke(
-        create_app(), ["detect", str(tmp_path / "a.png"), "--out", str(tmp_path / "o")]
+        create_app(),
+        ["detect", str(tmp_path / "a.png"), "--out", str(tmp_path / "o"), "--detector", "maskrcnn"],
     )
     assert result.exit_code != 0
     assert "--detector contrast" in str(result.exception) + result.output
