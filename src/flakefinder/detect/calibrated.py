@@ -214,7 +214,9 @@ class CalibratedContrastDetector:
         kernel = np.ones((3, 3), np.uint8)
         m = cv2.morphologyEx(is_k.view(np.uint8), cv2.MORPH_OPEN, kernel)
         m = cv2.morphologyEx(m, cv2.MORPH_CLOSE, kernel)
-        m = np.asarray(m, dtype=np.uint8) & (is_k | (lab_crop == 0)).view(np.uint8)  # closing only fills substrate pinholes
+        m = np.asarray(m, dtype=np.uint8) & (is_k | (lab_crop == 0)).view(
+            np.uint8
+        )  # closing only fills substrate pinholes
         n, cc, st, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
         return [(cc == j).view(np.uint8) for j in range(1, n) if st[j, cv2.CC_STAT_AREA] >= min_px]
 
