@@ -92,10 +92,19 @@ def self_calibrate(
     subset = list(images[:SELF_CALIBRATION_IMAGES])
     profile: SetupProfile | None = None
     for m in materials:
-        p = calibrate(subset, material=m, oxide_nm=oxide_nm, um_per_px=um_per_px, regions=None)
+        report = calibrate(
+            subset,
+            material=m,
+            oxide_nm=oxide_nm,
+            um_per_px=um_per_px,
+            regions=None,
+            name="self-calibrated",
+            base=profile,
+        )
+        p = getattr(report, "profile", report)
         if not isinstance(p, SetupProfile):
             raise CalibrationError(f"calibration returned {type(p).__name__}, not a SetupProfile")
-        profile = p if profile is None else profile.with_material(p.table(m))
+        profile = p
     if profile is None:
         raise CalibrationError("self-calibration needs at least one material")
     return LoadedSetup(profile, None, "self-calibrated")
