@@ -62,6 +62,10 @@ class RealisticStyle:
     substrate_level_range: tuple[float, float] = (0.55, 0.85)
     jpeg_quality_range: tuple[int, int] = (60, 95)
     grey_balance_probability: float = 0.5
+    srgb_probability: float = 0.4  # else a power-law gamma drawn from gamma_range
+    gamma_range: tuple[float, float] = (1.0, 2.2)
+    saturation_range: tuple[float, float] = (1.2, 3.2)  # colour correction, white-balanced images
+    blur_range_px: tuple[float, float] = (0.4, 1.6)  # in-focus PSF sigma (defocus adds per channel)
     chip_edge_probability: float = 0.1
     clutter_scale: float = 1.0  # multiplies every clutter density
 
@@ -109,19 +113,19 @@ def draw_optics(rng: np.random.Generator, style: RealisticStyle) -> OpticsSettin
 
 def draw_camera(rng: np.random.Generator, style: RealisticStyle) -> CameraSettings:
     """A random camera state within ``style``'s ranges."""
-    base_blur = float(rng.uniform(0.4, 1.6))
+    base_blur = float(rng.uniform(*style.blur_range_px))
     defocus = rng.uniform(0.0, 0.8, 3)
     chroma = 1.0 + rng.normal(0.0, 0.0015, 3)
     chroma[1] = 1.0
-    srgb = rng.random() < 0.6
+    srgb = rng.random() < style.srgb_probability
     grey = rng.random() < style.grey_balance_probability
     return CameraSettings(
         white_balance="substrate" if grey else "white",
-        saturation=float(rng.uniform(1.0, 1.4) if grey else rng.uniform(1.2, 2.6)),
+        saturation=float(rng.uniform(1.0, 1.4) if grey else rng.uniform(*style.saturation_range)),
         white_balance_jitter_rgb=tuple(float(v) for v in 1.0 + rng.normal(0, 0.04, 3)),  # type: ignore[arg-type]
         substrate_level=float(rng.uniform(*style.substrate_level_range)),
         encoding="srgb" if srgb else "gamma",
-        gamma=2.2 if srgb else float(rng.uniform(1.0, 2.4)),
+        gamma=2.2 if srgb else float(rng.uniform(*style.gamma_range)),
         jpeg_quality=int(
             rng.integers(style.jpeg_quality_range[0], style.jpeg_quality_range[1] + 1)
         ),
@@ -156,7 +160,12 @@ def _layers(rng: np.random.Generator, kind: str) -> int:
         return int(rng.choice(n, p=p / p.sum()))
     if kind == "thick":
         return int(rng.integers(11, 41))
-    return int(round(np.exp(rng.uniform(np.log(41), np.log(1500)))))
+    # bulk: mostly thick graphite-like pieces (>= 200 layers, near-neutral mirrors), some
+    # thinner ones with interference colours; a log grid of 24 values keeps the colours cached
+    lo, hi = (200.0, 3000.0) if rng.random() < 0.7 else (41.0, 200.0)
+    grid = np.unique(np.rint(np.geomspace(41, 3000, 24)))
+    pick = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+    return int(grid[int(np.argmin(np.abs(np.log(grid) - np.log(pick))))])
 
 
 def _flake_polygon(rng: np.random.Generator, center: np.ndarray, size_px: float) -> np.ndarray:
@@ -202,8 +211,8 @@ def build_scene(
     k = style.clutter_scale
     clutter.scratches(scene, rng, int(rng.poisson(0.6 * k)))
     counts = {
-        "bulk": int(rng.poisson(k * rng.uniform(30, 300) * area_mm2)),
-        "thick": int(rng.poisson(k * rng.uniform(10, 80) * area_mm2)),
+        "bulk": int(rng.poisson(k * rng.uniform(30, 400) * area_mm2)),
+        "thick": int(rng.poisson(k * rng.uniform(20, 200) * area_mm2)),
         "thin": max(int(rng.poisson(rng.uniform(10, 60) * area_mm2)), int(rng.integers(1, 4))),
     }
     order = [kind for kind, n in counts.items() for _ in range(n)]
@@ -212,7 +221,7 @@ def build_scene(
     pad = 0.1 * max(height_px, width_px)
     for flake_id, kind in enumerate(order):
         n0 = _layers(rng, kind)
-        lo_um, hi_um = (3.0, 150.0) if kind == "bulk" else (2.0, 60.0 if kind == "thin" else 100.0)
+        lo_um, hi_um = (3.0, 150.0) if kind == "bulk" else (1.5, 60.0 if kind == "thin" else 80.0)
         size_px = float(np.exp(rng.uniform(np.log(lo_um), np.log(hi_um)))) / um_per_px / 2.0
         size_px = min(size_px, 0.6 * max(height_px, width_px))
         center = rng.uniform((-pad, -pad), (width_px + pad, height_px + pad))

@@ -44,9 +44,9 @@ def scratches(scene: Scene, rng: np.random.Generator, n: int) -> None:
         d = rng.normal(size=2)
         d /= np.linalg.norm(d) + 1e-9
         pts = np.stack([a - d * 2 * max(h, w), a + d * 2 * max(h, w)])
-        m = _line_mask(scene.shape, pts, int(rng.integers(1, 3))).astype(np.float32)
-        m = cv2.GaussianBlur(m, (0, 0), 0.7)
-        scene.tint(1.0 + float(rng.uniform(-0.12, 0.08)) * m)
+        line = _line_mask(scene.shape, pts, int(rng.integers(1, 3))).astype(np.float32)
+        soft: np.ndarray = cv2.GaussianBlur(line, (0, 0), 0.7)
+        scene.tint(1.0 + float(rng.uniform(-0.12, 0.08)) * soft)
 
 
 def residue_films(scene: Scene, rng: np.random.Generator, um_per_px: float, n: int) -> None:
@@ -61,10 +61,10 @@ def residue_films(scene: Scene, rng: np.random.Generator, um_per_px: float, n: i
         r_px = float(np.exp(rng.uniform(np.log(15.0), np.log(200.0)))) / um_per_px
         poly = shapes.blob_polygon(rng, c, max(r_px, 4.0), roughness=0.6) / k
         tmp = np.zeros_like(small)
-        cv2.fillPoly(tmp, [cv_points(poly)], float(rng.uniform(0.02, 0.1)), cv2.LINE_8, _SHIFT)
+        cv2.fillPoly(tmp, [cv_points(poly)], float(rng.uniform(0.01, 0.05)), cv2.LINE_8, _SHIFT)
         small += tmp
-    small = cv2.GaussianBlur(small, (0, 0), 2.0)
-    dark = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+    smooth: np.ndarray = cv2.GaussianBlur(small, (0, 0), 2.0)
+    dark: np.ndarray = cv2.resize(smooth, (w, h), interpolation=cv2.INTER_LINEAR)
     tint = np.array([0.8, 1.0, 1.3], dtype=np.float32)
     scene.tint(np.clip(1.0 - dark[:, :, None] * tint, 0.3, 1.0))
 
@@ -76,8 +76,8 @@ def glue_streaks(scene: Scene, rng: np.random.Generator, um_per_px: float, n: in
         length = float(rng.uniform(0.3, 1.2)) * max(h, w)
         pts = _curve(rng, rng.uniform((0, 0), (w, h)), length, 0.15)
         width = max(2, int(float(rng.uniform(2.0, 15.0)) / um_per_px))
-        m = _line_mask(scene.shape, pts, min(width, max(h, w) // 8 + 2)).astype(np.float32)
-        m = cv2.GaussianBlur(m, (0, 0), max(width / 3.0, 0.8))
+        band = _line_mask(scene.shape, pts, min(width, max(h, w) // 8 + 2)).astype(np.float32)
+        m: np.ndarray = cv2.GaussianBlur(band, (0, 0), max(width / 3.0, 0.8))
         strength = float(rng.uniform(-0.15, 0.12))
         tint = np.array([1.0, 1.0, 1.0 + 0.5 * np.sign(strength)], dtype=np.float32)
         scene.tint(1.0 + strength * m[:, :, None] * tint)
@@ -152,10 +152,8 @@ def wrinkles_and_bubbles(
         ring = np.zeros(own.shape, dtype=np.uint8)
         cv2.circle(ring, (int(c[0]), int(c[1])), int(round(r)), 1, max(int(r / 3), 1))
         local += ring * float(rng.uniform(0.1, 0.35))
-    local = cv2.GaussianBlur(local, (0, 0), 0.6)
-    factor = np.ones(scene.shape, dtype=np.float32)
-    factor[y0:y1, x0:x1] = np.where(own, 1.0 + local, 1.0)
-    scene.tint(factor)
+    soft: np.ndarray = cv2.GaussianBlur(local, (0, 0), 0.6)
+    scene.tint(np.where(own, 1.0 + soft, 1.0), box)
 
 
 def crack(scene: Scene, rng: np.random.Generator, poly: np.ndarray, flake_id: int) -> None:

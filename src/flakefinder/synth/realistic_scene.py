@@ -157,11 +157,16 @@ class Scene:
         self.owner[y0:y1, x0:x1][mask] = self.region_id("", 0, -1)
         self.f[y0:y1, x0:x1][mask] = np.asarray(rgb, dtype=np.float32)
 
-    def tint(self, factor: np.ndarray) -> None:
-        """Multiply F by a (H, W) or (H, W, 3) factor (residue, glue, wrinkles): owner unchanged."""
+    def tint(self, factor: np.ndarray, box: tuple[int, int, int, int] | None = None) -> None:
+        """Multiply F (or its ``box``) by a 2-D or (.., .., 3) factor (residue, glue, wrinkles):
+        owner unchanged."""
         if factor.ndim == 2:
             factor = factor[:, :, None]
-        self.f *= factor.astype(np.float32)
+        if box is None:
+            self.f *= factor.astype(np.float32)
+        else:
+            x0, y0, x1, y1 = box
+            self.f[y0:y1, x0:x1] *= factor.astype(np.float32)
 
     def cut(self, mask: np.ndarray, box: tuple[int, int, int, int]) -> None:
         """Remove the flake under ``mask`` (a crack): bare substrate again."""
@@ -172,25 +177,32 @@ class Scene:
     def instances(self, min_area_px: int = 20) -> list[GroundTruthInstance]:
         """Ground truth: connected components (8-connected) of every 1-40-layer flake region with
         at least ``min_area_px`` pixels, ordered by flake id, then layer count, then position."""
+        from scipy.ndimage import find_objects
+
         out: list[tuple[tuple[int, int, int, int], GroundTruthInstance]] = []
-        present = np.unique(self.owner)
-        for rid in present.tolist():
-            region = self.regions[rid]
-            if not region.is_instance:
+        h, w = self.shape
+        for rid0, sl in enumerate(find_objects(self.owner)):
+            rid = rid0 + 1
+            if sl is None or not self.regions[rid].is_instance:
                 continue
+            region = self.regions[rid]
             layer_class = LayerClass.from_layers(region.n_layers)
             if layer_class is None:  # pragma: no cover - is_instance guarantees a class
                 continue
-            mask = (self.owner == rid).astype(np.uint8)
-            n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+            ys, xs = sl
+            local = (self.owner[sl] == rid).astype(np.uint8)
+            n, labels, stats, _ = cv2.connectedComponentsWithStats(local, connectivity=8)
             for k in range(1, n):
                 if int(stats[k, cv2.CC_STAT_AREA]) < min_area_px:
                     continue
-                comp = labels == k
+                comp_local = labels == k
                 contours, _h = cv2.findContours(
-                    comp.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
+                    comp_local.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
                 )
-                c = max(contours, key=cv2.contourArea).reshape(-1, 2).astype(float) + 0.5
+                c = max(contours, key=cv2.contourArea).reshape(-1, 2).astype(float)
+                c += (xs.start + 0.5, ys.start + 0.5)
+                comp = np.zeros((h, w), dtype=bool)
+                comp[sl] = comp_local
                 inst = GroundTruthInstance(
                     flake_id=region.flake_id,
                     material=region.material,
@@ -200,7 +212,12 @@ class Scene:
                     polygon_px=tuple((float(x), float(y)) for x, y in c),
                     terrace_index=0,
                 )
-                key = (region.flake_id, region.n_layers, int(stats[k, 1]), int(stats[k, 0]))
+                key = (
+                    region.flake_id,
+                    region.n_layers,
+                    int(stats[k, 1]) + ys.start,
+                    int(stats[k, 0]) + xs.start,
+                )
                 out.append((key, inst))
         out.sort(key=lambda t: t[0])
         return [inst for _k, inst in out]
