@@ -29,8 +29,21 @@ def detect_cmd(
         None, help="Mask R-CNN model folder (default: the shipped model, if installed)."
     ),
     materials: str = typer.Option("graphene", help="Comma-separated materials on the chips."),
-    oxide_nm: float = typer.Option(90.0, help="SiO2 thickness of the chips (nm)."),
-    um_per_px: float = typer.Option(0.2, help="Pixel size on the sample (µm)."),
+    oxide_nm: float | None = typer.Option(
+        None, help="SiO2 thickness of the chips (nm; default: the setup profile's, else 90)."
+    ),
+    um_per_px: float | None = typer.Option(
+        None, help="Pixel size on the sample (µm; default: the setup profile's, else 0.2)."
+    ),
+    setup: str | None = typer.Option(
+        None,
+        "--setup",
+        help=(
+            "Setup profile JSON: the contrast detector classifies colours against its calibrated "
+            "tables. 'auto': calibrate a profile on these images without labels first (written "
+            "to OUT/setup_profile.json)."
+        ),
+    ),
     score: float = typer.Option(0.5, help="Keep detections with confidence >= SCORE."),
     device: str = typer.Option("auto", help="maskrcnn only: cpu, cuda or auto."),
     batch_size: int = typer.Option(1, help="maskrcnn only: images per forward pass."),
@@ -47,20 +60,52 @@ def detect_cmd(
     mats = parse_materials(materials)
     if not 0.0 <= score <= 1.0:
         raise typer.BadParameter("must lie in [0, 1]", param_hint="--score")
-    det = _make_detector(detector, model, device, score)
     files = iter_image_files(images)
     if not files:
         typer.secho("no image files found", fg=typer.colors.YELLOW, err=True)
-    ctx = ImagingContext(um_per_px=um_per_px, oxide_thickness_nm=oxide_nm, materials=mats)
+    loaded = None
+    if setup is not None:
+        from flakefinder.cli.setup_option import resolve_setup
+
+        loaded = resolve_setup(setup, detector, files, mats, oxide_nm, um_per_px)
+        det = _setup_detector(loaded)
+    else:
+        det = _make_detector(detector, model, device, score)
+    um = um_per_px if um_per_px is not None else (loaded.profile.um_per_px if loaded else 0.2)
+    ox = oxide_nm if oxide_nm is not None else (loaded.profile.oxide_nm if loaded else 90.0)
+    ctx = ImagingContext(um_per_px=um, oxide_thickness_nm=ox, materials=mats)
+    if loaded is not None:
+        from flakefinder.calibration.profile import check_compatible
+
+        check_compatible(loaded.profile, materials=mats, oxide_nm=ox)
     class_map = _class_map(det, mats)
     out.mkdir(parents=True, exist_ok=True)
-    summary = _run(det, files, ctx, class_map, out, score, max(1, batch_size), overlays)
+    summary = _run(
+        det,
+        files,
+        ctx,
+        class_map,
+        out,
+        score,
+        max(1, batch_size),
+        overlays,
+        setup_info=None if loaded is None else loaded.describe(),
+    )
+    if loaded is not None and loaded.source == "self-calibrated":
+        loaded.profile.save(out / "setup_profile.json")
+        typer.echo(f"self-calibrated setup profile written to {out / 'setup_profile.json'}")
     typer.echo(
         f"{summary['flakes']} flakes in {summary['images']} images ({det.name} {det.version}); "
         f"results in {out}"
     )
     if summary["failed"]:
         typer.secho(f"{summary['failed']} image(s) could not be read and were skipped", err=True)
+
+
+def _setup_detector(loaded: Any) -> Detector:
+    from flakefinder.detect.registry import create_detector
+
+    return create_detector("contrast", setup=loaded.profile, flatfield=loaded.flatfield)
 
 
 def _make_detector(name: str, model: Path | None, device: str, score: float) -> Detector:
@@ -103,6 +148,8 @@ def _run(
     score: float,
     batch_size: int,
     write_overlays: bool,
+    *,
+    setup_info: dict[str, str] | None = None,
 ) -> dict[str, int]:
     from flakefinder.detect.flake_csv import FLAKE_CSV_FIELDS, flake_csv_row
     from flakefinder.errors import ImageError
@@ -148,11 +195,13 @@ def _run(
                 if write_overlays:
                     _write_overlay(overlay_dir, path, image, kept, used_names)
     (out / "detections.json").write_text(json.dumps(results) + "\n", encoding="utf-8")
-    coco_images = {
+    coco_images: dict[str, Any] = {
         "images": image_records,
         "categories": [{"id": i + 1, "name": n} for i, n in enumerate(names)],
         "detector": {"name": det.name, "version": det.version},
     }
+    if setup_info is not None:
+        coco_images["setup"] = setup_info
     (out / "images.json").write_text(json.dumps(coco_images, indent=1) + "\n", encoding="utf-8")
     return {"images": len(image_records), "flakes": len(results), "failed": failed}
 

@@ -65,10 +65,30 @@ def make_detector(
 
 
 def dataset_cmd(
-    dataset_dir: Path = typer.Argument(
-        ..., help="COCO dataset: a folder with annotations.json and the images it names."
+    paths: list[Path] = typer.Argument(
+        ...,
+        help=(
+            "COCO dataset: a folder with annotations.json and the images it names; with --masks "
+            "or --coco: image files or folders of real micrographs."
+        ),
     ),
     out: Path = typer.Option(..., "--out", help="Output folder for results and metrics."),
+    masks: Path | None = typer.Option(
+        None, help="Real images: folder of instance-mask PNGs named by image stem (0 = none)."
+    ),
+    coco: Path | None = typer.Option(None, help="Real images: COCO ground-truth file."),
+    setup: Path | None = typer.Option(
+        None, "--setup", help="Real images: setup profile for the calibrated contrast detector."
+    ),
+    calibrate_on: int | None = typer.Option(
+        None, help="Real images: few-shot protocol, calibrate on N images from their outlines."
+    ),
+    splits: int = typer.Option(3, help="Few-shot: number of random splits."),
+    seed: int = typer.Option(0, help="Few-shot: seed of the splits."),
+    materials: str = typer.Option("graphene", help="Real images: materials on the chips."),
+    oxide_nm: float | None = typer.Option(None, help="Real images: SiO2 thickness (nm)."),
+    um_per_px: float | None = typer.Option(None, help="Real images: pixel size (µm)."),
+    max_layers: int = typer.Option(4, help="Real images: count detections of 1..N layers."),
     detector: str = typer.Option("maskrcnn", help="Detector: maskrcnn, contrast or rulebased."),
     model: Path | None = typer.Option(None, help="Mask R-CNN model folder (maskrcnn only)."),
     results: Path | None = typer.Option(
@@ -91,6 +111,32 @@ def dataset_cmd(
 
     if not 0.0 < iou <= 1.0:
         raise typer.BadParameter("must lie in (0, 1]", param_hint="--iou")
+    if masks is not None or coco is not None:
+        from flakefinder.cli.evaluate_real import RealOptions, evaluate_real
+
+        evaluate_real(
+            RealOptions(
+                paths=tuple(paths),
+                out=out,
+                masks=masks,
+                coco=coco,
+                setup=setup,
+                calibrate_on=calibrate_on,
+                splits=splits,
+                seed=seed,
+                materials=materials,
+                oxide_nm=oxide_nm,
+                um_per_px=um_per_px,
+                max_layers=max_layers,
+                iou=iou,
+            )
+        )
+        return
+    if setup is not None or calibrate_on is not None:
+        raise typer.BadParameter("needs real images with --masks or --coco", param_hint="--setup")
+    if len(paths) != 1:
+        raise typer.BadParameter("give one COCO dataset folder (or real images with --masks)")
+    dataset_dir = paths[0]
     gt, root = load_coco(dataset_dir)
     dropped = 0
     if results is not None:

@@ -18,10 +18,31 @@ def create_detector(name: str, **options: Any) -> Detector:
     """Build the detector called ``name`` with keyword ``options`` for its constructor.
 
     ``maskrcnn`` takes ``model=<model folder>`` (default: the shipped model) and imports torch
-    only when asked for. Raises ValueError for an unknown name.
+    only when asked for. ``contrast`` with ``setup=<SetupProfile>`` (and optionally
+    ``flatfield=<array>``), or with ``setup_file=<path>`` (picklable), is the calibrated contrast detector
+    (:class:`~flakefinder.detect.calibrated.CalibratedContrastDetector`). Raises ValueError for an
+    unknown name.
     """
     key = name.strip().lower().replace("-", "").replace("_", "")
+    if key in ("contrast", "contrastcalibrated") and (
+        options.get("setup") is not None or options.get("setup_file") is not None
+    ):
+        from flakefinder.detect.calibrated import CalibratedContrastDetector
+
+        opts = dict(options)
+        profile = opts.pop("setup", None)
+        setup_file = opts.pop("setup_file", None)
+        if profile is None:
+            from flakefinder.detect.setup_io import load_setup
+
+            loaded = load_setup(str(setup_file))
+            profile = loaded.profile
+            opts.setdefault("flatfield", loaded.flatfield)
+        return CalibratedContrastDetector(profile, **opts)
     if key == "contrast":
+        options = {
+            k: v for k, v in options.items() if k not in ("setup", "setup_file", "flatfield")
+        }
         from flakefinder.detect.contrast import ContrastDetector
 
         return ContrastDetector(**options)
