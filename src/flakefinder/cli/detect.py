@@ -68,7 +68,7 @@ def detect_cmd(
         from flakefinder.cli.setup_option import resolve_setup
 
         loaded = resolve_setup(setup, detector, files, mats, oxide_nm, um_per_px)
-        det = _setup_detector(loaded)
+        det = _setup_detector(loaded, detector, model, device, score, mats)
     else:
         det = _make_detector(detector, model, device, score)
     um = um_per_px if um_per_px is not None else (loaded.profile.um_per_px if loaded else 0.2)
@@ -102,10 +102,40 @@ def detect_cmd(
         typer.secho(f"{summary['failed']} image(s) could not be read and were skipped", err=True)
 
 
-def _setup_detector(loaded: Any) -> Detector:
+def _setup_detector(
+    loaded: Any,
+    name: str = "contrast",
+    model: Path | None = None,
+    device: str = "auto",
+    score: float = 0.5,
+    materials: tuple[str, ...] = (),
+) -> Detector:
     from flakefinder.detect.registry import create_detector
 
+    key = name.strip().lower()
+    if key in ("maskrcnn", "union"):  # w10: Mask R-CNN outlines classified by the profile
+        _check_model_installed(model)
+        return create_detector(
+            key,
+            setup=loaded.profile,
+            flatfield=loaded.flatfield,
+            model=model,
+            device=device,
+            score_threshold=score,
+            materials=materials,
+        )
     return create_detector("contrast", setup=loaded.profile, flatfield=loaded.flatfield)
+
+
+def _check_model_installed(model: Path | None) -> None:
+    from flakefinder.detect.maskrcnn import default_model_folder
+    from flakefinder.errors import FlakefinderError
+
+    if model is None and not default_model_folder().is_dir():
+        raise FlakefinderError(
+            f"no default Mask R-CNN model is installed (looked in {default_model_folder()}); "
+            "pass --model DIR with a trained model folder, or use --detector contrast"
+        )
 
 
 def _make_detector(name: str, model: Path | None, device: str, score: float) -> Detector:
@@ -118,6 +148,14 @@ def _make_detector(name: str, model: Path | None, device: str, score: float) -> 
             raise FlakefinderError(
                 f"no default Mask R-CNN model is installed (looked in {default_model_folder()}); "
                 "pass --model DIR with a trained model folder, or use --detector contrast"
+            )
+        from flakefinder.detect.model_folder import read_model_config
+
+        if read_model_config(model or default_model_folder()).class_agnostic:
+            raise FlakefinderError(
+                f"the model {model or default_model_folder()} is class-agnostic (it outlines "
+                "flakes; material and layer number come from a setup profile): pass --setup "
+                "FILE (or --setup auto with --oxide-nm and --um-per-px)"
             )
         return MaskRCNNDetector.from_folder(model, device=device, score_threshold=score)
     try:

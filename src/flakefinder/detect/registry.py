@@ -6,7 +6,7 @@ from typing import Any
 
 from flakefinder.domain import Detector
 
-_NAMES = ("contrast", "rulebased", "maskrcnn")
+_NAMES = ("contrast", "rulebased", "maskrcnn", "union")
 
 
 def available_detectors() -> tuple[str, ...]:
@@ -50,6 +50,19 @@ def create_detector(name: str, **options: Any) -> Detector:
         from flakefinder.detect.rulebased import RuleBasedDetector
 
         return RuleBasedDetector(**options)
+    # --- w10 (issue 10): segmenter + setup profile, and the union with the calibrated contrast
+    # detector. Minimal change; the registry rewrite on w7 should absorb these two entries.
+    if key in ("maskrcnn", "union") and (
+        options.get("setup") is not None or options.get("setup_file") is not None
+    ):
+        from flakefinder.detect.segment_classify import combined_detector
+
+        return combined_detector(key, **options)
+    if key == "union":
+        from flakefinder.errors import ProfileError
+
+        raise ProfileError("--detector union needs a setup profile (--setup FILE)")
+    # --- end w10
     if key == "maskrcnn":
         opts = dict(options)
         model = opts.pop("model", None)  # None: the shipped default model folder
