@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -75,14 +76,8 @@ class InferenceClient:
         return ModelInfo.model_validate(self._request("GET", "/api/model"))
 
     @staticmethod
-    def _params(context: ImagingContext | None) -> dict[str, Any]:
-        if context is None:
-            return {}
-        return {
-            "um_per_px": context.um_per_px,
-            "oxide_nm": context.oxide_thickness_nm,
-            "materials": ",".join(context.materials),
-        }
+    def _params(context: ImagingContext | None) -> dict[str, str]:
+        return {} if context is None else context.to_query()
 
     def detect(self, image: np.ndarray, context: ImagingContext | None = None) -> DetectResponse:
         files = {"image": ("image.tif", encode_tiff(image), "image/tiff")}
@@ -90,7 +85,7 @@ class InferenceClient:
         return DetectResponse.model_validate(body)
 
     def detect_batch(
-        self, images: list[np.ndarray], context: ImagingContext | None = None
+        self, images: Sequence[np.ndarray], context: ImagingContext | None = None
     ) -> BatchResponse:
         files = [
             ("images", (f"image{i}.tif", encode_tiff(im), "image/tiff"))
@@ -113,7 +108,7 @@ class RemoteDetector:
         return [f.to_detection() for f in self.client.detect(image, context).flakes]
 
     def detect_batch(
-        self, images: list[np.ndarray], context: ImagingContext
+        self, images: Sequence[np.ndarray], context: ImagingContext
     ) -> list[list[Detection]]:
         return [
             [f.to_detection() for f in r.flakes]
