@@ -109,7 +109,9 @@ def scan_cmd(
     setup: SetupOpt = None,
     detector_option: DetectorOptionsOpt = None,
     server: str | None = typer.Option(
-        None, help="Detect on a remote inference server (flakefinder serve) at this URL instead."
+        None,
+        help="Detect on a remote inference server (flakefinder serve) at this URL instead; with"
+        " --setup FILE, the server's detector for that setup profile.",
     ),
     api_key: str | None = typer.Option(
         None, envvar="FLAKEFINDER_API_KEY", help="API key of the inference server, if it needs one."
@@ -157,14 +159,14 @@ def scan_cmd(
     plan = plan_raster(
         where.corners, w_px * pixel, h_px * pixel, overlap, limits=microscope.stage.limits
     )
+    profile_id = _profile_id(setup)
     det: Detector
     if server is not None:
         from flakefinder.server.client import RemoteDetector
 
-        det = RemoteDetector(server, api_key=api_key)
+        det = RemoteDetector(server, api_key=api_key, profile_id=profile_id)
     else:
         det = build_detector(detector, model=model, setup=setup, options=detector_option)
-    profile_id = _profile_id(setup)
     database = open_database(db)
     database.migrate()
     opened = open_scan(
