@@ -31,7 +31,7 @@ from flakefinder.server.schemas import (
 from flakefinder.server.settings import ServerSettings
 
 if TYPE_CHECKING:
-    from flakefinder.calibration.profile import SetupProfile
+    from flakefinder.detect.setup_io import LoadedSetup
 
 API_KEY_HEADER = "X-API-Key"
 NO_DETECTOR = "this server runs without a detector (started with --detector none)"
@@ -50,7 +50,7 @@ def _build_detectors(settings: ServerSettings) -> dict[str | None, Detector]:
     """One detector per setup profile of ``settings`` (or one without a profile)."""
     from flakefinder.detect.registry import create_detector
 
-    def build(setup: SetupProfile | None) -> Detector:
+    def build(setup: LoadedSetup | None) -> Detector:
         return create_detector(
             settings.detector,
             model=settings.model_dir,
@@ -61,12 +61,12 @@ def _build_detectors(settings: ServerSettings) -> dict[str | None, Detector]:
 
     if not settings.setups:
         return {None: build(None)}
-    from flakefinder.calibration.profile import SetupProfile
+    from flakefinder.detect.setup_io import load_setup
 
     built: dict[str | None, Detector] = {}
     for path in settings.setups:
-        profile = SetupProfile.load(path)
-        built[profile.profile_id] = build(profile)
+        loaded = load_setup(path)
+        built[loaded.profile.profile_id] = build(loaded)
     return built
 
 
