@@ -150,7 +150,9 @@ def _read_pil(source: Path | io.BytesIO, what: str, limits: ImageLimits) -> np.n
         try:
             im = Image.open(source, formats=PIL_FORMATS)
         except UnidentifiedImageError:
-            raise ImageError(f"{what}: cannot decode image: not a PNG, JPEG, TIFF or BMP file") from None
+            raise ImageError(
+                f"{what}: cannot decode image: not a PNG, JPEG, TIFF or BMP file"
+            ) from None
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             raise ImageError(f"{what}: {_clean(exc)}") from None
     with im:

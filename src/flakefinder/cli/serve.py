@@ -44,6 +44,8 @@ def serve(
     POST /api/detect (one image) or /api/detect/batch; GET /api/health, /api/model;
     OpenAPI docs at /docs. With --db, the web UI is at /.
     """
+    import os
+
     import uvicorn
 
     from flakefinder.cli import parse_materials
@@ -51,6 +53,8 @@ def serve(
     from flakefinder.server.security import check_api_key
     from flakefinder.server.settings import ServerSettings
 
+    if api_key is None and "FLAKEFINDER_API_KEY" in os.environ:
+        api_key = os.environ["FLAKEFINDER_API_KEY"]  # click reads an empty variable as unset
     try:
         api_key = check_api_key(api_key, source="--api-key / FLAKEFINDER_API_KEY")
     except ValueError as exc:

@@ -75,8 +75,7 @@ def check_placed(stack: Sequence[StackLayer]) -> None:
         pts = layer.placed()
         if not bool((abs(pts) <= PLACED_LIMIT_UM).all()):  # also False for NaN
             raise DesignError(
-                f"layer {k + 1} (flake {layer.flake_id}) is placed outside"
-                f" ±{PLACED_LIMIT_UM:g} µm"
+                f"layer {k + 1} (flake {layer.flake_id}) is placed outside ±{PLACED_LIMIT_UM:g} µm"
             )
 
 

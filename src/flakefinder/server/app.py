@@ -106,7 +106,6 @@ def create_app(settings: ServerSettings, *, detector: Detector | None = None) ->
     async def flakefinder_error(request: Request, exc: FlakefinderError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=400)
 
-
     def context_for(
         um_per_px: float | None, oxide_nm: float | None, materials: str | None
     ) -> ImagingContext:
@@ -208,9 +207,7 @@ def create_app(settings: ServerSettings, *, detector: Detector | None = None) ->
     ) -> DetectResponse:
         return await run_one(image, context_for(um_per_px, oxide_nm, materials))
 
-    @app.post(
-        "/api/detect/batch", response_model=BatchResponse, responses=errors
-    )
+    @app.post("/api/detect/batch", response_model=BatchResponse, responses=errors)
     async def detect_batch(
         images: list[UploadFile] = File(..., description="Several micrographs"),
         um_per_px: float | None = UM_PER_PX_QUERY,

@@ -25,6 +25,9 @@ from http.cookies import SimpleCookie
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from fastapi import FastAPI, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+
 API_KEY_HEADER = "X-API-Key"
 SESSION_COOKIE = "flakefinder_session"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -252,18 +255,17 @@ def login_page(next_path: str, error: str = "") -> str:
 """
 
 
-def add_login_routes(app: Any, policy: AccessPolicy) -> None:
+def add_login_routes(app: FastAPI, policy: AccessPolicy) -> None:
     """``GET/POST /login`` and ``POST /logout`` on a FastAPI ``app`` (not in the schema)."""
-    from fastapi import Form, Request
-    from fastapi.responses import HTMLResponse, RedirectResponse
-
     @app.get("/login", include_in_schema=False)
     def login_form(next: str = "/") -> HTMLResponse:  # noqa: A002 - the query name
         return HTMLResponse(login_page(next))
 
-    @app.post("/login", include_in_schema=False)
+    @app.post("/login", include_in_schema=False, response_model=None)
     def login(
-        request: Request, api_key: str = Form(""), next: str = Form("/")  # noqa: A002
+        request: Request,
+        api_key: str = Form(""),
+        next: str = Form("/"),  # noqa: A002
     ) -> HTMLResponse | RedirectResponse:
         key = policy.api_key
         if key is None:

@@ -37,6 +37,7 @@ def db_id() -> Any:
     """A path parameter holding a database id (1..SQL BIGINT max); a fresh one per route."""
     return Path(ge=1, le=bounds.SQL_BIGINT_MAX, description="Database id")
 
+
 ERRORS: dict[int | str, dict[str, object]] = {
     400: {"description": "Bad request"},
     404: {"description": "Not found"},
