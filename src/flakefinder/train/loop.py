@@ -347,7 +347,11 @@ def _run_schedule(
         while pos.stage < len(rec.stages):
             stage = rec.stages[pos.stage]
             net, opt, params, n_trainable = _stage_optimizer(model, rec, stage, world, dev)
-            if ck is not None and ck.optimizer_state is not None and ck.optimizer_stage == pos.stage:
+            if (
+                ck is not None
+                and ck.optimizer_state is not None
+                and ck.optimizer_stage == pos.stage
+            ):
                 opt.load_state_dict(ck.optimizer_state)
             ck = None
             say(f"stage {pos.stage + 1}/{len(rec.stages)} {stage.name}: layers {stage.layers}, "

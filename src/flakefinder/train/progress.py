@@ -108,9 +108,7 @@ class TrainProgress:
         """One optimizer step finished; ``loss`` is the running mean loss of the epoch."""
         self.done += 1
         if self._progress is not None:
-            self._progress.update(
-                self._task, advance=1, description=label, loss=f"{loss:.4f}"
-            )
+            self._progress.update(self._task, advance=1, description=label, loss=f"{loss:.4f}")
             return
         if self.log is None:
             return
