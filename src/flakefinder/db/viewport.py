@@ -267,11 +267,13 @@ class ChipMapQueries:
         oy = math.floor((bbox[1] - max_h) / cell) * cell - cell
         cx = (f.bbox_x_min_um + f.bbox_x_max_um) / 2
         cy = (f.bbox_y_min_um + f.bbox_y_max_um) / 2
+        ix_expr: ColumnElement[Any]
+        iy_expr: ColumnElement[Any]
         if s.get_bind().dialect.name == "sqlite":
-            ix, iy = cast((cx - ox) / cell, Integer), cast((cy - oy) / cell, Integer)
+            ix_expr, iy_expr = cast((cx - ox) / cell, Integer), cast((cy - oy) / cell, Integer)
         else:
-            ix, iy = func.floor((cx - ox) / cell), func.floor((cy - oy) / cell)
-        ix, iy = ix.label("ix"), iy.label("iy")
+            ix_expr, iy_expr = func.floor((cx - ox) / cell), func.floor((cy - oy) / cell)
+        ix, iy = ix_expr.label("ix"), iy_expr.label("iy")
         stmt = (
             select(
                 ix,

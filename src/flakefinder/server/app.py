@@ -69,7 +69,12 @@ def create_app(settings: ServerSettings, *, detector: Detector | None = None) ->
         version="1",
         description="Detect exfoliated 2D flakes in optical micrographs. POST an image, get flakes.",
         lifespan=lifespan,
+        docs_url=None,  # offline Swagger UI / ReDoc instead: server.site
+        redoc_url=None,
     )
+    from flakefinder.server.site import add_site_routes
+
+    add_site_routes(app)
     limit_bytes = int(settings.max_upload_mb * 1024 * 1024)
 
     @app.middleware("http")

@@ -49,7 +49,7 @@ def create_page_router(db: Database, map_queries: ChipMapQueries | None = None) 
     def render(request: Request, name: str, **context: Any) -> HTMLResponse:
         return templates.TemplateResponse(request, name, context)
 
-    @r.api_route("/", methods=["GET", "HEAD"])
+    @r.get("/")
     def index() -> RedirectResponse:
         return RedirectResponse("/flakes", status_code=307)
 

@@ -116,19 +116,23 @@
       : `${data.total} flakes in view`;
   }
 
+  // µm per screen pixel: the viewBox is letterboxed into the element ("meet")
+  function umPerPx() {
+    const r = svg.getBoundingClientRect();
+    return 1 / (Math.min(r.width / w, r.height / h) || 1);
+  }
   svg.addEventListener("wheel", (ev) => {
     ev.preventDefault();
-    const r = svg.getBoundingClientRect();
-    const fx = (ev.clientX - r.left) / r.width, fy = (ev.clientY - r.top) / r.height;
-    const k = ev.deltaY > 0 ? 1.25 : 0.8;
-    const nw = w * k, nh = h * k;
-    x += (w - nw) * fx; y += (h - nh) * fy; w = nw; h = nh;
+    const [vx, vy] = visible(), r = svg.getBoundingClientRect(), u = umPerPx();
+    const ux = vx + (ev.clientX - r.left) * u, uy = vy + (ev.clientY - r.top) * u;
+    const k = ev.deltaY > 0 ? 1.25 : 0.8;  // zoom about the chip point under the cursor
+    x = ux - (ux - x) * k; y = uy - (uy - y) * k; w *= k; h *= k;
     apply();
   }, { passive: false });
   let drag = null, dragged = false;
   svg.addEventListener("mousedown", (ev) => {
     ev.preventDefault(); // no native drag of the mosaic image or text selection while panning
-    drag = { cx: ev.clientX, cy: ev.clientY, x, y };
+    drag = { cx: ev.clientX, cy: ev.clientY, x, y, u: umPerPx() };
     dragged = false;
   });
   window.addEventListener("mouseup", () => { drag = null; });
@@ -146,9 +150,8 @@
   window.addEventListener("mousemove", (ev) => {
     if (!drag) return;
     if (Math.abs(ev.clientX - drag.cx) + Math.abs(ev.clientY - drag.cy) > 3) dragged = true;
-    const r = svg.getBoundingClientRect();
-    x = drag.x - (ev.clientX - drag.cx) * w / r.width;
-    y = drag.y - (ev.clientY - drag.cy) * h / r.height;
+    x = drag.x - (ev.clientX - drag.cx) * drag.u;  // the map follows the mouse exactly
+    y = drag.y - (ev.clientY - drag.cy) * drag.u;
     apply();
   });
 })();
