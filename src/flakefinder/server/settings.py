@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
 class ServerSettings:
-    detector: str = "maskrcnn"
+    """Everything ``create_app`` needs; ``flakefinder serve`` fills it from its options."""
+
+    detector: str = "contrast"
     model_dir: str | None = None  # None: the shipped default model
     device: str = "auto"
-    materials: tuple[str, ...] = ("graphene", "hBN", "MoS2", "WTe2")
+    materials: tuple[str, ...] = ("graphene",)
     oxide_thickness_nm: float = 90.0
     um_per_px: float = 0.2
     api_key: str | None = None  # when set, every /api call needs header X-API-Key
@@ -20,14 +21,6 @@ class ServerSettings:
     batch_window_ms: float = 5.0  # how long the batcher waits for more requests
     database_url: str | None = None  # enables the web UI (flake browser, designer)
     detector_options: dict[str, str] = field(default_factory=dict)
-
-    @classmethod
-    def from_env(cls, **overrides: object) -> ServerSettings:
-        env = os.environ
-        values: dict[str, object] = {}
-        if "FLAKEFINDER_API_KEY" in env:
-            values["api_key"] = env["FLAKEFINDER_API_KEY"]
-        if "FLAKEFINDER_DATABASE_URL" in env:
-            values["database_url"] = env["FLAKEFINDER_DATABASE_URL"]
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)  # type: ignore[arg-type]
+    # Setup profile files (serve --setup FILE, repeatable): one detector per profile, chosen by
+    # the request's profile_id; the first one serves requests that name none.
+    setups: tuple[str, ...] = ()

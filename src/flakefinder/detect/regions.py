@@ -1,0 +1,120 @@
+"""Region features and the false-positive filter of the calibrated detector (numpy + cv2).
+
+A candidate is one connected region of one layer class at working resolution. Real thin flakes
+are compact areas of uniform colour bordered by substrate or by other layers of the same crystal.
+The common false positives in real micrographs are
+
+* rims: the blurred edge of a bulk crystal or a fold passes through thin-layer colours, giving a
+  band one or two pixels wide along the edge (small inscribed radius, touching "other" pixels);
+* residue and debris: small, textured, with colours only loosely matching a layer;
+* ragged noise clusters of near-threshold substrate pixels (low solidity, far from the mean).
+
+The features are cheap: inscribed radius (distance transform), solidity (area over convex hull),
+the share of the region's surrounding ring that is bulk/other, and the median Mahalanobis distance.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from flakefinder.detect.gaussians import OTHER
+
+RING_PX = 2  # width of the ring around a region that is inspected for neighbours
+
+
+@dataclass(frozen=True)
+class RegionFeatures:
+    """Shape and context features of one candidate region (working-resolution pixels).
+
+    Attributes
+    ----------
+    area_px : int
+        Pixels in the region.
+    inscribed_radius_px : float
+        Largest distance from a region pixel to the region's outside.
+    solidity : float
+        Area over convex-hull area (1 = convex).
+    ring_other : float
+        Share of the surrounding ring that is bulk, residue or clipped (``OTHER``).
+    median_sigma : float
+        Median Mahalanobis distance of the region's pixels to their class.
+    """
+
+    area_px: int
+    inscribed_radius_px: float
+    solidity: float
+    ring_other: float
+    median_sigma: float
+
+
+@dataclass(frozen=True)
+class FilterSettings:
+    """Thresholds of the false-positive filter (physical units where they have one).
+
+    Attributes
+    ----------
+    min_width_um : float
+        Smallest inscribed diameter of a flake: thinner regions are edge rims.
+    min_solidity : float
+        Ragged clusters below this solidity are noise.
+    rim_other : float
+        A region whose ring is more than this share bulk/other ...
+    rim_width_factor : float
+        ... and whose inscribed diameter is below ``rim_width_factor * min_width_um`` is a rim.
+    max_median_sigma : float
+        Regions whose median pixel lies further than this from their class are not that class.
+    """
+
+    min_width_um: float = 1.5
+    min_solidity: float = 0.3
+    rim_other: float = 0.35
+    rim_width_factor: float = 2.5
+    max_median_sigma: float = 3.5
+
+
+def region_features(comp: np.ndarray, labels: np.ndarray, distance: np.ndarray) -> RegionFeatures:
+    """Features of the region ``comp`` (uint8 0/1 crop) given the crop's labels and distances."""
+    area = int(comp.sum())
+    dt = cv2.distanceTransform(np.pad(comp, 1), cv2.DIST_L2, 3)
+    radius = float(dt.max())
+    contours, _ = cv2.findContours(comp, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    hull_area = 0.0
+    for c in contours:
+        hull_area += float(cv2.contourArea(cv2.convexHull(c)))
+    solidity = min(1.0, area / hull_area) if hull_area > 0 else 1.0
+    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * RING_PX + 1, 2 * RING_PX + 1))
+    ring = cv2.dilate(comp, k).astype(bool) & ~comp.astype(bool)
+    n_ring = int(ring.sum())
+    ring_other = float((labels[ring] == OTHER).sum()) / n_ring if n_ring else 0.0
+    med = float(np.median(distance[comp.astype(bool)]))
+    return RegionFeatures(area, radius, solidity, ring_other, med)
+
+
+def rejection_reason(
+    f: RegionFeatures, settings: FilterSettings, um_per_work_px: float
+) -> str | None:
+    """Why the region is a false positive (``None``: keep it)."""
+    width_um = 2.0 * f.inscribed_radius_px * um_per_work_px
+    if width_um < settings.min_width_um:
+        return "thin"
+    if (
+        f.ring_other > settings.rim_other
+        and width_um < settings.rim_width_factor * settings.min_width_um
+    ):
+        return "rim"
+    if f.solidity < settings.min_solidity:
+        return "ragged"
+    if f.median_sigma > settings.max_median_sigma:
+        return "off-colour"
+    return None
+
+
+def confidence(f: RegionFeatures, max_sigma: float) -> float:
+    """Confidence in [0, 1]: colour agreement, lowered for regions touching bulk/residue."""
+    colour = max(0.0, 1.0 - (f.median_sigma / max_sigma) ** 2)
+    context = 1.0 - 0.5 * min(1.0, f.ring_other)
+    shape = min(1.0, 0.5 + f.solidity)
+    return float(np.clip(colour * context * shape, 0.0, 1.0))
