@@ -138,7 +138,12 @@ def create_app(
         version="1",
         description="Detect exfoliated 2D flakes in optical micrographs. POST an image, get flakes.",
         lifespan=lifespan,
+        docs_url=None,  # offline Swagger UI / ReDoc instead: server.site
+        redoc_url=None,
     )
+    from flakefinder.server.site import add_site_routes
+
+    add_site_routes(app)
     limit_bytes = int(settings.max_upload_mb * 1024 * 1024)
     policy = AccessPolicy(api_key=settings.api_key, public_read=settings.public_read)
     # added last = outermost: access is decided before any body byte is read
