@@ -231,7 +231,13 @@ class CalibratedContrastDetector:
         h: int,
         w: int,
     ) -> Detection | None:
-        feats = region_features(comp, prep.classes.labels[sl], prep.classes.distance[sl])
+        feats = region_features(
+            comp,
+            prep.classes.labels[sl],
+            prep.classes.distance[sl],
+            prep.contrast[sl],
+            g.spread,
+        )
         if self.filter_settings is not None:
             if rejection_reason(feats, self.filter_settings, um_work) is not None:
                 return None
