@@ -147,3 +147,13 @@ def test_evaluate_few_shot_protocol(cli, data):
     assert m["mode"] == "few-shot, calibrate on 1" and len(m["splits"]) == 1
     assert m["splits"][0]["flakes"] == 3 and m["recall"]["mean"] == 1.0
     assert "over 1 splits" in stdout
+
+
+def test_batch_spec_builds_the_calibrated_detector_from_a_file(data):
+    from calibrated_helpers import ctx
+    from flakefinder.cluster.batch import DetectorSpec, detect_chunk
+
+    spec = DetectorSpec("contrast", (("setup_file", str(data["setup"])),))
+    paths = sorted(str(p) for p in data["images"].iterdir())
+    res = detect_chunk(paths, spec, ctx())
+    assert [sorted(d.layer_count for d in r.detections) for r in res] == [[1, 2, 4], [1, 2, 4]]

@@ -26,8 +26,15 @@ def batch_detect(
         16, help="Images per task (the detector is built once per task)."
     ),
     materials: str = typer.Option("graphene", help="Comma-separated materials on the chips."),
-    oxide_nm: float = typer.Option(90.0, help="SiO2 thickness (nm)."),
-    um_per_px: float = typer.Option(0.2, help="Pixel size on the sample (µm)."),
+    oxide_nm: float | None = typer.Option(
+        None, help="SiO2 thickness (nm; default: the setup profile's, else 90)."
+    ),
+    um_per_px: float | None = typer.Option(
+        None, help="Pixel size on the sample (µm; default: the setup profile's, else 0.2)."
+    ),
+    setup: Path | None = typer.Option(
+        None, "--setup", help="Setup profile JSON for the calibrated contrast detector."
+    ),
 ) -> None:
     """Run a detector over a folder or a database of images on a Dask cluster.
 
@@ -56,13 +63,25 @@ def batch_detect(
         files = iter_image_files(list(images))
     else:
         raise typer.BadParameter("give image files/folders or --db")
-    options = (("model", str(model)),) if model else ()
-    spec = DetectorSpec(detector, options)
+    options: tuple[tuple[str, str], ...] = (("model", str(model)),) if model else ()
+    mats = parse_materials(materials)
+    profile = None
+    if setup is not None:
+        from flakefinder.calibration.profile import check_compatible
+        from flakefinder.cli.setup_option import resolve_setup
+
+        # loaded here too so that a bad profile fails before any worker starts
+        profile = resolve_setup(str(setup), detector, files, mats, oxide_nm, um_per_px).profile
+        check_compatible(profile, materials=mats, oxide_nm=oxide_nm)
+        options = (("setup_file", str(setup.resolve())),)
     ctx = ImagingContext(
-        um_per_px=um_per_px,
-        oxide_thickness_nm=oxide_nm,
-        materials=parse_materials(materials),
+        um_per_px=um_per_px if um_per_px is not None else (profile.um_per_px if profile else 0.2),
+        oxide_thickness_nm=(
+            oxide_nm if oxide_nm is not None else (profile.oxide_nm if profile else 90.0)
+        ),
+        materials=mats,
     )
+    spec = DetectorSpec(detector, options)
     with Progress() as progress:
         task = progress.add_task("detecting", total=len(files))
 
