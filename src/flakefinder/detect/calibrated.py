@@ -11,8 +11,9 @@ of Uslu et al. 2024, 2DMatGMM, re-implemented for speed with numpy/cv2):
 3. each pixel goes to the most likely of the substrate and the profile's (material, layers)
    Gaussians, a layer only within ``max_sigma`` Mahalanobis distance
    (:mod:`flakefinder.detect.gaussians`); clipped pixels and far colours are "other" (bulk);
-4. per layer class: a 3 x 3 opening removes speckle, connected components are the instances, so a
-   multi-terrace flake splits into one region per thickness; regions under ``min_area_um2`` go;
+4. per layer class: connected components are the instances, so a multi-terrace flake splits into
+   one region per thickness; parts without a 3 x 3 core (speckle, one- or two-pixel rims) and
+   regions under ``min_area_um2`` go;
 5. the false-positive filter (:mod:`flakefinder.detect.regions`) drops edge rims of bulk
    crystals, ragged noise clusters and off-colour residue;
 6. masks are upsampled bilinearly to the full image; material, exact layer number and a confidence
@@ -207,18 +208,26 @@ class CalibratedContrastDetector:
     def _class_parts(
         lab_crop: np.ndarray, blob: np.ndarray, k: int, min_px: int
     ) -> list[np.ndarray]:
-        """Connected parts of class ``k`` inside ``blob`` after a 3 x 3 opening and closing."""
+        """Connected parts of class ``k`` inside ``blob`` that have a 3 x 3 core.
+
+        Substrate pinholes are closed (3 x 3); a part is kept whole when a 3 x 3 opening leaves
+        some of it (a reconstruction by opening), so one- and two-pixel rims and speckle go while
+        small or narrow flakes keep their full outline.
+        """
         is_k = (lab_crop == k) & blob
         if int(is_k.sum()) < min_px:
             return []
         kernel = np.ones((3, 3), np.uint8)
-        m = cv2.morphologyEx(is_k.view(np.uint8), cv2.MORPH_OPEN, kernel)
-        m = cv2.morphologyEx(m, cv2.MORPH_CLOSE, kernel)
-        m = np.asarray(m, dtype=np.uint8) & (is_k | (lab_crop == 0)).view(
-            np.uint8
-        )  # closing only fills substrate pinholes
+        core = cv2.morphologyEx(is_k.view(np.uint8), cv2.MORPH_OPEN, kernel)
+        m = cv2.morphologyEx(is_k.view(np.uint8), cv2.MORPH_CLOSE, kernel)
+        m = np.asarray(m, dtype=np.uint8) & (is_k | (lab_crop == 0)).view(np.uint8)
         n, cc, st, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
-        return [(cc == j).view(np.uint8) for j in range(1, n) if st[j, cv2.CC_STAT_AREA] >= min_px]
+        has_core = np.bincount(cc[np.asarray(core, dtype=bool)], minlength=n) > 0
+        return [
+            (cc == j).view(np.uint8)
+            for j in range(1, n)
+            if has_core[j] and st[j, cv2.CC_STAT_AREA] >= min_px
+        ]
 
     def _region(
         self,
