@@ -34,6 +34,7 @@ import numpy as np
 from flakefinder.calibration.profile import SetupProfile, check_compatible
 from flakefinder.detect.contrast import mask_polygon
 from flakefinder.detect.gaussians import (
+    OTHER,
     LayerGaussian,
     PixelClasses,
     background_gaussian,
@@ -198,7 +199,7 @@ class CalibratedContrastDetector:
             lab_crop = labels[sl]
             for k in np.unique(lab_crop[blob]):
                 for comp in self._class_parts(lab_crop, blob, int(k), min_px):
-                    det = self._region(comp, sl, prep, gaussians[int(k) - 1], f, um_work, h, w)
+                    det = self._region(comp, sl, prep, gaussians, int(k) - 1, f, um_work, h, w)
                     if det is not None:
                         dets.append(det)
         dets.sort(key=lambda d: (d.bbox_px[1], d.bbox_px[0]))
@@ -234,18 +235,21 @@ class CalibratedContrastDetector:
         comp: np.ndarray,
         sl: tuple[slice, slice],
         prep: Prepared,
-        g: LayerGaussian,
+        gaussians: Sequence[LayerGaussian],
+        index: int,
         f: int,
         um_work: float,
         h: int,
         w: int,
     ) -> Detection | None:
+        g = gaussians[index]
         feats = region_features(
             comp,
             prep.classes.labels[sl],
             prep.classes.distance[sl],
             prep.contrast[sl],
             g.spread,
+            thicker_labels(gaussians, g),
         )
         if self.filter_settings is not None:
             if rejection_reason(feats, self.filter_settings, um_work) is not None:
@@ -277,6 +281,16 @@ class CalibratedContrastDetector:
             contrast_rgb=(float(-med[0]), float(-med[1]), float(-med[2])),
             mask=full,
         )
+
+
+def thicker_labels(gaussians: Sequence[LayerGaussian], g: LayerGaussian) -> np.ndarray:
+    """(256,) bool: labels thicker than ``g`` (``OTHER`` and classes of stronger contrast)."""
+    out = np.zeros(256, bool)
+    out[OTHER] = True
+    strength = float(np.linalg.norm(g.mean))
+    for k, other in enumerate(gaussians, start=1):
+        out[k] = float(np.linalg.norm(other.mean)) > strength
+    return out
 
 
 def upsample_mask(

@@ -41,7 +41,9 @@ class RegionFeatures:
     solidity : float
         Area over convex-hull area (1 = convex).
     ring_other : float
-        Share of the surrounding ring that is bulk, residue or clipped (``OTHER``).
+        Share of the surrounding ring that is thicker than the region: bulk, residue or clipped
+        (``OTHER``) or a layer class of stronger contrast (see ``beyond`` in
+        :func:`region_features`). A rim runs between such a neighbour and the substrate.
     median_sigma : float
         Median Mahalanobis distance of the region's pixels to their class.
     ramp : float
@@ -91,11 +93,13 @@ def region_features(
     distance: np.ndarray,
     contrast: np.ndarray | None = None,
     class_sd: float = 1.0,
+    beyond: np.ndarray | None = None,
 ) -> RegionFeatures:
     """Features of the region ``comp`` (uint8 0/1 crop) given the crop's labels and distances.
 
     ``contrast`` is the crop's contrast image (for the ramp feature) and ``class_sd`` the spread
-    of the region's class (root mean of its covariance diagonal).
+    of the region's class (root mean of its covariance diagonal). ``beyond`` is a (256,) bool
+    lookup of the labels that count as thicker than the region (default: ``OTHER`` only).
     """
     area = int(comp.sum())
     dt = cv2.distanceTransform(np.pad(comp, 1), cv2.DIST_L2, 3)
@@ -108,7 +112,10 @@ def region_features(
     k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * RING_PX + 1, 2 * RING_PX + 1))
     ring = cv2.dilate(comp, k).astype(bool) & ~comp.astype(bool)
     n_ring = int(ring.sum())
-    ring_other = float((labels[ring] == OTHER).sum()) / n_ring if n_ring else 0.0
+    if beyond is None:
+        beyond = np.zeros(256, bool)
+        beyond[OTHER] = True
+    ring_other = float(beyond[labels[ring]].sum()) / n_ring if n_ring else 0.0
     sel = comp.astype(bool)
     med = float(np.median(distance[sel]))
     ramp = 0.0
@@ -144,8 +151,7 @@ def rejection_reason(
 
 
 def confidence(f: RegionFeatures, max_sigma: float) -> float:
-    """Confidence in [0, 1]: colour agreement, lowered for regions touching bulk/residue."""
+    """Confidence in [0, 1]: colour agreement, lowered for ragged shapes."""
     colour = max(0.0, 1.0 - (f.median_sigma / max_sigma) ** 2)
-    context = 1.0 - 0.5 * min(1.0, f.ring_other)
     shape = min(1.0, 0.5 + f.solidity)
-    return float(np.clip(colour * context * shape, 0.0, 1.0))
+    return float(np.clip(colour * shape, 0.0, 1.0))
