@@ -211,13 +211,17 @@ def train(
     say = say if is_main else (lambda _m: None)
 
     ann, image_dir = resolve_dataset(dataset)
-    class_map = ClassMap.for_materials(rec.materials)
-    subset = bool(materials)
+    from flakefinder.train.agnostic import training_classes
+
+    class_map: ClassMap
+    class_map, mapping = training_classes(rec, ann)  # w10: class-agnostic option
+    subset = bool(materials) or mapping is not None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         full = CocoDetectionDataset(ann, image_dir, class_map, image_size=rec.image_size,
                                     unknown_categories="drop" if subset else "error",
-                                    only_annotated=subset, skip_missing=skip_missing)  # fmt: skip
+                                    only_annotated=subset, skip_missing=skip_missing,
+                                    category_mapping=mapping)  # fmt: skip
     for w in caught:
         say(f"warning: {w.message}")
     if len(full) < 2:
@@ -229,10 +233,10 @@ def train(
     aug = Augmenter() if rec.augment else None
     train_ds = CocoDetectionDataset(ann, image_dir, class_map, transform=aug, image_size=rec.image_size,
                                     unknown_categories="drop" if subset else "error", image_ids=train_ids,
-                                    only_annotated=subset)  # fmt: skip
+                                    only_annotated=subset, category_mapping=mapping)  # fmt: skip
     test_ds = CocoDetectionDataset(ann, image_dir, class_map, image_size=rec.image_size,
                                    unknown_categories="drop" if subset else "error", image_ids=test_ids,
-                                   only_annotated=subset)  # fmt: skip
+                                   only_annotated=subset, category_mapping=mapping)  # fmt: skip
     test_idx = list(range(len(test_ds)))
     if rec.max_test_images:
         test_idx = test_idx[: rec.max_test_images]
