@@ -24,7 +24,14 @@ def detect_cmd(
     out: Path = typer.Option(
         ..., "--out", help="Output folder: detections.json, images.json, flakes.csv, overlays/."
     ),
-    detector: str = typer.Option("maskrcnn", help="Detector: maskrcnn, contrast or rulebased."),
+    detector: str = typer.Option(
+        "maskrcnn",
+        help=(
+            "Detector: maskrcnn, contrast, rulebased, or union (Mask R-CNN + calibrated contrast; "
+            "needs --setup). With --setup, maskrcnn outlines flakes and the profile gives each "
+            "its material and layer number (class-agnostic models need --setup)."
+        ),
+    ),
     model: Path | None = typer.Option(
         None, help="Mask R-CNN model folder (default: the shipped model, if installed)."
     ),
@@ -40,7 +47,7 @@ def detect_cmd(
         "--setup",
         help=(
             "Setup profile JSON: the contrast detector classifies colours against its calibrated "
-            "tables. 'auto': calibrate a profile on these images without labels first (written "
+            "tables; maskrcnn and union classify each outlined flake by them. 'auto': calibrate a profile on these images without labels first (written "
             "to OUT/setup_profile.json)."
         ),
     ),
