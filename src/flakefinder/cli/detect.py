@@ -19,10 +19,10 @@ from flakefinder.cli.options import (
     DeviceOpt,
     MaterialsOpt,
     ModelOpt,
-    OxideNmOpt,
+    OptionalOxideNmOpt,
+    OptionalUmPerPxOpt,
     ScoreOpt,
     SetupOpt,
-    UmPerPxOpt,
 )
 from flakefinder.detect.registry import DEFAULT_DETECTOR
 
@@ -46,8 +46,8 @@ def detect_cmd(
     setup: SetupOpt = None,
     detector_option: DetectorOptionsOpt = None,
     materials: MaterialsOpt = DEFAULT_MATERIALS,
-    oxide_nm: OxideNmOpt = DEFAULT_OXIDE_NM,
-    um_per_px: UmPerPxOpt = DEFAULT_UM_PER_PX,
+    oxide_nm: OptionalOxideNmOpt = None,
+    um_per_px: OptionalUmPerPxOpt = None,
     score: ScoreOpt = DEFAULT_SCORE,
     device: DeviceOpt = "auto",
     batch_size: int = typer.Option(1, help="Images per detector call (batching detectors)."),
@@ -64,16 +64,48 @@ def detect_cmd(
     from flakefinder.text import plural
 
     mats = parse_materials(materials)
-    det = build_detector(
-        detector, model=model, setup=setup, options=detector_option, score=score, device=device
-    )
     files = iter_image_files(images)
     if not files:
         typer.secho("no image files found", fg=typer.colors.YELLOW, err=True)
-    ctx = ImagingContext(um_per_px=um_per_px, oxide_thickness_nm=oxide_nm, materials=mats)
+    loaded = None
+    if setup is not None:
+        from flakefinder.cli.setup_option import resolve_setup
+
+        loaded = resolve_setup(setup, detector, files, mats, oxide_nm, um_per_px)
+        from flakefinder.calibration.profile import check_compatible
+
+        check_compatible(
+            loaded.profile,
+            materials=mats,
+            oxide_nm=oxide_nm if oxide_nm is not None else loaded.profile.oxide_nm,
+        )
+    det = build_detector(
+        detector, model=model, setup=loaded, options=detector_option, score=score, device=device
+    )
+    um = um_per_px if um_per_px is not None else (loaded.profile.um_per_px if loaded else None)
+    ox = oxide_nm if oxide_nm is not None else (loaded.profile.oxide_nm if loaded else None)
+    ctx = ImagingContext(
+        um_per_px=DEFAULT_UM_PER_PX if um is None else um,
+        oxide_thickness_nm=DEFAULT_OXIDE_NM if ox is None else ox,
+        materials=mats,
+        profile_id=None if loaded is None else loaded.profile.profile_id,
+    )
     class_map = _class_map(det, mats)
     out.mkdir(parents=True, exist_ok=True)
-    summary = _run(det, files, ctx, class_map, out, score, max(1, batch_size), overlays)
+    summary = _run(
+        det,
+        files,
+        ctx,
+        class_map,
+        out,
+        score,
+        max(1, batch_size),
+        overlays,
+        setup_info=None if loaded is None else loaded.describe(),
+    )
+    if loaded is not None and loaded.source == "self-calibrated":
+        loaded.profile.save(out / "setup_profile.json")
+        typer.echo(f"self-calibrated setup profile written to {out / 'setup_profile.json'}")
     typer.echo(
         f"{plural(summary['flakes'], 'flake')} in {plural(summary['images'], 'image')} "
         f"({det.name} {det.version}); results in {out}"
@@ -103,6 +135,8 @@ def _run(
     score: float,
     batch_size: int,
     write_overlays: bool,
+    *,
+    setup_info: dict[str, str] | None = None,
 ) -> dict[str, int]:
     from flakefinder.detect.flake_csv import FLAKE_CSV_FIELDS, flake_csv_row
     from flakefinder.domain import BatchDetector, keep_confident
@@ -149,11 +183,13 @@ def _run(
                 if write_overlays:
                     _write_overlay(overlay_dir, path, image, kept, used_names)
     (out / "detections.json").write_text(json.dumps(results) + "\n", encoding="utf-8")
-    coco_images = {
+    coco_images: dict[str, Any] = {
         "images": image_records,
         "categories": [{"id": i + 1, "name": n} for i, n in enumerate(names)],
         "detector": {"name": det.name, "version": det.version},
     }
+    if setup_info is not None:
+        coco_images["setup"] = setup_info
     (out / "images.json").write_text(json.dumps(coco_images, indent=1) + "\n", encoding="utf-8")
     return {"images": len(image_records), "flakes": len(results), "failed": failed}
 

@@ -21,6 +21,8 @@ from flakefinder.cli.options import (
     FramePxOpt,
     MaterialsOpt,
     ModelOpt,
+    OptionalOxideNmOpt,
+    OptionalUmPerPxOpt,
     SetupOpt,
     UmPerPxOpt,
 )
@@ -59,7 +61,7 @@ def make_detector(
     name: str,
     model: Path | None = None,
     *,
-    setup: Path | None = None,
+    setup: str | Path | None = None,
     options: list[str] | None = None,
     device: str = "auto",
     score: float = 0.5,
@@ -84,10 +86,27 @@ def make_detector(
 
 
 def dataset_cmd(
-    dataset_dir: Path = typer.Argument(
-        ..., help="COCO dataset: a folder with annotations.json and the images it names."
+    paths: list[Path] = typer.Argument(
+        ...,
+        help=(
+            "COCO dataset: a folder with annotations.json and the images it names; with --masks "
+            "or --coco: image files or folders of real micrographs."
+        ),
     ),
     out: Path = typer.Option(..., "--out", help="Output folder for results and metrics."),
+    masks: Path | None = typer.Option(
+        None, help="Real images: folder of instance-mask PNGs named by image stem (0 = none)."
+    ),
+    coco: Path | None = typer.Option(None, help="Real images: COCO ground-truth file."),
+    calibrate_on: int | None = typer.Option(
+        None, help="Real images: few-shot protocol, calibrate on N images from their outlines."
+    ),
+    splits: int = typer.Option(3, help="Few-shot: number of random splits."),
+    seed: int = typer.Option(0, help="Few-shot: seed of the splits."),
+    materials: MaterialsOpt = DEFAULT_MATERIALS,
+    oxide_nm: OptionalOxideNmOpt = None,
+    um_per_px: OptionalUmPerPxOpt = None,
+    max_layers: int = typer.Option(4, help="Real images: count detections of 1..N layers."),
     detector: DetectorOpt = DEFAULT_DETECTOR,
     model: ModelOpt = None,
     setup: SetupOpt = None,
@@ -121,6 +140,34 @@ def dataset_cmd(
 
     if not 0.0 < iou <= 1.0:
         raise typer.BadParameter("must lie in (0, 1]", param_hint="--iou")
+    if masks is not None or coco is not None:
+        from flakefinder.cli.evaluate_real import RealOptions, evaluate_real
+
+        evaluate_real(
+            RealOptions(
+                paths=tuple(paths),
+                out=out,
+                masks=masks,
+                coco=coco,
+                setup=None if setup is None else Path(setup),
+                calibrate_on=calibrate_on,
+                splits=splits,
+                seed=seed,
+                materials=materials,
+                oxide_nm=oxide_nm,
+                um_per_px=um_per_px,
+                max_layers=max_layers,
+                iou=iou,
+            )
+        )
+        return
+    if calibrate_on is not None:
+        raise typer.BadParameter(
+            "needs real images with --masks or --coco", param_hint="--calibrate-on"
+        )
+    if len(paths) != 1:
+        raise typer.BadParameter("give one COCO dataset folder (or real images with --masks)")
+    dataset_dir = paths[0]
     gt, root = load_coco(dataset_dir)
     dropped = 0
     if results is not None:

@@ -20,6 +20,7 @@ from flakefinder.detect.registry import DEFAULT_DETECTOR, detector_help
 
 if TYPE_CHECKING:
     from flakefinder.db import Database
+    from flakefinder.detect.setup_io import LoadedSetup
     from flakefinder.domain import Detector
 
 DEFAULT_MATERIALS = "graphene"
@@ -93,11 +94,12 @@ ModelOpt = Annotated[
     ),
 ]
 SetupOpt = Annotated[
-    Path | None,
+    str | None,
     typer.Option(
         "--setup",
         help="Setup profile JSON of the microscope (flakefinder calibrate), for detectors that"
-        " accept one.",
+        " accept one; 'auto' (detect, batch-detect): calibrate one on these images without"
+        " labels first.",
     ),
 ]
 DetectorOptionsOpt = Annotated[
@@ -120,11 +122,23 @@ UmPerPxOpt = Annotated[
 ]
 OptionalUmPerPxOpt = Annotated[
     float | None,
-    typer.Option("--um-per-px", help="Pixel size on the sample (µm).", callback=_check_um_per_px),
+    typer.Option(
+        "--um-per-px",
+        help="Pixel size on the sample (µm; default: the setup profile's, else 0.2).",
+        callback=_check_um_per_px,
+    ),
 ]
 OxideNmOpt = Annotated[
     float,
     typer.Option("--oxide-nm", help="SiO2 thickness of the chips (nm).", callback=_check_oxide_nm),
+]
+OptionalOxideNmOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--oxide-nm",
+        help="SiO2 thickness of the chips (nm; default: the setup profile's, else 90).",
+        callback=_check_oxide_nm,
+    ),
 ]
 DeviceOpt = Annotated[
     str, typer.Option("--device", help="For detectors with a model: cpu, cuda, cuda:N or auto.")
@@ -138,11 +152,29 @@ def deprecated_alias(value: float | int | None, old: str, new: str) -> None:
         typer.secho(f"warning: {old} is deprecated; use {new}", fg=typer.colors.YELLOW, err=True)
 
 
+def load_setup_option(setup: LoadedSetup | str | Path | None) -> LoadedSetup | None:
+    """The profile named by ``--setup FILE`` (with its flat-field); ``auto`` is refused here.
+
+    Commands that read a batch of images resolve ``auto`` first
+    (:func:`flakefinder.cli.setup_option.resolve_setup`).
+    """
+    if setup is None or not isinstance(setup, str | Path):
+        return setup
+    if str(setup).strip().lower() == "auto":
+        raise typer.BadParameter(
+            "'auto' (self-calibration) needs the images first; this command takes a profile file",
+            param_hint="--setup",
+        )
+    from flakefinder.detect.setup_io import load_setup
+
+    return load_setup(Path(setup))
+
+
 def build_detector(
     name: str,
     *,
     model: Path | None = None,
-    setup: Path | None = None,
+    setup: LoadedSetup | str | Path | None = None,
     options: list[str] | None = None,
     score: float | None = None,
     device: str | None = None,
@@ -161,15 +193,10 @@ def build_detector(
     if options and any(o.strip().lower() == "help" for o in options):
         typer.echo(options_help())
         raise typer.Exit(0)
-    profile = None
-    if setup is not None:
-        from flakefinder.calibration.profile import SetupProfile
-
-        profile = SetupProfile.load(setup)
     return create_detector(
         name,
         model=model,
-        setup=profile,
+        setup=load_setup_option(setup),
         options=parse_option_pairs(options),
         min_score=score,
         device=device,
@@ -180,7 +207,7 @@ def check_detector(
     name: str,
     *,
     model: Path | None = None,
-    setup: Path | None = None,
+    setup: LoadedSetup | str | Path | None = None,
     options: list[str] | None = None,
 ) -> None:
     """Validate the shared detector options without building the detector (no model load)."""
@@ -190,12 +217,7 @@ def check_detector(
     if options and any(o.strip().lower() == "help" for o in options):
         typer.echo(options_help())
         raise typer.Exit(0)
-    profile = None
-    if setup is not None:
-        from flakefinder.calibration.profile import SetupProfile
-
-        profile = SetupProfile.load(setup)
-    check(name, model=model, setup=profile, options=parse_option_pairs(options))
+    check(name, model=model, setup=load_setup_option(setup), options=parse_option_pairs(options))
     if model is not None and not model.is_dir():
         from flakefinder.errors import ModelError
 

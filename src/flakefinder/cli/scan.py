@@ -32,6 +32,7 @@ from flakefinder.detect.registry import DEFAULT_DETECTOR
 
 if TYPE_CHECKING:
     from flakefinder.db import Database
+    from flakefinder.detect.setup_io import LoadedSetup
     from flakefinder.domain import Detector, ImagingContext
     from flakefinder.hardware.protocols import Microscope
     from flakefinder.scan.plan import TilePlan
@@ -159,14 +160,15 @@ def scan_cmd(
     plan = plan_raster(
         where.corners, w_px * pixel, h_px * pixel, overlap, limits=microscope.stage.limits
     )
-    profile_id = _profile_id(setup)
+    loaded = _load_setup(setup)
+    profile_id = None if loaded is None else loaded.profile.profile_id
     det: Detector
     if server is not None:
         from flakefinder.server.client import RemoteDetector
 
         det = RemoteDetector(server, api_key=api_key, profile_id=profile_id)
     else:
-        det = build_detector(detector, model=model, setup=setup, options=detector_option)
+        det = build_detector(detector, model=model, setup=loaded, options=detector_option)
     database = open_database(db)
     database.migrate()
     opened = open_scan(
@@ -200,12 +202,19 @@ def scan_cmd(
     _run(microscope, det, database, scan_id, plan, context, autofocus, out, progress)
 
 
-def _profile_id(setup: Path | None) -> str | None:
+def _load_setup(setup: str | None) -> LoadedSetup | None:
+    """The setup profile file of ``--setup`` (a scan cannot self-calibrate: no images yet)."""
     if setup is None:
         return None
-    from flakefinder.calibration.profile import SetupProfile
+    if setup.strip().lower() == "auto":
+        raise typer.BadParameter(
+            "a scan needs a setup profile file (calibrate one with `flakefinder calibrate`, or"
+            " run `flakefinder detect --setup auto` on a few tiles)",
+            param_hint="--setup",
+        )
+    from flakefinder.detect.setup_io import load_setup
 
-    return SetupProfile.load(setup).profile_id
+    return load_setup(Path(setup))
 
 
 def _simulated_setup(

@@ -19,11 +19,12 @@ from flakefinder.errors import UnknownDetectorError
 
 if TYPE_CHECKING:
     from flakefinder.calibration.profile import SetupProfile
+    from flakefinder.detect.setup_io import LoadedSetup
     from flakefinder.domain import Detector
 
 OptionValue = float | int | bool | str
 OptionType = Literal["float", "int", "bool", "str"]
-Builder = Callable[[Path | None, "SetupProfile | None", Mapping[str, OptionValue]], "Detector"]
+Builder = Callable[[Path | None, "LoadedSetup | None", Mapping[str, OptionValue]], "Detector"]
 
 DEFAULT_DETECTOR = "contrast"
 """The best detector by the benchmarks (README, "Detectors on synthetic data"): ``contrast``."""
@@ -133,6 +134,11 @@ class DetectorSpec:
         or None when the detector has none.
     device_option
         The option that the commands' ``--device`` sets, or None (runs on the CPU only).
+    setup_options
+        The options that apply instead of ``options`` when a setup profile is given, or None
+        when they are the same.
+    requires_setup
+        Whether it only works with a setup profile.
     """
 
     name: str
@@ -144,22 +150,35 @@ class DetectorSpec:
     aliases: tuple[str, ...] = ()
     score_option: str | None = None
     device_option: str | None = None
+    setup_options: tuple[OptionSpec, ...] | None = None
+    requires_setup: bool = False
 
-    def option(self, name: str) -> OptionSpec:
+    def options_for(self, with_setup: bool) -> tuple[OptionSpec, ...]:
+        """The options that apply with or without a setup profile."""
+        if with_setup and self.setup_options is not None:
+            return self.setup_options
+        return self.options
+
+    def option(self, name: str, *, with_setup: bool = False) -> OptionSpec:
         """The option called ``name``; raises :class:`DetectorOptionError` listing valid ones."""
-        for opt in self.options:
+        specs = self.options_for(with_setup)
+        for opt in specs:
             if opt.name == name:
                 return opt
-        valid = ", ".join(o.name for o in self.options) or "none"
+        valid = ", ".join(o.name for o in specs) or "none"
+        where = " with a setup profile" if with_setup and self.setup_options is not None else ""
         raise DetectorOptionError(
-            f"detector {self.name!r} has no option {name!r}; its options: {valid}"
+            f"detector {self.name!r}{where} has no option {name!r}; its options: {valid}"
         )
 
     def parse_options(
-        self, options: Mapping[str, str | OptionValue] | None
+        self, options: Mapping[str, str | OptionValue] | None, *, with_setup: bool = False
     ) -> dict[str, OptionValue]:
         """Typed option values from strings (or values); unknown names and bad values raise."""
-        return {k: self.option(k).parse(v, self.name) for k, v in (options or {}).items()}
+        return {
+            k: self.option(k, with_setup=with_setup).parse(v, self.name)
+            for k, v in (options or {}).items()
+        }
 
 
 # -- builders -------------------------------------------------------------------------------------
@@ -176,28 +195,22 @@ def _no_model(spec_name: str, model: Path | None) -> None:
 
 
 def _build_contrast(
-    model: Path | None, setup: SetupProfile | None, options: Mapping[str, OptionValue]
+    model: Path | None, setup: LoadedSetup | None, options: Mapping[str, OptionValue]
 ) -> Detector:
     _no_model("contrast", model)
     if setup is not None:
-        return _calibrated_contrast(setup, options)
+        from flakefinder.detect.calibrated import CalibratedContrastDetector
+
+        return CalibratedContrastDetector(
+            setup.profile, flatfield=setup.flatfield, **options  # type: ignore[arg-type]
+        )
     from flakefinder.detect.contrast import ContrastDetector
 
     return ContrastDetector(**options)  # type: ignore[arg-type]
 
 
-def _calibrated_contrast(setup: SetupProfile, options: Mapping[str, OptionValue]) -> Detector:
-    """The contrast detector classifying pixels against ``setup``'s measured colour Gaussians."""
-    from flakefinder.errors import ProfileError
-
-    raise ProfileError(
-        f"the calibrated contrast detector (for setup profile {setup.profile_id}) is not part "
-        "of this installation yet; run --detector contrast without --setup"
-    )
-
-
 def _build_rulebased(
-    model: Path | None, setup: SetupProfile | None, options: Mapping[str, OptionValue]
+    model: Path | None, setup: LoadedSetup | None, options: Mapping[str, OptionValue]
 ) -> Detector:
     _no_model("rulebased", model)
     from flakefinder.detect.rulebased import RuleBasedDetector
@@ -206,11 +219,64 @@ def _build_rulebased(
 
 
 def _build_maskrcnn(
-    model: Path | None, setup: SetupProfile | None, options: Mapping[str, OptionValue]
+    model: Path | None, setup: LoadedSetup | None, options: Mapping[str, OptionValue]
 ) -> Detector:
+    if setup is not None:
+        return _segment_and_classify("maskrcnn", model, setup, options)
     from flakefinder.detect.maskrcnn import MaskRCNNDetector
+    from flakefinder.detect.model_folder import read_model_config
 
+    folder = model if model is not None else _default_model()
+    if read_model_config(folder).class_agnostic:
+        from flakefinder.errors import ProfileError
+
+        raise ProfileError(
+            f"the model {folder} is class-agnostic (it outlines flakes; material and layer number "
+            "come from a setup profile): pass --setup FILE (or --setup auto)"
+        )
     return MaskRCNNDetector.from_folder(model, **options)  # type: ignore[arg-type]
+
+
+def _build_union(
+    model: Path | None, setup: LoadedSetup | None, options: Mapping[str, OptionValue]
+) -> Detector:
+    if setup is None:
+        from flakefinder.errors import ProfileError
+
+        raise ProfileError("--detector union needs a setup profile (--setup FILE or --setup auto)")
+    return _segment_and_classify("union", model, setup, options)
+
+
+def _default_model() -> Path:
+    from flakefinder.detect.maskrcnn import default_model_folder
+    from flakefinder.errors import ModelError
+
+    folder = default_model_folder()
+    if not folder.is_dir():
+        raise ModelError(
+            f"no default Mask R-CNN model is installed (looked in {folder}); pass --model DIR "
+            "with a trained model folder, or use --detector contrast"
+        )
+    return folder
+
+
+def _segment_and_classify(
+    key: str, model: Path | None, setup: LoadedSetup, options: Mapping[str, OptionValue]
+) -> Detector:
+    """Mask R-CNN outlines classified by the profile (``maskrcnn``), or that plus the calibrated
+    contrast detector's flakes (``union``)."""
+    from flakefinder.detect.segment_classify import combined_detector
+
+    opts = {k: v for k, v in options.items() if k not in ("mask_threshold", "refine_layers")}
+    opts = {k: v for k, v in opts.items() if k not in ("gamma", "numerical_aperture")}
+    return combined_detector(
+        key,
+        setup=setup.profile,
+        flatfield=setup.flatfield,
+        model=model if model is not None else _default_model(),
+        materials=setup.profile.material_names,
+        **opts,
+    )
 
 
 DETECTORS: tuple[DetectorSpec, ...] = (
@@ -227,6 +293,12 @@ DETECTORS: tuple[DetectorSpec, ...] = (
         ),
         _build_contrast,
         accepts_setup=True,
+        setup_options=(
+            OptionSpec("min_area_um2", "float", 20.0, "smallest flake kept (µm²)", 0.0),
+            OptionSpec("max_sigma", "float", 5.0, "largest Mahalanobis distance to a layer", 0.0),
+            OptionSpec("max_layers", "int", None, "ignore profile layers above this count", 1),
+            OptionSpec("work_um_per_px", "float", 0.75, "working resolution (µm/px)", 0.01),
+        ),
     ),
     DetectorSpec(
         "rulebased",
@@ -254,9 +326,32 @@ DETECTORS: tuple[DetectorSpec, ...] = (
         ),
         _build_maskrcnn,
         model="optional",
+        accepts_setup=True,
         aliases=("mask-rcnn", "mask_rcnn"),
         score_option="score_threshold",
         device_option="device",
+        setup_options=(
+            OptionSpec("device", "str", "auto", "cpu, cuda, cuda:N or auto"),
+            OptionSpec("score_threshold", "float", 0.5, "model's confidence floor", 0.0, 1.0),
+            OptionSpec("max_sigma", "float", 5.0, "largest Mahalanobis distance to a layer", 0.0),
+        ),
+    ),
+    DetectorSpec(
+        "union",
+        "Mask R-CNN outlines classified by the setup profile, plus the calibrated contrast"
+        " detector's flakes that the network missed (needs --setup)",
+        (),
+        _build_union,
+        model="optional",
+        accepts_setup=True,
+        requires_setup=True,
+        score_option="score_threshold",
+        device_option="device",
+        setup_options=(
+            OptionSpec("device", "str", "auto", "cpu, cuda, cuda:N or auto"),
+            OptionSpec("score_threshold", "float", 0.5, "model's confidence floor", 0.0, 1.0),
+            OptionSpec("max_sigma", "float", 5.0, "largest Mahalanobis distance to a layer", 0.0),
+        ),
     ),
 )
 
@@ -303,6 +398,9 @@ def options_help() -> str:
         head = f"{spec.name}: {spec.summary}" + (f" [{', '.join(extra)}]" if extra else "")
         lines.append(head)
         lines.extend(f"  {o.describe()}" for o in spec.options)
+        if spec.setup_options is not None:
+            lines.append("  with --setup:")
+            lines.extend(f"    {o.describe()}" for o in spec.setup_options)
     return "\n".join(lines)
 
 
@@ -310,7 +408,7 @@ def create_detector(
     name: str,
     *,
     model: Path | str | None = None,
-    setup: SetupProfile | None = None,
+    setup: LoadedSetup | SetupProfile | None = None,
     options: Mapping[str, str | OptionValue] | None = None,
     min_score: float | None = None,
     device: str | None = None,
@@ -324,7 +422,9 @@ def create_detector(
     model
         Model folder, for detectors that take one (None: the shipped default).
     setup
-        Setup profile, for detectors that accept one.
+        Setup profile (with its flat-field, as :class:`~flakefinder.detect.setup_io.LoadedSetup`,
+        or a bare :class:`~flakefinder.calibration.profile.SetupProfile`), for detectors that
+        accept one.
     options
         Option values as strings (from ``--detector-option key=value``) or typed values.
     min_score
@@ -343,14 +443,23 @@ def create_detector(
     spec, parsed = check_detector(
         name, model=model, setup=setup, options=options, min_score=min_score, device=device
     )
-    return spec.build(None if model is None else Path(model), setup, parsed)
+    return spec.build(None if model is None else Path(model), _loaded(setup), parsed)
+
+
+def _loaded(setup: LoadedSetup | SetupProfile | None) -> LoadedSetup | None:
+    from flakefinder.calibration.profile import SetupProfile
+    from flakefinder.detect.setup_io import LoadedSetup
+
+    if isinstance(setup, SetupProfile):
+        return LoadedSetup(setup, None, "given")
+    return setup
 
 
 def check_detector(
     name: str,
     *,
     model: Path | str | None = None,
-    setup: SetupProfile | None = None,
+    setup: LoadedSetup | SetupProfile | None = None,
     options: Mapping[str, str | OptionValue] | None = None,
     min_score: float | None = None,
     device: str | None = None,
@@ -369,13 +478,19 @@ def check_detector(
             + ", ".join(s.name for s in DETECTORS if s.accepts_setup)
             + " can"
         )
+    if setup is None and spec.requires_setup:
+        from flakefinder.errors import ProfileError
+
+        raise ProfileError(
+            f"--detector {spec.name} needs a setup profile (--setup FILE or --setup auto)"
+        )
     merged: dict[str, str | OptionValue] = {}
     if min_score is not None and spec.score_option is not None:
         merged[spec.score_option] = min_score
     if device is not None and spec.device_option is not None:
         merged[spec.device_option] = device
     merged.update(options or {})
-    return spec, spec.parse_options(merged)
+    return spec, spec.parse_options(merged, with_setup=setup is not None)
 
 
 def parse_option_pairs(pairs: list[str] | tuple[str, ...] | None) -> dict[str, str]:
