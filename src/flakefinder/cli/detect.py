@@ -58,11 +58,12 @@ def detect_cmd(
     Unreadable images are reported and skipped; the others are still processed.
     """
     from flakefinder.cli import parse_materials
-    from flakefinder.cli.options import build_detector
+    from flakefinder.cli.options import build_detector, print_options_help_if_asked
     from flakefinder.domain import ImagingContext
     from flakefinder.imaging import iter_image_files
     from flakefinder.text import plural
 
+    print_options_help_if_asked(detector_option)
     mats = parse_materials(materials)
     files = iter_image_files(images)
     if not files:

@@ -170,6 +170,15 @@ def load_setup_option(setup: LoadedSetup | str | Path | None) -> LoadedSetup | N
     return load_setup(Path(setup))
 
 
+def print_options_help_if_asked(options: list[str] | None) -> None:
+    """For ``--detector-option help``: print every detector's options and exit 0."""
+    from flakefinder.detect.registry import options_help
+
+    if options and any(o.strip().lower() == "help" for o in options):
+        typer.echo(options_help())
+        raise typer.Exit(0)
+
+
 def build_detector(
     name: str,
     *,
