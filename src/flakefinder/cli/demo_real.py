@@ -29,8 +29,8 @@ def real_data_folder() -> Path:
 def run_real_demo(out: Path) -> None:
     """Calibrate two ways, detect on every shipped picture, write overlays and profiles."""
     from flakefinder.calibration.gmm import import_gmm
-    from flakefinder.detect.calibrated import CalibratedContrastDetector
     from flakefinder.detect.overlay import draw_detections
+    from flakefinder.detect.registry import create_detector
     from flakefinder.detect.setup_io import self_calibrate
     from flakefinder.domain import ImagingContext
     from flakefinder.imaging import load_image, save_image
@@ -76,7 +76,7 @@ def run_real_demo(out: Path) -> None:
             for e in profile.table("graphene").layers[:4]
         )
         typer.echo(f"  {label}: {profile.profile_id}: {layers}")
-        det = CalibratedContrastDetector(profile)
+        det = create_detector("contrast", setup=profile)
         for name, im in images.items():
             dets = det.detect(im, ctx)
             save_image(out / label / f"{Path(name).stem}.png", draw_detections(im, dets))

@@ -34,9 +34,11 @@ def score_profile(
     detector_options: dict[str, Any] | None = None,
 ) -> RealScore:
     """Detect with the calibrated contrast detector on ``images`` and score against ``truth``."""
-    from flakefinder.detect.calibrated import CalibratedContrastDetector
+    from flakefinder.detect.registry import create_detector
+    from flakefinder.detect.setup_io import LoadedSetup
 
-    det = CalibratedContrastDetector(profile, flatfield=flatfield, **(detector_options or {}))
+    setup = LoadedSetup(profile, flatfield, "given")
+    det = create_detector("contrast", setup=setup, options=detector_options)
     score = RealScore()
     for t, im in zip(truth, images, strict=True):
         score.add(t, det.detect(im, context), iou_threshold=iou_threshold, max_layers=max_layers)

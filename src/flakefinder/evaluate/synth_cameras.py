@@ -179,7 +179,7 @@ def camera_benchmark(
     comes from :func:`flakefinder.calibration.calibrate` in labels mode on the calibration views'
     1..``max_layers`` layer instances (layers missing there are predicted by its optics fit).
     """
-    from flakefinder.detect.calibrated import CalibratedContrastDetector
+    from flakefinder.detect.registry import create_detector
     from flakefinder.domain import ImagingContext
     from flakefinder.evaluate.matching import match_masks
     from flakefinder.synth.chip import random_chip
@@ -218,7 +218,7 @@ def camera_benchmark(
         regions=regions,
         name=f"synthetic {camera.name}",
     ).profile
-    det = CalibratedContrastDetector(profile, min_area_um2=min_area_um2)
+    det = create_detector("contrast", setup=profile, options={"min_area_um2": min_area_um2})
     ctx = ImagingContext(um_per_px, 90.0, ("graphene",))  # the profile describes the optics
     floor_px = min_area_um2 / um_per_px**2
     n_truth = n_found = n_det = n_correct = n_exact = 0
