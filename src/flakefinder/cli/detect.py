@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from flakefinder.cli import validation
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -22,15 +24,22 @@ def register(app: typer.Typer) -> None:
 def detect_cmd(
     images: list[Path] = typer.Argument(..., help="Image files or folders (searched recursively)."),
     out: Path = typer.Option(
-        ..., "--out", help="Output folder: detections.json, images.json, flakes.csv, overlays/."
+        ...,
+        "--out",
+        help="Output folder: detections.json, images.json, flakes.csv, overlays/.",
+        callback=validation.output_folder(),
     ),
     detector: str = typer.Option("maskrcnn", help="Detector: maskrcnn, contrast or rulebased."),
     model: Path | None = typer.Option(
         None, help="Mask R-CNN model folder (default: the shipped model, if installed)."
     ),
     materials: str = typer.Option("graphene", help="Comma-separated materials on the chips."),
-    oxide_nm: float = typer.Option(90.0, help="SiO2 thickness of the chips (nm)."),
-    um_per_px: float = typer.Option(0.2, help="Pixel size on the sample (µm)."),
+    oxide_nm: float = typer.Option(
+        90.0, help="SiO2 thickness of the chips (nm).", callback=validation.oxide_nm()
+    ),
+    um_per_px: float = typer.Option(
+        0.2, help="Pixel size on the sample (µm).", callback=validation.um_per_px()
+    ),
     score: float = typer.Option(0.5, help="Keep detections with confidence >= SCORE."),
     device: str = typer.Option("auto", help="maskrcnn only: cpu, cuda or auto."),
     batch_size: int = typer.Option(1, help="maskrcnn only: images per forward pass."),
@@ -105,6 +114,7 @@ def _run(
     write_overlays: bool,
 ) -> dict[str, int]:
     from flakefinder.detect.flake_csv import FLAKE_CSV_FIELDS, flake_csv_row
+    from flakefinder.domain import check_rgb_image
     from flakefinder.errors import ImageError
     from flakefinder.imaging import load_image
 
@@ -115,14 +125,15 @@ def _run(
     used_names: set[str] = set()
     failed = 0
     batched = hasattr(det, "detect_batch") and batch_size > 1
-    with (out / "flakes.csv").open("w", newline="", encoding="utf-8") as fcsv:
+    csv_part = out / "flakes.csv.part"  # renamed when complete: no half-written flakes.csv
+    with csv_part.open("w", newline="", encoding="utf-8") as fcsv:
         writer = csv.DictWriter(fcsv, fieldnames=FLAKE_CSV_FIELDS)
         writer.writeheader()
         for start in range(0, len(files), batch_size):
             chunk: list[tuple[Path, np.ndarray]] = []
             for path in files[start : start + batch_size]:
-                try:
-                    chunk.append((path, load_image(path)))
+                try:  # also refuse what no detector takes (e.g. a 1x1 image), by name
+                    chunk.append((path, check_rgb_image(load_image(path), what=str(path))))
                 except ImageError as exc:
                     failed += 1
                     typer.secho(f"skipped: {exc}", fg=typer.colors.YELLOW, err=True)
@@ -147,6 +158,7 @@ def _run(
                     writer.writerow(flake_csv_row(d, image_id, path, k, cat_id, ctx.um_per_px))
                 if write_overlays:
                     _write_overlay(overlay_dir, path, image, kept, used_names)
+    csv_part.replace(out / "flakes.csv")
     (out / "detections.json").write_text(json.dumps(results) + "\n", encoding="utf-8")
     coco_images = {
         "images": image_records,

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
+
+from flakefinder.cli import validation
+
+if TYPE_CHECKING:
+    from flakefinder.scan.loop import ScanSummary
 
 
 def register(app: typer.Typer) -> None:
@@ -22,6 +29,18 @@ def _parse_corners(text: str) -> list[tuple[float, float]]:
     if not all(math.isfinite(v) for p in pts for v in p):
         raise typer.BadParameter("corners must be finite numbers (µm)", param_hint="--corners")
     return [(p[0], p[1]) for p in pts]
+
+
+def _run_locked(database: Any, scan_id: int, run: Callable[[], ScanSummary]) -> ScanSummary:
+    """Run the scan once its lock is held; a scan another process finished meanwhile is
+    not run again."""
+    from flakefinder.db import ScanStatus
+    from flakefinder.errors import ScanLockedError
+
+    info = database.get_scan(scan_id)
+    if info is not None and info.status is ScanStatus.FINISHED:
+        raise ScanLockedError(f"scan {scan_id} was finished by another process meanwhile")
+    return run()
 
 
 def chip_frame_settings(
@@ -53,7 +72,11 @@ def chip_frame_settings(
 def scan_cmd(
     simulated: bool = typer.Option(False, "--simulated", help="Scan a virtual chip."),
     chip: Path | None = typer.Option(None, help="Simulated: virtual chip JSON (synth save_chip)."),
-    chip_size_mm: float = typer.Option(2.0, help="Simulated: side of a random square chip (mm)."),
+    chip_size_mm: float = typer.Option(
+        2.0,
+        help="Simulated: side of a random square chip (mm).",
+        callback=validation.chip_size_mm(),
+    ),
     seed: int = typer.Option(0, help="Simulated: random chip and camera noise seed."),
     mm_config: Path | None = typer.Option(None, help="Micro-Manager configuration file."),
     corners: str | None = typer.Option(
@@ -72,14 +95,22 @@ def scan_cmd(
     api_key: str | None = typer.Option(
         None, envvar="FLAKEFINDER_API_KEY", help="API key of the inference server, if it needs one."
     ),
-    oxide_nm: float = typer.Option(90.0, help="SiO2 thickness (nm)."),
+    oxide_nm: float = typer.Option(
+        90.0, help="SiO2 thickness (nm).", callback=validation.oxide_nm()
+    ),
     materials: str = typer.Option("graphene", help="Comma-separated materials on the chip."),
-    out: Path | None = typer.Option(None, help="Folder for tile images (scan_<id>/tile_*.png)."),
+    out: Path | None = typer.Option(
+        None,
+        help="Folder for tile images (scan_<id>/tile_*.png).",
+        callback=validation.output_folder(),
+    ),
     resume: bool = typer.Option(False, "--resume", help="Continue the chip's unfinished scan."),
     overlap: float = typer.Option(0.1, help="Tile overlap, fraction of the field of view."),
     frame_px: int = typer.Option(1024, help="Simulated: frame width and height (px)."),
     um_per_px: float | None = typer.Option(
-        None, help="Pixel size (µm); simulated default 0.2, real: from Micro-Manager."
+        None,
+        help="Pixel size (µm); simulated default 0.2, real: from Micro-Manager.",
+        callback=validation.um_per_px(),
     ),
     autofocus: bool = typer.Option(False, help="Measure a 3x3 focus map before scanning."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
@@ -175,23 +206,31 @@ def scan_cmd(
             detector_version=str(getattr(det, "version", "")),
             n_tiles_planned=len(plan),
         )
-    focus_map = None
-    if autofocus:
-        focus_map, _ = measure_focus_map(microscope, focus_points(plan_bounds_um(plan), 3))
-        typer.echo(f"focus map: {focus_map}")
+    from flakefinder.db.locks import scan_lock
+
     context = ImagingContext(um_per_px=pixel, oxide_thickness_nm=oxide, materials=mats)
+    image_dir = out.resolve() / f"scan_{scan_id}" if out is not None else None
     try:
-        summary = run_scan(
-            microscope,
-            det,
-            database,
-            scan_id,
-            plan,
-            context,
-            focus_map=focus_map,
-            image_dir=out.resolve() / f"scan_{scan_id}" if out is not None else None,
-            progress=progress,
-        )
+        with scan_lock(database, scan_id):  # a second run of this scan refuses here
+            focus_map = None
+            if autofocus:
+                focus_map, _ = measure_focus_map(microscope, focus_points(plan_bounds_um(plan), 3))
+                typer.echo(f"focus map: {focus_map}")
+            summary = _run_locked(
+                database,
+                scan_id,
+                lambda: run_scan(
+                    microscope,
+                    det,
+                    database,
+                    scan_id,
+                    plan,
+                    context,
+                    focus_map=focus_map,
+                    image_dir=image_dir,
+                    progress=progress,
+                ),
+            )
     except KeyboardInterrupt:
         typer.secho(
             f"scan {scan_id} interrupted; continue with the same command and --resume",

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import typer
 
+from flakefinder.cli import validation
+
 
 def serve(
     host: str = typer.Option(
@@ -16,8 +18,12 @@ def serve(
     model: Path | None = typer.Option(None, help="Model folder (default: the shipped model)."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
     materials: str = typer.Option("graphene,hBN,MoS2,WTe2", help="Default materials of requests."),
-    oxide_nm: float = typer.Option(90.0, help="Default SiO2 thickness (nm)."),
-    um_per_px: float = typer.Option(0.2, help="Default pixel size on the sample (µm)."),
+    oxide_nm: float = typer.Option(
+        90.0, help="Default SiO2 thickness (nm).", callback=validation.oxide_nm()
+    ),
+    um_per_px: float = typer.Option(
+        0.2, help="Default pixel size on the sample (µm).", callback=validation.um_per_px()
+    ),
     db: str | None = typer.Option(
         None, help="Database URL: also serve the web UI (flakes, chip map, designer) from it."
     ),
@@ -36,7 +42,9 @@ def serve(
         help="Listen on a non-loopback --host without an API key (anyone on the network can"
         " change flakes and designs).",
     ),
-    max_upload_mb: float = typer.Option(25.0, help="Largest accepted upload."),
+    max_upload_mb: float = typer.Option(
+        25.0, help="Largest accepted upload (MB).", callback=validation.positive()
+    ),
     max_batch: int = typer.Option(8, help="Images per model call when requests arrive together."),
 ) -> None:
     """Serve detection over HTTP so microscopes without a GPU can use a shared GPU machine.
