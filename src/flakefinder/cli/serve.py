@@ -7,6 +7,18 @@ from pathlib import Path
 import typer
 
 from flakefinder.cli import validation
+from flakefinder.cli.options import (
+    DEFAULT_MATERIALS,
+    DEFAULT_OXIDE_NM,
+    DEFAULT_UM_PER_PX,
+    DetectorOptionsOpt,
+    DeviceOpt,
+    MaterialsOpt,
+    ModelOpt,
+    OxideNmOpt,
+    UmPerPxOpt,
+)
+from flakefinder.detect.registry import DEFAULT_DETECTOR, detector_help
 
 
 def serve(
@@ -14,18 +26,27 @@ def serve(
         "127.0.0.1", help="Interface to listen on (0.0.0.0 for the lab network)."
     ),
     port: int = typer.Option(8000, help="TCP port."),
-    detector: str = typer.Option("maskrcnn", help="maskrcnn, contrast or rulebased."),
-    model: Path | None = typer.Option(None, help="Model folder (default: the shipped model)."),
-    device: str = typer.Option("auto", help="auto, cpu or cuda."),
-    materials: str = typer.Option("graphene,hBN,MoS2,WTe2", help="Default materials of requests."),
-    oxide_nm: float = typer.Option(
-        90.0, help="Default SiO2 thickness (nm).", callback=validation.oxide_nm()
+    detector: str = typer.Option(
+        DEFAULT_DETECTOR, "--detector", help=f"{detector_help()} 'none': web UI only."
     ),
-    um_per_px: float = typer.Option(
-        0.2, help="Default pixel size on the sample (µm).", callback=validation.um_per_px()
+    model: ModelOpt = None,
+    setup: list[Path] | None = typer.Option(
+        None,
+        "--setup",
+        help="Setup profile JSON (repeatable): one detector per microscope setup, chosen by the"
+        " request's profile_id; the first serves requests that name none.",
     ),
+    detector_option: DetectorOptionsOpt = None,
+    device: DeviceOpt = "auto",
+    materials: MaterialsOpt = DEFAULT_MATERIALS,
+    oxide_nm: OxideNmOpt = DEFAULT_OXIDE_NM,
+    um_per_px: UmPerPxOpt = DEFAULT_UM_PER_PX,
     db: str | None = typer.Option(
-        None, help="Database URL: also serve the web UI (flakes, chip map, designer) from it."
+        None,
+        "--db",
+        help="Database URL: also serve the web UI (flakes, chip map, designer) from it"
+        " (default: $FLAKEFINDER_DATABASE_URL if set, else no web UI).",
+        show_default=False,
     ),
     api_key: str | None = typer.Option(
         None,
@@ -49,14 +70,17 @@ def serve(
 ) -> None:
     """Serve detection over HTTP so microscopes without a GPU can use a shared GPU machine.
 
-    POST /api/detect (one image) or /api/detect/batch; GET /api/health, /api/model;
-    OpenAPI docs at /docs. With --db, the web UI is at /.
+    POST /api/detect (one image) or /api/detect/batch; GET /api/health, /api/model,
+    /api/setups; OpenAPI docs at /docs. With --db, the web UI is at /.
     """
     import os
 
     import uvicorn
 
     from flakefinder.cli import parse_materials
+    from flakefinder.cli.options import check_detector, database_url
+    from flakefinder.db.settings import DATABASE_URL_ENV
+    from flakefinder.detect.registry import parse_option_pairs
     from flakefinder.server.app import create_app
     from flakefinder.server.security import check_api_key
     from flakefinder.server.settings import ServerSettings
@@ -75,8 +99,18 @@ def serve(
             f" --allow-no-key to open {host} to everyone",
             param_hint="--host",
         )
+    setups = tuple(str(p) for p in setup or ())
+    if detector != "none":
+        for path in setup or [None]:
+            check_detector(detector, model=model, setup=path, options=detector_option)
+    elif setup:
+        raise typer.BadParameter("--setup needs a detector", param_hint="--setup")
+    if db is None and os.environ.get(DATABASE_URL_ENV, "").strip():
+        db = database_url(None)
     settings = ServerSettings(
         detector=detector,
+        setups=setups,
+        detector_options=parse_option_pairs(detector_option),
         model_dir=str(model) if model else None,
         device=device,
         materials=parse_materials(materials),

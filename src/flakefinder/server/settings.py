@@ -8,10 +8,12 @@ from dataclasses import dataclass, field
 
 @dataclass(frozen=True)
 class ServerSettings:
-    detector: str = "maskrcnn"
+    """Everything ``create_app`` needs; ``flakefinder serve`` fills it from its options."""
+
+    detector: str = "contrast"
     model_dir: str | None = None  # None: the shipped default model
     device: str = "auto"
-    materials: tuple[str, ...] = ("graphene", "hBN", "MoS2", "WTe2")
+    materials: tuple[str, ...] = ("graphene",)
     oxide_thickness_nm: float = 90.0
     um_per_px: float = 0.2
     api_key: str | None = None  # when set, every state-changing request (and reading) needs it
@@ -21,6 +23,9 @@ class ServerSettings:
     batch_window_ms: float = 5.0  # how long the batcher waits for more requests
     database_url: str | None = None  # enables the web UI (flake browser, designer)
     detector_options: dict[str, str] = field(default_factory=dict)
+    # Setup profile files (serve --setup FILE, repeatable): one detector per profile, chosen by
+    # the request's profile_id; the first one serves requests that name none.
+    setups: tuple[str, ...] = ()
     max_image_pixels: int = 50_000_000  # decoded uploads: width x height, checked from the header
 
     def __post_init__(self) -> None:
