@@ -344,12 +344,11 @@ def _run(
     out: Path | None,
     progress: bool,
 ) -> None:
+    from flakefinder.db.locks import scan_lock
     from flakefinder.scan.focus import focus_points, measure_focus_map
     from flakefinder.scan.loop import run_scan
     from flakefinder.scan.plan import plan_bounds_um
     from flakefinder.text import plural
-
-    from flakefinder.db.locks import scan_lock
 
     typer.echo(f"scan {scan_id}: {plural(len(plan), 'tile')} planned", err=True)
     try:

@@ -64,10 +64,10 @@ def create_chipmap_router(db: Database, queries: ChipMapQueries) -> APIRouter:
     @r.get("/chips/{chip_id}/map")
     def chip_map_view(
         chip_id: int = db_id(),
-        x0: float = Query(..., allow_inf_nan=False, description="left edge of the view, µm"),
-        y0: float = Query(..., allow_inf_nan=False, description="top edge of the view, µm"),
-        x1: float = Query(..., allow_inf_nan=False, description="right edge of the view, µm"),
-        y1: float = Query(..., allow_inf_nan=False, description="bottom edge of the view, µm"),
+        x0: float = Query(..., description="left edge of the view, µm"),
+        y0: float = Query(..., description="top edge of the view, µm"),
+        x1: float = Query(..., description="right edge of the view, µm"),
+        y1: float = Query(..., description="bottom edge of the view, µm"),
         material: list[str] | None = Query(None),
         layer_class: list[str] | None = Query(None),
         status: list[str] | None = Query(None),
