@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from flakefinder.cli import validation
 from flakefinder.cli.options import (
     DEFAULT_MATERIALS,
     DEFAULT_OXIDE_NM,
@@ -39,7 +40,10 @@ def register(app: typer.Typer) -> None:
 def detect_cmd(
     images: list[Path] = typer.Argument(..., help="Image files or folders (searched recursively)."),
     out: Path = typer.Option(
-        ..., "--out", help="Output folder: detections.json, images.json, flakes.csv, overlays/."
+        ...,
+        "--out",
+        help="Output folder: detections.json, images.json, flakes.csv, overlays/.",
+        callback=validation.output_folder(),
     ),
     detector: DetectorOpt = DEFAULT_DETECTOR,
     model: ModelOpt = None,
@@ -140,7 +144,7 @@ def _run(
     setup_info: dict[str, str] | None = None,
 ) -> dict[str, int]:
     from flakefinder.detect.flake_csv import FLAKE_CSV_FIELDS, flake_csv_row
-    from flakefinder.domain import BatchDetector, keep_confident
+    from flakefinder.domain import BatchDetector, check_rgb_image, keep_confident
     from flakefinder.errors import ImageError
     from flakefinder.imaging import load_image
 
@@ -151,14 +155,15 @@ def _run(
     used_names: set[str] = set()
     failed = 0
     batched = isinstance(det, BatchDetector) and batch_size > 1
-    with (out / "flakes.csv").open("w", newline="", encoding="utf-8") as fcsv:
+    csv_part = out / "flakes.csv.part"  # renamed when complete: no half-written flakes.csv
+    with csv_part.open("w", newline="", encoding="utf-8") as fcsv:
         writer = csv.DictWriter(fcsv, fieldnames=FLAKE_CSV_FIELDS)
         writer.writeheader()
         for start in range(0, len(files), batch_size):
             chunk: list[tuple[Path, np.ndarray]] = []
             for path in files[start : start + batch_size]:
-                try:
-                    chunk.append((path, load_image(path)))
+                try:  # also refuse what no detector takes (e.g. a 1x1 image), by name
+                    chunk.append((path, check_rgb_image(load_image(path), what=str(path))))
                 except ImageError as exc:
                     failed += 1
                     typer.secho(f"skipped: {exc}", fg=typer.colors.YELLOW, err=True)
@@ -183,6 +188,7 @@ def _run(
                     writer.writerow(flake_csv_row(d, image_id, path, k, cat_id, ctx.um_per_px))
                 if write_overlays:
                     _write_overlay(overlay_dir, path, image, kept, used_names)
+    csv_part.replace(out / "flakes.csv")
     (out / "detections.json").write_text(json.dumps(results) + "\n", encoding="utf-8")
     coco_images: dict[str, Any] = {
         "images": image_records,

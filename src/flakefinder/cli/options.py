@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from flakefinder import bounds
 from flakefinder.detect.registry import DEFAULT_DETECTOR, detector_help
 
 if TYPE_CHECKING:
@@ -43,16 +44,28 @@ def _positive_finite(value: float | None, name: str) -> float | None:
     return value
 
 
+def _in_range(value: float | None, allowed: bounds.Range, name: str) -> float | None:
+    """``value`` if finite and in ``allowed`` (the table shared with the server's schemas)."""
+    if value is None:
+        return None
+    try:
+        return allowed.check(value, name)
+    except ValueError:
+        raise typer.BadParameter(
+            f"must be a finite number in {allowed.describe()}, got {value}", param_hint=name
+        ) from None
+
+
 def _check_um_per_px(value: float | None) -> float | None:
-    return _positive_finite(value, "--um-per-px")
+    return _in_range(value, bounds.UM_PER_PX, "--um-per-px")
 
 
 def _check_oxide_nm(value: float | None) -> float | None:
-    return _positive_finite(value, "--oxide-nm")
+    return _in_range(value, bounds.OXIDE_NM, "--oxide-nm")
 
 
 def _check_chip_size_mm(value: float | None) -> float | None:
-    return _positive_finite(value, "--chip-size-mm")
+    return _in_range(value, bounds.CHIP_SIZE_MM, "--chip-size-mm")
 
 
 def _check_score(value: float) -> float:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from flakefinder.cli import validation
 from flakefinder.cli.options import (
     DEFAULT_FRAME_PX,
     DEFAULT_MATERIALS,
@@ -120,7 +121,9 @@ def scan_cmd(
     oxide_nm: OxideNmOpt = DEFAULT_OXIDE_NM,
     materials: MaterialsOpt = DEFAULT_MATERIALS,
     out: Path | None = typer.Option(
-        None, help="Folder for tile images (scan_<id>/tile_*.png; about 1.7 MB per 1024² tile)."
+        None,
+        help="Folder for tile images (scan_<id>/tile_*.png; about 1.7 MB per 1024² tile).",
+        callback=validation.output_folder(),
     ),
     resume: bool = typer.Option(False, "--resume", help="Continue the chip's unfinished scan."),
     overlap: float = typer.Option(0.1, help="Tile overlap, fraction of the field of view."),
@@ -307,6 +310,16 @@ def _real_setup(
     return _Setup(microscope, chip_corners, chip_name or "chip", oxide_nm)
 
 
+def _refuse_finished(database: Database, scan_id: int) -> None:
+    """Refuse a scan that another process finished while this one waited for its lock."""
+    from flakefinder.db import ScanStatus
+    from flakefinder.errors import ScanLockedError
+
+    info = database.get_scan(scan_id)
+    if info is not None and info.status is ScanStatus.FINISHED:
+        raise ScanLockedError(f"scan {scan_id} was finished by another process meanwhile")
+
+
 class _Terminated(KeyboardInterrupt):
     """SIGTERM, turned into an interrupt so that a scan stops as cleanly as on Ctrl-C."""
 
@@ -340,6 +353,7 @@ def _run(
     out: Path | None,
     progress: bool,
 ) -> None:
+    from flakefinder.db.locks import scan_lock
     from flakefinder.scan.focus import focus_points, measure_focus_map
     from flakefinder.scan.loop import run_scan
     from flakefinder.scan.plan import plan_bounds_um
@@ -347,7 +361,9 @@ def _run(
 
     typer.echo(f"scan {scan_id}: {plural(len(plan), 'tile')} planned", err=True)
     try:
-        with sigterm_as_interrupt():
+        # a second run of this scan (two --resume at once) refuses here, before the stage moves
+        with sigterm_as_interrupt(), scan_lock(database, scan_id):
+            _refuse_finished(database, scan_id)
             focus_map = None
             if autofocus:
                 focus_map, _ = measure_focus_map(microscope, focus_points(plan_bounds_um(plan), 3))

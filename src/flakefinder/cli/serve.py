@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from flakefinder.cli import validation
 from flakefinder.cli.options import (
     DEFAULT_MATERIALS,
     DEFAULT_OXIDE_NM,
@@ -62,7 +63,9 @@ def serve(
         help="Listen on a non-loopback --host without an API key (anyone on the network can"
         " change flakes and designs).",
     ),
-    max_upload_mb: float = typer.Option(25.0, help="Largest accepted upload."),
+    max_upload_mb: float = typer.Option(
+        25.0, help="Largest accepted upload (MB).", callback=validation.positive()
+    ),
     max_batch: int = typer.Option(8, help="Images per model call when requests arrive together."),
 ) -> None:
     """Serve detection over HTTP so microscopes without a GPU can use a shared GPU machine.

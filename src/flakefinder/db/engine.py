@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, exc
 
-from flakefinder.db.settings import mask_url
+from flakefinder.db.settings import mask_url, scrub_secrets
 from flakefinder.errors import DatabaseError
 
 
@@ -65,7 +65,7 @@ def _sqlite_in_memory(url: str) -> bool:
 
     try:
         u = make_url(url)
-    except exc.ArgumentError:
+    except (exc.ArgumentError, ValueError, TypeError):
         return False
     return u.get_backend_name() == "sqlite" and u.database in (None, "", ":memory:")
 
@@ -87,7 +87,9 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
             f"cannot use {masked}: no SQLAlchemy dialect/driver for this URL scheme"
         ) from None
     except exc.ArgumentError as e:
-        raise DatabaseError(f"bad database URL {masked!r}: {e}") from None
+        raise DatabaseError(f"bad database URL {masked!r}: {scrub_secrets(str(e), url)}") from None
+    except (ValueError, TypeError) as e:  # e.g. a port that is not a number
+        raise DatabaseError(f"bad database URL {masked!r}: {scrub_secrets(str(e), url)}") from None
     except ImportError as e:
         hint = " (pip install 'flakefinder[postgres]')" if url.startswith("postgres") else ""
         raise DatabaseError(

@@ -15,12 +15,70 @@ from dataclasses import dataclass
 DEFAULT_DATABASE_URL = "sqlite:///flakefinder.db"
 DATABASE_URL_ENV = "FLAKEFINDER_DATABASE_URL"
 
-_PASSWORD_RE = re.compile(r"^(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@]*):(?P<pw>[^@]*)@")
+_SECRET_PARAM_RE = re.compile(
+    r"(?i)\b(password|passwd|pwd|pass|sslpassword|secret|token|api_key)=[^&;#\s]*"
+)
+_SCHEME_RE = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<rest>.*)$", re.DOTALL)
+
+
+def _mask_userinfo(url: str) -> str:
+    m = _SCHEME_RE.match(url)
+    if m is None:
+        # not scheme://...: anything before the last "@" may hold a password
+        if "@" not in url:
+            return url
+        head, _, host = url.rpartition("@")
+        prefix = head.split(":", 1)[0] + ":" if ":" in head else ""
+        return f"{prefix}***@{host}"
+    scheme, rest = m.group("scheme"), m.group("rest")
+    if rest.startswith("/"):
+        return url  # no authority (sqlite:///path): nothing to mask
+    authority_end = len(rest)
+    query = rest.find("?")
+    at = rest.rfind("@", 0, query if query >= 0 else authority_end)
+    if at < 0:
+        return url
+    userinfo, host = rest[:at], rest[at + 1 :]
+    if ":" not in userinfo:
+        return url
+    user = userinfo.split(":", 1)[0]
+    return f"{scheme}{user}:***@{host}"
 
 
 def mask_url(url: str) -> str:
-    """``url`` with its password replaced by ``***`` (safe for messages and logs)."""
-    return _PASSWORD_RE.sub(r"\g<head>:***@", url, count=1)
+    """``url`` with its password replaced by ``***`` (safe for messages and logs).
+
+    Masks the password of ``user:password@host`` (also with an unencoded ``@`` or ``/`` in the
+    password), password-like query parameters (``?password=...``), and, for text that is not
+    a URL at all, everything before its last ``@``.
+    """
+    return _SECRET_PARAM_RE.sub(r"\1=***", _mask_userinfo(url))
+
+
+def url_password(url: str) -> str | None:
+    """The password in ``url`` as :func:`mask_url` finds it (to scrub driver messages)."""
+    masked = _mask_userinfo(url)
+    if masked == url:
+        return None
+    start = next((i for i, (a, b) in enumerate(zip(url, masked, strict=False)) if a != b), None)
+    if start is None:
+        return None
+    tail = len(masked) - start - 3  # what follows "***"
+    secret = url[start : len(url) - tail]
+    return secret or None
+
+
+def scrub_secrets(text: str, url: str) -> str:
+    """``text`` (e.g. a driver's error message) with ``url``'s password and secrets masked."""
+    out = text.replace(url, mask_url(url))
+    password = url_password(url)
+    if password:
+        out = out.replace(password, "***")
+    for m in _SECRET_PARAM_RE.finditer(url):
+        value = m.group(0).split("=", 1)[1]
+        if value:
+            out = out.replace(value, "***")
+    return _SECRET_PARAM_RE.sub(r"\1=***", out)
 
 
 @dataclass(frozen=True)

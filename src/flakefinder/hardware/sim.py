@@ -8,7 +8,8 @@ callable with the signature of :func:`flakefinder.synth.render_view`::
 
 so tests can pass a small fake. The focus error is ``z - focal_plane(x, y)`` with the focal
 plane ``z0 + dz_dx * x + dz_dy * y`` (a tilted chip). Frames are deterministic per
-(stage position, focus position, seed, frame counter).
+(stage position, focus position, seed, number of earlier frames at that position), so a scan
+tile looks the same in every process (exact resume).
 """
 
 from __future__ import annotations
@@ -115,7 +116,8 @@ def _default_renderer() -> Renderer:
 
 
 def frame_seed(seed: int, x_um: float, y_um: float, z_um: float, counter: int) -> int:
-    """Noise seed of one simulated frame: a hash of position (to 1 nm), seed and frame counter."""
+    """Noise seed of one simulated frame: a hash of position (to 1 nm), seed and ``counter``
+    (the number of frames taken at that position before this one)."""
     key = struct.pack(
         "<qqqqq", seed, round(x_um * 1000), round(y_um * 1000), round(z_um * 1000), counter
     )
@@ -158,7 +160,8 @@ class SimCamera:
         self._exposure_ms = float(exposure_ms)
         self.reference_exposure_ms = float(reference_exposure_ms)
         self.noise_per_frame = noise_per_frame
-        self.frame_counter = 0
+        self.frame_counter = 0  # frames taken by this camera (statistics only)
+        self._snaps_at: dict[tuple[int, int, int], int] = {}  # frames taken at each pose
 
     @property
     def exposure_ms(self) -> float:
@@ -185,7 +188,13 @@ class SimCamera:
         x, y = self.stage.get_xy_um()
         z = self.focus.get_z_um()
         focus_error = z - self.focal_plane_z_um(x, y)
-        counter = self.frame_counter if self.noise_per_frame else 0
+        # The noise of a frame depends only on the seed, the pose (to 1 nm) and how many frames
+        # were taken at that pose before: a scan tile's first frame has the same noise in every
+        # process, so a resumed scan sees exactly the tiles of an uninterrupted one.
+        pose = (round(x * 1000), round(y * 1000), round(z * 1000))
+        repeat = self._snaps_at.get(pose, 0)
+        self._snaps_at[pose] = repeat + 1
+        counter = repeat if self.noise_per_frame else 0
         self.frame_counter += 1
         gain = self._exposure_ms / self.reference_exposure_ms
         settings = self.settings

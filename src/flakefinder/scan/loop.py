@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from flakefinder.domain import Detector, FlakeRecord, ImagingContext, StagePosition, TileRecord
+from flakefinder.errors import FlakefinderError
 from flakefinder.hardware.protocols import Microscope
 from flakefinder.scan.dedupe import (
     DedupeIndex,
@@ -171,7 +172,15 @@ def run_scan(
     skipped = len(plan) - len(todo)
     out_dir = Path(image_dir) if image_dir is not None and save_images else None
     if out_dir is not None:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            mark = getattr(store, "mark_interrupted", None)
+            if callable(mark):
+                mark(scan_id)  # never leave the scan marked running
+            raise FlakefinderError(
+                f"cannot create the image folder {out_dir}: {exc.strerror or exc}"
+            ) from None
     name = str(getattr(detector, "name", type(detector).__name__))
     version = str(getattr(detector, "version", ""))
     margin_um = border_margin_px * um_per_px

@@ -1,0 +1,107 @@
+"""One process at a time per scan: ``scan_lock(db, scan_id)``.
+
+Two ``flakefinder scan --resume`` runs of one chip would both scan the same tiles and report
+flakes that only one of them stored. The lock is one the operating system or the database
+server drops by itself when its holder dies, so a crash never leaves a scan locked:
+
+* SQLite file: an exclusive ``flock`` on ``<database>.scan-<id>.lock`` next to the database
+  (the file keeps the holder's pid and host for the message; it is left in place, since
+  deleting a lock file races with the next process opening it);
+* PostgreSQL: a session-level advisory lock on a connection held for the whole scan;
+* in-memory SQLite (one process by definition) and other backends: no lock.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from flakefinder.errors import ScanLockedError
+
+if TYPE_CHECKING:
+    from flakefinder.db.database import Database
+
+PG_LOCK_CLASS = 0x464C4B53  # "FLKS": the first key of flakefinder's advisory locks
+
+
+def lock_path(database_file: str | Path, scan_id: int) -> Path:
+    """Where the lock file of ``scan_id`` lives for a SQLite database file."""
+    p = Path(database_file)
+    return p.with_name(f"{p.name}.scan-{scan_id}.lock")
+
+
+def _busy(scan_id: int, holder: str) -> ScanLockedError:
+    who = f" ({holder})" if holder else ""
+    return ScanLockedError(
+        f"scan {scan_id} is being run by another process{who}; wait for it to finish or stop"
+        " it (Ctrl-C) before resuming"
+    )
+
+
+@contextmanager
+def _file_lock(path: Path, scan_id: int) -> Iterator[None]:
+    import fcntl
+
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
+            raise _busy(scan_id, holder) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def _advisory_lock(db: Database, scan_id: int) -> Iterator[None]:
+    from sqlalchemy import text
+
+    from flakefinder.db.engine import driver_errors
+
+    key = {"c": PG_LOCK_CLASS, "k": scan_id % 2**31}
+    with driver_errors(db.masked_url), db.engine.connect() as conn:
+        got = conn.execute(text("SELECT pg_try_advisory_lock(:c, :k)"), key).scalar()
+        conn.commit()
+        if not got:
+            raise _busy(scan_id, "PostgreSQL advisory lock held")
+        try:
+            yield
+        finally:
+            conn.execute(text("SELECT pg_advisory_unlock(:c, :k)"), key)
+            conn.commit()
+
+
+@contextmanager
+def scan_lock(db: Database, scan_id: int) -> Iterator[None]:
+    """Hold the lock of ``scan_id`` for the ``with`` block.
+
+    Raises
+    ------
+    ScanLockedError
+        Another process holds it.
+    """
+    url = db.engine.url
+    backend = url.get_backend_name()
+    if backend == "sqlite" and url.database not in (None, "", ":memory:"):
+        if os.name != "posix":  # no flock: the database's own locking is all there is
+            yield
+            return
+        with _file_lock(lock_path(str(url.database), scan_id), scan_id):
+            yield
+    elif backend == "postgresql":
+        with _advisory_lock(db, scan_id):
+            yield
+    else:
+        yield
