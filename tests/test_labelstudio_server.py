@@ -88,6 +88,8 @@ class Server:
                 return int(resp.status)
         except urllib.error.HTTPError as exc:
             return int(exc.code)
+        except OSError:  # not listening yet
+            return 0
 
 
 @pytest.fixture(scope="module")
@@ -190,8 +192,8 @@ def test_round_trip_against_label_studio(
         raw = server.call("GET", f"/api/projects/{pid}/export?exportType={kind}{every}")
         if kind == "COCO":
             with zipfile.ZipFile(io.BytesIO(raw)) as z:
-                name = next(n for n in z.namelist() if n.endswith(".json"))
-                raw = z.read(name)
+                member = next(n for n in z.namelist() if n.endswith(".json"))
+                raw = z.read(member)
         export = tmp_path / f"export_{kind}.json"
         export.write_bytes(raw if isinstance(raw, bytes) else json.dumps(raw).encode())
         fmt = "coco" if kind == "COCO" else "labelstudio"
