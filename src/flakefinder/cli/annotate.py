@@ -49,7 +49,7 @@ def export_cmd(
     from flakefinder.imaging import iter_image_files
 
     mats = parse_materials(materials)
-    det = create_detector(detector, **({"model": str(model)} if model else {}))
+    det = create_detector(detector, model=model)
     files = iter_image_files(images)
     root = images[0] if len(images) == 1 and images[0].is_dir() else None
     ctx = ImagingContext(um_per_px=um_per_px, oxide_thickness_nm=oxide_nm, materials=mats)

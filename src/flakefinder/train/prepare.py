@@ -42,11 +42,14 @@ def prepare_data(
     ``drop_other_classes``: annotations of classes outside the recipe's materials are dropped
     and only images with a kept annotation are used; otherwise they are an error.
     """
+    from flakefinder.train.agnostic import training_classes
+
     ann, image_dir = resolve_dataset(dataset)
-    class_map = ClassMap.for_materials(rec.materials)
-    unknown = "drop" if drop_other_classes else "error"
+    class_map, mapping = training_classes(rec, ann)  # class-agnostic recipes train one "flake"
+    subset = drop_other_classes or mapping is not None
+    unknown = "drop" if subset else "error"
     common: dict[str, Any] = {"image_size": rec.image_size, "unknown_categories": unknown,
-                              "only_annotated": drop_other_classes}  # fmt: skip
+                              "only_annotated": subset, "category_mapping": mapping}  # fmt: skip
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         full = CocoDetectionDataset(ann, image_dir, class_map, skip_missing=skip_missing, **common)

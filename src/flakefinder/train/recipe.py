@@ -78,6 +78,7 @@ class TrainRecipe:
     backbone: str = "resnet101_fpn"
     weights: str = "coco"  # initial weights when not transferring from a model folder
     materials: tuple[str, ...] = PAPER_MATERIALS
+    class_agnostic: bool = False  # one "flake" class; classes come from a setup profile
     train_fraction: float = 0.8
     num_workers: int = 2
     max_test_images: int = 0  # 0: evaluate the test loss on every held-out image each epoch
@@ -221,6 +222,7 @@ def _validate(r: TrainRecipe) -> None:
         (f"backbone must be one of {BACKBONE_CHOICES}", r.backbone in BACKBONE_CHOICES),
         (f"weights must be one of {WEIGHT_CHOICES}", r.weights in WEIGHT_CHOICES),
         ("materials must be a non-empty list of names", bool(r.materials)),
+        ("class_agnostic must be true or false", isinstance(r.class_agnostic, bool)),
     ]
     for message, ok in checks:
         if not ok:
