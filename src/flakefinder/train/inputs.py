@@ -54,19 +54,13 @@ def detect_format(path: Path) -> str:
     return _sniff_json(path)
 
 
-def _coco_resolves(path: Path) -> bool:
-    """True when every image a COCO file names exists where the trainer looks for it."""
+def _coco_points_elsewhere(path: Path) -> bool:
+    """True when a COCO file names images outside its folder (``../…``, tool exports)."""
     from flakefinder.train.data import load_coco, resolve_dataset
 
-    ann, image_dir = resolve_dataset(path)
+    ann, _ = resolve_dataset(path)
     coco = load_coco(ann)
-    for img in coco["images"]:
-        name = str(img.get("file_name", ""))
-        if ".." in Path(name).parts:
-            return False
-        if not any((base / name).is_file() for base in (image_dir, ann.parent)):
-            return False
-    return True
+    return any(".." in Path(str(img.get("file_name", ""))).parts for img in coco["images"])
 
 
 def training_dataset(path: Path, fmt: str, *, images: Path | None, scratch: Path) -> Path:
@@ -94,7 +88,7 @@ def training_dataset(path: Path, fmt: str, *, images: Path | None, scratch: Path
             f"unknown input format {fmt!r}; choose one of {', '.join(INPUT_FORMATS)}"
         )
     kind = detect_format(path) if fmt == "auto" else fmt
-    if kind == "coco" and images is None and _coco_resolves(path):
+    if kind == "coco" and images is None and not _coco_points_elsewhere(path):
         return path
     from flakefinder.annotate.roundtrip import import_dataset
 
