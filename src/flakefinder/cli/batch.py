@@ -16,10 +16,10 @@ from flakefinder.cli.options import (
     DeviceOpt,
     MaterialsOpt,
     ModelOpt,
-    OxideNmOpt,
+    OptionalOxideNmOpt,
+    OptionalUmPerPxOpt,
     ScoreOpt,
     SetupOpt,
-    UmPerPxOpt,
 )
 from flakefinder.detect.registry import DEFAULT_DETECTOR
 
@@ -51,8 +51,8 @@ def batch_detect(
         16, help="Images per task (the detector is built once per task)."
     ),
     materials: MaterialsOpt = DEFAULT_MATERIALS,
-    oxide_nm: OxideNmOpt = DEFAULT_OXIDE_NM,
-    um_per_px: UmPerPxOpt = DEFAULT_UM_PER_PX,
+    oxide_nm: OptionalOxideNmOpt = None,
+    um_per_px: OptionalUmPerPxOpt = None,
 ) -> None:
     """Run a detector over a folder or a database of images on a Dask cluster.
 
@@ -88,21 +88,43 @@ def batch_detect(
         files = iter_image_files(list(images))
     else:
         raise typer.BadParameter("give image files/folders or --db")
-    # Check name, options, model and profile here so that they fail before the cluster starts.
-    check_detector(detector, model=model, setup=setup, options=detector_option)
+    mats = parse_materials(materials)
+    profile = None
+    setup_file: Path | None = None
+    if setup is not None:
+        from flakefinder.calibration.profile import check_compatible
+        from flakefinder.cli.setup_option import resolve_setup
 
-    spec = DetectorRecipe(
+        # loaded here so that a bad profile fails before the cluster starts
+        loaded = resolve_setup(setup, detector, files, mats, oxide_nm, um_per_px)
+        profile = loaded.profile
+        check_compatible(profile, materials=mats, oxide_nm=oxide_nm)
+        if loaded.source == "self-calibrated":
+            out.mkdir(parents=True, exist_ok=True)
+            setup_file = profile.save(out / "setup_profile.json")
+            typer.echo(f"self-calibrated setup profile written to {setup_file}")
+        else:
+            setup_file = Path(setup)
+    # Check name, options, model and profile here so that they fail before the cluster starts.
+    check_detector(detector, model=model, setup=setup_file, options=detector_option)
+
+    recipe = DetectorRecipe(
         detector,
         tuple(parse_option_pairs(detector_option).items()),
         model=None if model is None else str(model.resolve()),
-        setup=None if setup is None else str(setup.resolve()),
+        setup=None if setup_file is None else str(setup_file.resolve()),
         min_score=score,
         device=device,
     )
     ctx = ImagingContext(
-        um_per_px=um_per_px,
-        oxide_thickness_nm=oxide_nm,
-        materials=parse_materials(materials),
+        um_per_px=um_per_px
+        if um_per_px is not None
+        else (profile.um_per_px if profile else DEFAULT_UM_PER_PX),
+        oxide_thickness_nm=(
+            oxide_nm if oxide_nm is not None else (profile.oxide_nm if profile else DEFAULT_OXIDE_NM)
+        ),
+        materials=mats,
+        profile_id=None if profile is None else profile.profile_id,
     )
     with Progress() as progress:
         task = progress.add_task("detecting", total=len(files))
@@ -112,7 +134,7 @@ def batch_detect(
 
         results = detect_files(
             files,
-            spec,
+            recipe,
             ctx,
             scheduler=scheduler,
             n_workers=workers,

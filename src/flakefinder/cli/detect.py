@@ -72,6 +72,13 @@ def detect_cmd(
         from flakefinder.cli.setup_option import resolve_setup
 
         loaded = resolve_setup(setup, detector, files, mats, oxide_nm, um_per_px)
+        from flakefinder.calibration.profile import check_compatible
+
+        check_compatible(
+            loaded.profile,
+            materials=mats,
+            oxide_nm=oxide_nm if oxide_nm is not None else loaded.profile.oxide_nm,
+        )
     det = build_detector(
         detector, model=model, setup=loaded, options=detector_option, score=score, device=device
     )
@@ -83,10 +90,6 @@ def detect_cmd(
         materials=mats,
         profile_id=None if loaded is None else loaded.profile.profile_id,
     )
-    if loaded is not None:
-        from flakefinder.calibration.profile import check_compatible
-
-        check_compatible(loaded.profile, materials=mats, oxide_nm=ctx.oxide_thickness_nm)
     class_map = _class_map(det, mats)
     out.mkdir(parents=True, exist_ok=True)
     summary = _run(

@@ -48,7 +48,19 @@ def serve(
         show_default=False,
     ),
     api_key: str | None = typer.Option(
-        None, envvar="FLAKEFINDER_API_KEY", help="Require this X-API-Key header on /api calls."
+        None,
+        envvar="FLAKEFINDER_API_KEY",
+        help="Require this key (X-API-Key header, or a login in the browser) for every change,"
+        " and for reading unless --public-read. An empty key is an error.",
+    ),
+    public_read: bool = typer.Option(
+        False, "--public-read", help="With --api-key: let anyone browse and read without the key."
+    ),
+    allow_no_key: bool = typer.Option(
+        False,
+        "--allow-no-key",
+        help="Listen on a non-loopback --host without an API key (anyone on the network can"
+        " change flakes and designs).",
     ),
     max_upload_mb: float = typer.Option(25.0, help="Largest accepted upload."),
     max_batch: int = typer.Option(8, help="Images per model call when requests arrive together."),
@@ -67,12 +79,26 @@ def serve(
     from flakefinder.db.settings import DATABASE_URL_ENV
     from flakefinder.detect.registry import parse_option_pairs
     from flakefinder.server.app import create_app
+    from flakefinder.server.security import check_api_key
     from flakefinder.server.settings import ServerSettings
 
+    if api_key is None and "FLAKEFINDER_API_KEY" in os.environ:
+        api_key = os.environ["FLAKEFINDER_API_KEY"]  # click reads an empty variable as unset
+    try:
+        api_key = check_api_key(api_key, source="--api-key / FLAKEFINDER_API_KEY")
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--api-key") from None
+    if public_read and api_key is None:
+        raise typer.BadParameter("--public-read needs --api-key", param_hint="--public-read")
+    if api_key is None and not allow_no_key and not _is_loopback(host):
+        raise typer.BadParameter(
+            f"without an API key the server listens on 127.0.0.1 only; give --api-key, or"
+            f" --allow-no-key to open {host} to everyone",
+            param_hint="--host",
+        )
     setups = tuple(str(p) for p in setup or ())
     if detector != "none":
-        check_detector(detector, model=model, options=detector_option)
-        for path in setup or ():
+        for path in setup or [None]:
             check_detector(detector, model=model, setup=path, options=detector_option)
     elif setup:
         raise typer.BadParameter("--setup needs a detector", param_hint="--setup")
@@ -88,11 +114,23 @@ def serve(
         oxide_thickness_nm=oxide_nm,
         um_per_px=um_per_px,
         api_key=api_key,
+        public_read=public_read,
         max_upload_mb=max_upload_mb,
         max_batch=max_batch,
         database_url=db,
     )
     uvicorn.run(create_app(settings), host=host, port=port)
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def register(app: typer.Typer) -> None:

@@ -44,15 +44,15 @@ class DetectorRecipe:
         """The detector this recipe names (profiles are loaded on the worker)."""
         from flakefinder.detect.registry import create_detector
 
-        profile = None
+        loaded = None
         if self.setup is not None:
-            from flakefinder.calibration.profile import SetupProfile
+            from flakefinder.detect.setup_io import load_setup
 
-            profile = SetupProfile.load(self.setup)
+            loaded = load_setup(self.setup)
         return create_detector(
             self.name,
             model=self.model,
-            setup=profile,
+            setup=loaded,
             options=dict(self.options),
             min_score=self.min_score,
             device=self.device,

@@ -137,6 +137,8 @@ class DetectorSpec:
     setup_options
         The options that apply instead of ``options`` when a setup profile is given, or None
         when they are the same.
+    requires_setup
+        Whether it only works with a setup profile.
     """
 
     name: str
@@ -149,6 +151,7 @@ class DetectorSpec:
     score_option: str | None = None
     device_option: str | None = None
     setup_options: tuple[OptionSpec, ...] | None = None
+    requires_setup: bool = False
 
     def options_for(self, with_setup: bool) -> tuple[OptionSpec, ...]:
         """The options that apply with or without a setup profile."""
@@ -341,6 +344,7 @@ DETECTORS: tuple[DetectorSpec, ...] = (
         _build_union,
         model="optional",
         accepts_setup=True,
+        requires_setup=True,
         score_option="score_threshold",
         device_option="device",
         setup_options=(
@@ -473,6 +477,12 @@ def check_detector(
             f"detector {spec.name!r} cannot use a setup profile (--setup); only "
             + ", ".join(s.name for s in DETECTORS if s.accepts_setup)
             + " can"
+        )
+    if setup is None and spec.requires_setup:
+        from flakefinder.errors import ProfileError
+
+        raise ProfileError(
+            f"--detector {spec.name} needs a setup profile (--setup FILE or --setup auto)"
         )
     merged: dict[str, str | OptionValue] = {}
     if min_score is not None and spec.score_option is not None:

@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-import secrets
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from fastapi import Depends, FastAPI, File, HTTPException, Query, Request, UploadFile
+from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from flakefinder import bounds
 from flakefinder.domain import Detector, ImagingContext
 from flakefinder.errors import FlakefinderError, ImageError, UnknownMaterialError
+from flakefinder.imaging import ImageLimits
 from flakefinder.server.batching import Batcher
+from flakefinder.server.limits import BodyLimitMiddleware
 from flakefinder.server.schemas import (
     BatchResponse,
     DetectResponse,
@@ -28,12 +30,34 @@ from flakefinder.server.schemas import (
     SetupInfo,
     Timing,
 )
+from flakefinder.server.security import (
+    API_KEY_HEADER,
+    AccessMiddleware,
+    AccessPolicy,
+    add_login_routes,
+)
 from flakefinder.server.settings import ServerSettings
 
 if TYPE_CHECKING:
-    from flakefinder.calibration.profile import SetupProfile
+    from flakefinder.detect.setup_io import LoadedSetup
 
-API_KEY_HEADER = "X-API-Key"
+__all__ = ["API_KEY_HEADER", "create_app"]
+
+UM_PER_PX_QUERY = Query(
+    None,
+    ge=bounds.UM_PER_PX.lo,
+    le=bounds.UM_PER_PX.hi,
+    allow_inf_nan=False,
+    description=f"Pixel size on the sample ({bounds.UM_PER_PX.describe()})",
+)
+OXIDE_NM_QUERY = Query(
+    None,
+    ge=bounds.OXIDE_NM.lo,
+    le=bounds.OXIDE_NM.hi,
+    allow_inf_nan=False,
+    description=f"SiO2 thickness ({bounds.OXIDE_NM.describe()})",
+)
+
 NO_DETECTOR = "this server runs without a detector (started with --detector none)"
 
 
@@ -50,7 +74,7 @@ def _build_detectors(settings: ServerSettings) -> dict[str | None, Detector]:
     """One detector per setup profile of ``settings`` (or one without a profile)."""
     from flakefinder.detect.registry import create_detector
 
-    def build(setup: SetupProfile | None) -> Detector:
+    def build(setup: LoadedSetup | None) -> Detector:
         return create_detector(
             settings.detector,
             model=settings.model_dir,
@@ -61,12 +85,12 @@ def _build_detectors(settings: ServerSettings) -> dict[str | None, Detector]:
 
     if not settings.setups:
         return {None: build(None)}
-    from flakefinder.calibration.profile import SetupProfile
+    from flakefinder.detect.setup_io import load_setup
 
     built: dict[str | None, Detector] = {}
     for path in settings.setups:
-        profile = SetupProfile.load(path)
-        built[profile.profile_id] = build(profile)
+        loaded = load_setup(path)
+        built[loaded.profile.profile_id] = build(loaded)
     return built
 
 
@@ -121,31 +145,16 @@ def create_app(
 
     add_site_routes(app)
     limit_bytes = int(settings.max_upload_mb * 1024 * 1024)
-
-    @app.middleware("http")
-    async def limit_upload(request: Request, call_next):  # type: ignore[no-untyped-def]
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > limit_bytes:
-            return JSONResponse(
-                {
-                    "detail": f"upload of {int(length)} bytes exceeds the limit of {settings.max_upload_mb:g} MB"
-                },
-                status_code=413,
-            )
-        return await call_next(request)
+    policy = AccessPolicy(api_key=settings.api_key, public_read=settings.public_read)
+    # added last = outermost: access is decided before any body byte is read
+    app.add_middleware(BodyLimitMiddleware, limit_bytes=limit_bytes)
+    app.add_middleware(AccessMiddleware, policy=policy)
+    add_login_routes(app, policy)
+    image_limits = ImageLimits(max_pixels=settings.max_image_pixels)
 
     @app.exception_handler(FlakefinderError)
     async def flakefinder_error(request: Request, exc: FlakefinderError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=400)
-
-    def require_key(request: Request) -> None:
-        if settings.api_key is None:
-            return
-        given = request.headers.get(API_KEY_HEADER, "")
-        if not secrets.compare_digest(given.encode(), settings.api_key.encode()):
-            raise HTTPException(status_code=401, detail=f"missing or wrong {API_KEY_HEADER} header")
-
-    auth = [Depends(require_key)]
 
     def default_entry() -> _Served | None:
         served: dict[str | None, _Served] = app.state.served
@@ -196,7 +205,9 @@ def create_app(
                 413, f"{upload.filename}: {len(data)} bytes exceed {settings.max_upload_mb:g} MB"
             )
         try:
-            image = await run_in_threadpool(decode_image, data, what=upload.filename or "upload")
+            image = await run_in_threadpool(
+                decode_image, data, what=upload.filename or "upload", limits=image_limits
+            )
         except ImageError as exc:
             raise HTTPException(status_code=400, detail=str(exc)) from None
         if min(image.shape[:2]) < 8:
@@ -227,6 +238,7 @@ def create_app(
     errors: dict[int | str, dict[str, Any]] = {
         400: {"model": ErrorBody},
         401: {"model": ErrorBody},
+        403: {"model": ErrorBody},
         404: {"model": ErrorBody},
         413: {"model": ErrorBody},
     }
@@ -254,7 +266,7 @@ def create_app(
             if e.profile_id is not None
         ]
 
-    @app.get("/api/model", response_model=ModelInfo, responses=errors, dependencies=auth)
+    @app.get("/api/model", response_model=ModelInfo, responses=errors)
     async def model_info() -> ModelInfo:
         first = default_entry()
         if first is None:
@@ -271,31 +283,29 @@ def create_app(
             setups=setup_infos(),
         )
 
-    @app.get("/api/setups", response_model=list[SetupInfo], dependencies=auth)
+    @app.get("/api/setups", response_model=list[SetupInfo])
     async def setups() -> list[SetupInfo]:
         """The setup profiles this server holds (empty when started without --setup)."""
         return setup_infos()
 
-    @app.post("/api/detect", response_model=DetectResponse, responses=errors, dependencies=auth)
+    @app.post("/api/detect", response_model=DetectResponse, responses=errors)
     async def detect(
         request: Request,
         image: UploadFile = File(..., description="PNG, JPEG or TIFF micrograph"),
-        um_per_px: float | None = Query(None, gt=0, description="Pixel size on the sample"),
-        oxide_nm: float | None = Query(None, gt=0, description="SiO2 thickness"),
+        um_per_px: float | None = UM_PER_PX_QUERY,
+        oxide_nm: float | None = OXIDE_NM_QUERY,
         materials: str | None = Query(None, description="Comma-separated materials on the chip"),
         profile_id: str | None = Query(None, description="Setup profile (GET /api/setups)"),
     ) -> DetectResponse:
         # The declared parameters document the wire format; ImagingContext.from_query reads it.
         return await run_one(image, context_for(request))
 
-    @app.post(
-        "/api/detect/batch", response_model=BatchResponse, responses=errors, dependencies=auth
-    )
+    @app.post("/api/detect/batch", response_model=BatchResponse, responses=errors)
     async def detect_batch(
         request: Request,
         images: list[UploadFile] = File(..., description="Several micrographs"),
-        um_per_px: float | None = Query(None, gt=0),
-        oxide_nm: float | None = Query(None, gt=0),
+        um_per_px: float | None = UM_PER_PX_QUERY,
+        oxide_nm: float | None = OXIDE_NM_QUERY,
         materials: str | None = Query(None),
         profile_id: str | None = Query(None),
     ) -> BatchResponse:

@@ -275,6 +275,8 @@ def render_realistic(
     seed: int = 0,
     style: RealisticStyle = RealisticStyle(),
     min_area_px: int = 20,
+    optics: OpticsSettings | None = None,
+    camera: CameraSettings | None = None,
 ) -> RealisticSample:
     """One realistic random micrograph and its exact ground truth (deterministic for ``seed``).
 
@@ -290,6 +292,9 @@ def render_realistic(
         The ranges to draw from.
     min_area_px : int
         Smallest ground-truth instance.
+    optics, camera : optional
+        Fixed microscope and camera (one setup for a whole set, e.g. to calibrate a profile on
+        some images and detect on others); drawn from ``style`` when None.
 
     Returns
     -------
@@ -301,8 +306,9 @@ def render_realistic(
     mats = check_materials(materials)
     rng = np.random.default_rng(seed)
     material = mats[int(rng.integers(len(mats)))]
-    optics = draw_optics(rng, style)
-    camera = draw_camera(rng, style)
+    drawn_optics, drawn_camera = draw_optics(rng, style), draw_camera(rng, style)
+    optics = optics if optics is not None else drawn_optics
+    camera = camera if camera is not None else drawn_camera
     model = _colour_model(optics)
     scene = build_scene(rng, height_px, width_px, optics.um_per_px, material, model, style)
     white = model.camera.signal(np.ones(len(model.camera.wavelengths_nm)))

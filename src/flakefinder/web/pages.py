@@ -13,7 +13,7 @@ from fastapi.templating import Jinja2Templates
 from flakefinder.db import Database, FlakeQuery, FlakeStatus
 from flakefinder.db.viewport import ChipMapQueries
 from flakefinder.domain import LAYER_CLASSES, ChipFrame
-from flakefinder.web.api import flake_query
+from flakefinder.web.api import db_id, flake_query
 from flakefinder.web.chipmap import map_filters, viewport_or_400
 from flakefinder.web.images import Extent, flake_crop, mosaic, png_bytes, tiles_extent
 
@@ -33,9 +33,9 @@ def _num(text: str) -> float | None:
     try:
         value = float(text) if text.strip() else None
     except ValueError:
-        raise HTTPException(400, f"not a number: {text!r}") from None
+        raise HTTPException(400, f"not a number: {text[:40]!r}") from None
     if value is not None and not math.isfinite(value):
-        raise HTTPException(400, f"not a finite number: {text!r}")
+        raise HTTPException(400, f"not a finite number: {text[:40]!r}")
     return value
 
 
@@ -64,22 +64,26 @@ def create_page_router(db: Database, map_queries: ChipMapQueries | None = None) 
         min_confidence: str = "",
         chip: str = "",
         order: str = "-area_um2",
-        page: int = Query(1, ge=1),
+        page: int = Query(1, ge=1, le=10**9),
     ) -> HTMLResponse:
+        def chip_id(text: str) -> int | None:
+            if not text.strip():
+                return None
+            if not text.strip().isdigit():
+                raise HTTPException(400, f"chip must be a chip id (a whole number), not {text!r}")
+            return int(text)
+
         q = flake_query(
-            material,
-            layer_class,
-            _num(min_area),
-            _num(max_area),
-            _num(min_confidence),
-            None,
-            None,
-            status,
-            int(chip) if chip.strip() else None,
-            None,
-            order,
-            PAGE_SIZE,
-            (page - 1) * PAGE_SIZE,
+            material=material,
+            layer_class=layer_class,
+            min_area=_num(min_area),
+            max_area=_num(max_area),
+            min_confidence=_num(min_confidence),
+            status=status,
+            chip=chip_id(chip),
+            order=order,
+            limit=PAGE_SIZE,
+            offset=(page - 1) * PAGE_SIZE,
         )
         total = db.count_flakes(q)
         materials = sorted({m for c in db.list_chips() for m in c.materials} | set(q.materials))
@@ -111,7 +115,7 @@ def create_page_router(db: Database, map_queries: ChipMapQueries | None = None) 
         return flake
 
     @r.get("/flakes/{flake_id}", response_class=HTMLResponse)
-    def flake_page(request: Request, flake_id: int) -> HTMLResponse:
+    def flake_page(request: Request, flake_id: int = db_id()) -> HTMLResponse:
         flake = flake_or_404(flake_id)
         image = db.get_image(flake.image_id) if flake.image_id is not None else None
         scan = db.get_scan(flake.scan_id)
@@ -135,7 +139,9 @@ def create_page_router(db: Database, map_queries: ChipMapQueries | None = None) 
 
     @r.post("/flakes/{flake_id}")
     def flake_update(
-        flake_id: int, status: str = Form(...), notes: str = Form("")
+        flake_id: int = db_id(),
+        status: str = Form(..., max_length=40),
+        notes: str = Form("", max_length=10_000),
     ) -> RedirectResponse:
         flake_or_404(flake_id)
         try:
@@ -145,7 +151,7 @@ def create_page_router(db: Database, map_queries: ChipMapQueries | None = None) 
         return RedirectResponse(f"/flakes/{flake_id}", status_code=303)
 
     @r.get("/flakes/{flake_id}/crop.png")
-    def crop(flake_id: int, size: int = Query(320, ge=32, le=1600)) -> Response:
+    def crop(flake_id: int = db_id(), size: int = Query(320, ge=32, le=1600)) -> Response:
         flake = flake_or_404(flake_id)
         image = db.get_image(flake.image_id) if flake.image_id is not None else None
         if image is None or not image.file_path or not Path(image.file_path).is_file():
@@ -166,7 +172,7 @@ def create_page_router(db: Database, map_queries: ChipMapQueries | None = None) 
     @r.get("/chips/{chip_id}", response_class=HTMLResponse)
     def chip_map(
         request: Request,
-        chip_id: int,
+        chip_id: int = db_id(),
         material: list[str] | None = Query(None),
         layer_class: list[str] | None = Query(None),
         status: list[str] | None = Query(None),
@@ -213,7 +219,7 @@ def create_page_router(db: Database, map_queries: ChipMapQueries | None = None) 
         )
 
     @r.get("/chips/{chip_id}/mosaic.png")
-    def chip_mosaic(chip_id: int) -> Response:
+    def chip_mosaic(chip_id: int = db_id()) -> Response:
         images = chip_images(chip_id)
         extent = tiles_extent(images)
         if extent is None:
@@ -238,7 +244,7 @@ def create_page_router(db: Database, map_queries: ChipMapQueries | None = None) 
         return render(request, "designer.html", design_id=None)
 
     @r.get("/designs/{design_id}", response_class=HTMLResponse)
-    def edit_design(request: Request, design_id: int) -> HTMLResponse:
+    def edit_design(request: Request, design_id: int = db_id()) -> HTMLResponse:
         if db.get_design(design_id) is None:
             raise HTTPException(404, f"no design with id {design_id}")
         return render(request, "designer.html", design_id=design_id)
