@@ -13,7 +13,7 @@ from fastapi import APIRouter, HTTPException, Query, Response
 
 from flakefinder.db import Database, FlakeQuery
 from flakefinder.db.viewport import DEFAULT_MAX_FLAKES, ChipMapQueries, ChipViewport
-from flakefinder.web.api import flake_query
+from flakefinder.web.api import db_id, flake_query
 
 
 def map_filters(
@@ -33,7 +33,13 @@ def map_filters(
         if value is not None and not math.isfinite(value):
             raise HTTPException(400, f"{name} must be a finite number")
     return flake_query(
-        material, layer_class, min_area, max_area, min_confidence, None, None, status, limit=None
+        material=material,
+        layer_class=layer_class,
+        min_area=min_area,
+        max_area=max_area,
+        min_confidence=min_confidence,
+        status=status,
+        limit=None,
     )
 
 
@@ -57,7 +63,7 @@ def create_chipmap_router(db: Database, queries: ChipMapQueries) -> APIRouter:
 
     @r.get("/chips/{chip_id}/map")
     def chip_map_view(
-        chip_id: int,
+        chip_id: int = db_id(),
         x0: float = Query(..., description="left edge of the view, µm"),
         y0: float = Query(..., description="top edge of the view, µm"),
         x1: float = Query(..., description="right edge of the view, µm"),
