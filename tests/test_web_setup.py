@@ -102,3 +102,19 @@ def test_setup_bad_input(client: TestClient) -> None:
     assert client.post(f"{base}/calibrate", json={**body, "um_per_px": "nan"}).status_code == 422
     assert client.post(f"{base}/calibrate", json={**body, "extra": 1}).status_code == 422
     assert json.loads(client.get(f"{base}/profile.json").text)["detail"].startswith("nothing")
+
+
+def test_setup_changes_need_the_api_key(tmp_path: Path) -> None:
+    """The server's access rules cover the Setup routes: no key, no session, no calibration."""
+    app = create_app(
+        ServerSettings(
+            detector="none", database_url=f"sqlite:///{tmp_path / 'f.db'}", api_key="s3cret-key"
+        )
+    )
+    with TestClient(app) as c:
+        assert c.post("/api/setup/sessions").status_code == 401
+        r = c.post("/api/setup/sessions", headers={"X-API-Key": "s3cret-key"})
+        assert r.status_code == 201
+        sid = r.json()["session"]
+        body = {"material": "graphene", "oxide_nm": 90, "um_per_px": UM_PER_PX}
+        assert c.post(f"/api/setup/sessions/{sid}/calibrate", json=body).status_code == 401
