@@ -317,3 +317,66 @@ def test_api_docs_work_offline(page: Any, base_url: str) -> None:
     assert page.request.head("/").ok
     favicon = page.request.get("/favicon.ico")
     assert favicon.ok and favicon.headers["content-type"] == "image/x-icon"
+
+
+def test_setup_page_click_flakes_calibrate_and_save(page: Any, tmp_path: Path) -> None:
+    """Upload two rendered micrographs, click every flake, calibrate with proposed layers,
+    accept them, calibrate again, see the clusters over the optics curve, save the profile."""
+    from playwright.sync_api import expect
+
+    from flakefinder.calibration import SetupProfile
+    from setup_helpers import UM_PER_PX, centre, png, rendered
+
+    images, truth = rendered()
+    paths = []
+    for k, im in enumerate(images):
+        paths.append(tmp_path / f"view{k}.png")
+        paths[-1].write_bytes(png(im))
+    page.goto("/flakes")
+    page.locator("#nav-setup").click()
+    expect(page).to_have_url(re.compile(r"/setup$"))
+    page.locator("#material").select_option("graphene")
+    page.locator("#oxide-nm").fill("90")
+    page.locator("#um-per-px").fill(str(UM_PER_PX))
+    page.locator("#profile-name").fill("browser-setup")
+    page.locator("#image-files").set_input_files([str(p) for p in paths])
+    expect(page.locator("#image-list li")).to_have_count(2)
+    canvas = page.locator("#setup-canvas")
+    n_regions = 0
+    for k in range(len(images)):
+        page.locator(f'#image-list li[data-index="{k}"]').click()
+        expect(canvas).to_have_attribute("data-image", str(k))
+        box = canvas.bounding_box()
+        for kk, mask, _ in truth:
+            if kk != k:
+                continue
+            x, y = centre(mask)
+            page.mouse.click(
+                box["x"] + (x + 0.5) * box["width"] / 240,
+                box["y"] + (y + 0.5) * box["height"] / 180,
+            )
+            n_regions += 1
+            expect(page.locator("#region-list .region-item")).to_have_count(n_regions)
+    page.locator("#calibrate").click()
+    expect(page.locator("#setup-status")).to_contain_text("calibrated (masks)")
+    proposed = page.locator("#region-list .proposed").all_inner_texts()
+    assert proposed == [f"proposed: {n}" for _, _, n in truth]
+    page.locator("#accept-proposed").click()
+    values = page.locator("#region-list input").evaluate_all("els => els.map(e => Number(e.value))")
+    assert values == [n for _, _, n in truth]
+    page.locator("#calibrate").click()
+    expect(page.locator("#setup-status")).to_contain_text("calibrated (labels)")
+    expect(page.locator("#colour-table tr.entry-measured")).to_have_count(3)
+    expect(page.locator("#cluster-plot polyline.optics-curve")).to_have_count(3)
+    assert page.locator("#cluster-plot circle.cluster-point").count() == 9  # 3 layers × RGB
+    with page.expect_download() as info:
+        page.locator("#save-profile").click()
+    saved = tmp_path / "saved.json"
+    info.value.save_as(saved)
+    profile = SetupProfile.load(saved)
+    assert profile.name == "browser-setup"
+    assert [e.n_layers for e in profile.table("graphene").layers if e.source == "measured"] == [
+        1,
+        2,
+        3,
+    ]

@@ -1,4 +1,4 @@
-"""Web UI: flake gallery, flake pages, chip map, scan list and heterostructure designer.
+"""Web UI: flake gallery, flake pages, chip map, scans, heterostructure designer, setup calibration.
 
 Server-rendered (Jinja2) with a little vanilla JavaScript; every asset is served locally,
 so it works with no internet. :func:`mount_web` adds it to the inference server's app.
@@ -23,6 +23,8 @@ def mount_web(app: FastAPI, database_url: str) -> None:
     from flakefinder.web.api import create_api_router
     from flakefinder.web.chipmap import create_chipmap_router
     from flakefinder.web.pages import create_page_router
+    from flakefinder.web.setup import create_setup_router
+    from flakefinder.web.setup_workspace import Workspaces
 
     db = Database(database_url)
     db.migrate()
@@ -32,3 +34,4 @@ def mount_web(app: FastAPI, database_url: str) -> None:
     app.include_router(create_api_router(db))
     app.include_router(create_chipmap_router(db, map_queries))
     app.include_router(create_page_router(db, map_queries))
+    app.include_router(create_setup_router(Workspaces()))
