@@ -35,7 +35,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from flakefinder.cli.evaluate import make_detector
-    from flakefinder.evaluate.cocodata import load_coco
+    from flakefinder.evaluate.cocodata import load_ground_truth
     from flakefinder.evaluate.run import evaluate_results, run_detector, write_report
     from flakefinder.synth import export_coco
 
@@ -52,7 +52,7 @@ def main() -> None:
     )  # fmt: skip
     t_gen = time.perf_counter() - t0
     det = make_detector(args.detector, args.model, device=args.device, score=args.score)
-    gt, image_root = load_coco(root / "data")
+    gt, image_root = load_ground_truth(root / "data")
     t0 = time.perf_counter()
     results, dropped = run_detector(det, gt, image_root)
     t_det = time.perf_counter() - t0

@@ -86,12 +86,12 @@ def dataset_cmd(
     """Detect over DATASET_DIR and write results.json, metrics.json, metrics.md and confusion
     matrices (CSV + PNG): COCO mask/box mAP, mAP@50 per material and class, image-level
     precision/recall (the paper's definition) and thickness confusion."""
-    from flakefinder.evaluate.cocodata import load_coco, load_results
+    from flakefinder.evaluate.cocodata import load_ground_truth, load_results
     from flakefinder.evaluate.run import evaluate_results, run_detector, write_report
 
     if not 0.0 < iou <= 1.0:
         raise typer.BadParameter("must lie in (0, 1]", param_hint="--iou")
-    gt, root = load_coco(dataset_dir)
+    gt, root = load_ground_truth(dataset_dir)
     dropped = 0
     if results is not None:
         res = load_results(results, gt)

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from flakefinder.geometry import polygon_area
+
 Polygon = tuple[tuple[float, float], ...]
 
 
@@ -50,12 +52,6 @@ class StackSummary:
     areas_um2: tuple[float, ...]
     stack_overlap_um2: float  # area covered by every layer at once
     pairs: tuple[PairInfo, ...]  # neighbouring layers, bottom to top
-
-
-def polygon_area(points: np.ndarray | Sequence[tuple[float, float]]) -> float:
-    p = np.asarray(points, dtype=float)
-    x, y = p[:, 0], p[:, 1]
-    return float(abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))) / 2.0)
 
 
 def polygon_centroid(points: np.ndarray | Sequence[tuple[float, float]]) -> tuple[float, float]:

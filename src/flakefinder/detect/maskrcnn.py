@@ -11,6 +11,7 @@ refined from optical contrast by :func:`flakefinder.detect.refine.refine_layer_c
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,14 +37,31 @@ def default_model_folder() -> Path:
 
 
 def resolve_device(device: str) -> str:
+    """Check a torch device name and resolve ``"auto"``.
+
+    Parameters
+    ----------
+    device
+        ``"cpu"``, ``"cuda"``, ``"cuda:<index>"`` or ``"auto"`` (CUDA when available, else CPU).
+
+    Returns
+    -------
+    str
+        The device to use.
+
+    Raises
+    ------
+    ModelError
+        For any other name, or a CUDA device on a machine without CUDA.
+    """
     import torch
 
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
+    if device != "cpu" and re.fullmatch(r"cuda(:\d+)?", device) is None:
+        raise ModelError(f"device must be 'cpu', 'cuda', 'cuda:<index>' or 'auto', got {device!r}")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ModelError(f"device {device!r} requested but CUDA is not available")
-    if device != "cpu" and not device.startswith("cuda"):
-        raise ModelError(f"device must be 'cpu', 'cuda' or 'auto', got {device!r}")
     return device
 
 

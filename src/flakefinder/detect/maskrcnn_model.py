@@ -298,7 +298,7 @@ def _initialise(model: MaskRCNN, config: ModelConfig, weights: str | Path) -> No
             "COCO" if weights == "coco" else "ImageNet", config.backbone, ckpt_dir,
         )  # fmt: skip
         return
-    from flakefinder.detect.model_folder import read_state_dict
+    from flakefinder.detect.state_dict import read_state_dict
 
     state = read_state_dict(Path(weights))
     n, total = load_matching(model, state)
@@ -381,11 +381,3 @@ def set_trainable_stage(model: MaskRCNN, stage: str) -> None:
 
 def count_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
-
-
-def __getattr__(name: str) -> Any:  # re-export the model-folder API lazily (no import cycle)
-    if name in ("save_model_folder", "load_model_folder", "load_weights_file", "dataset_hash"):
-        from flakefinder.detect import model_folder
-
-        return getattr(model_folder, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

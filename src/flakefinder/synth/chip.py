@@ -16,6 +16,7 @@ from typing import Any, Literal
 import numpy as np
 
 from flakefinder.errors import DatasetError
+from flakefinder.geometry import polygon_area
 from flakefinder.synth import shapes
 
 Point = tuple[float, float]
@@ -289,10 +290,10 @@ def random_flake(
     terraces = [Terrace(_to_poly(outline), n0)]
     if rng.random() < dist.terrace_probability:
         parent, n = outline, n0
-        min_area = max(1.0, 0.03 * shapes.polygon_area(outline))
+        min_area = max(1.0, 0.03 * polygon_area(outline))
         for _ in range(int(rng.integers(1, dist.max_extra_terraces + 1))):
             inner = shapes.terrace_inside(rng, parent, orientation)
-            if shapes.polygon_area(inner) < min_area:
+            if polygon_area(inner) < min_area:
                 break
             if n < BULK_MIN_LAYERS and rng.random() < 0.1:
                 n = int(rng.integers(BULK_MIN_LAYERS, max(dist.bulk_max_layers, 42)))

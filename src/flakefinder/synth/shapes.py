@@ -38,14 +38,6 @@ def clip_halfplane(poly: np.ndarray, normal: np.ndarray, offset: float) -> np.nd
     return out[keep]
 
 
-def polygon_area(poly: np.ndarray) -> float:
-    """Absolute area (shoelace formula)."""
-    if len(poly) < 3:
-        return 0.0
-    x, y = poly[:, 0], poly[:, 1]
-    return 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
-
-
 def _crystal_halfplanes(
     rng: np.random.Generator, size_um: float, orientation_rad: float, step_deg: int
 ) -> tuple[np.ndarray, np.ndarray]:

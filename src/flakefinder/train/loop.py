@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from flakefinder.detect.maskrcnn import resolve_device
 from flakefinder.domain import ClassMap
 from flakefinder.errors import DatasetError, ModelError
 from flakefinder.train.augment import Augmenter
@@ -70,16 +71,6 @@ class StreamBatches:
             base = (step * self.world + self.rank) * self.bs
             yield [(self._index(q), sample_seed(self.seed, q)) for q in range(base, base + self.bs)]
             step += 1
-
-
-def resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ModelError(f"device {device!r} requested but CUDA is not available")
-    return device
 
 
 def _distributed(device: str) -> tuple[int, int, str]:
@@ -195,8 +186,9 @@ def train(
     """
     import torch
 
+    from flakefinder.artifacts import dataset_hash
     from flakefinder.detect.maskrcnn_model import weighted_loss
-    from flakefinder.detect.model_folder import dataset_hash, save_model_folder
+    from flakefinder.detect.model_folder import save_model_folder
 
     t_start = time.monotonic()
     rec = recipe if isinstance(recipe, TrainRecipe) else load_recipe(recipe)
