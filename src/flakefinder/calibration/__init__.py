@@ -5,3 +5,33 @@ size, objective NA, camera encoding, white balance, substrate) and, per material
 contrast of each layer number as a Gaussian. Calibration builds one from labelled, outlined or
 unlabelled images; the calibrated contrast detector classifies pixels against it.
 """
+
+from __future__ import annotations
+
+from flakefinder.calibration.api import (
+    CalibrationReport,
+    ClusterReport,
+    LabelledRegion,
+    calibrate,
+)
+from flakefinder.calibration.profile import (
+    CameraSettings,
+    LayerColour,
+    MaterialTable,
+    OpticsFit,
+    SetupProfile,
+    check_compatible,
+)
+
+__all__ = [
+    "CalibrationReport",
+    "CameraSettings",
+    "ClusterReport",
+    "LabelledRegion",
+    "LayerColour",
+    "MaterialTable",
+    "OpticsFit",
+    "SetupProfile",
+    "calibrate",
+    "check_compatible",
+]

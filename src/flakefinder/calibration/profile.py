@@ -99,7 +99,9 @@ class LayerColour:
             raise ProfileError(f"n_layers must be in 1..1000, got {self.n_layers}")
         if self.source not in SOURCES:
             raise ProfileError(f"source must be one of {SOURCES}, got {self.source!r}")
-        object.__setattr__(self, "contrast_rgb", _vec3(self.contrast_rgb, "contrast", lo=-1.0, hi=50.0))
+        object.__setattr__(
+            self, "contrast_rgb", _vec3(self.contrast_rgb, "contrast", lo=-1.0, hi=50.0)
+        )
         object.__setattr__(self, "covariance_rgb", _mat3(self.covariance_rgb, "covariance"))
         if self.fit_residual_rgb is not None:
             object.__setattr__(
@@ -199,7 +201,9 @@ class CameraSettings:
             raise ProfileError(f"camera encoding must be one of {ENCODINGS}, got {self.encoding!r}")
         _finite(self.gamma, "camera gamma", 0.2, 5.0)
         object.__setattr__(
-            self, "white_balance_rgb", _vec3(self.white_balance_rgb, "white balance", lo=1e-3, hi=1e3)
+            self,
+            "white_balance_rgb",
+            _vec3(self.white_balance_rgb, "white balance", lo=1e-3, hi=1e3),
         )
 
 
@@ -260,7 +264,9 @@ class SetupProfile:
             _finite(self.numerical_aperture, "numerical_aperture", 0.0, 1.0)
         if self.substrate_rgb is not None:
             object.__setattr__(
-                self, "substrate_rgb", _vec3(self.substrate_rgb, "substrate_rgb", lo=0.0, hi=65535.0)
+                self,
+                "substrate_rgb",
+                _vec3(self.substrate_rgb, "substrate_rgb", lo=0.0, hi=65535.0),
             )
         names = [t.material for t in self.materials]
         if len(set(names)) != len(names):
