@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
@@ -76,7 +77,7 @@ def place(
     c = np.array(polygon_centroid(p))
     t = math.radians(rotation_deg)
     rot = np.array([[math.cos(t), -math.sin(t)], [math.sin(t), math.cos(t)]])
-    return (p - c) @ rot.T + np.array([x_um, y_um])
+    return cast("np.ndarray", (p - c) @ rot.T + np.array([x_um, y_um]))
 
 
 def edge_orientation_deg(outline: Sequence[tuple[float, float]]) -> float:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import cast
 
 import cv2
 import numpy as np
@@ -34,7 +35,7 @@ def linearize(image: np.ndarray, gamma: float = 1.0) -> np.ndarray:
     lut = _gamma_lut(float(gamma))
     if image.ndim in (2, 3) and image.size > 0 and (image.ndim == 2 or image.shape[2] <= 4):
         return cv2.LUT(image, lut)  # same values as lut[image], several times faster
-    return lut[image]
+    return cast("np.ndarray", lut[image])
 
 
 def encode(linear: np.ndarray, gamma: float = 1.0) -> np.ndarray:

@@ -15,7 +15,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import cv2
 import numpy as np
@@ -194,7 +194,7 @@ class MaskRCNNDetector:
         if abs(gain - 1.0) < 0.01:
             return rgb
         lut = np.clip(np.arange(256, dtype=np.float32) * gain + 0.5, 0, 255).astype(np.uint8)
-        return lut[rgb]
+        return cast("np.ndarray", lut[rgb])
 
     def segment_batch(
         self, images: Sequence[np.ndarray], *, batch_size: int = 4

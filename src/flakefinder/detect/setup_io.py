@@ -81,7 +81,7 @@ def self_calibrate(
         When the images cannot determine a colour table (or calibration is not available).
     """
     try:
-        from flakefinder.calibration import calibrate  # type: ignore[attr-defined]
+        from flakefinder.calibration import calibrate
     except ImportError:
         raise CalibrationError(
             "self-calibration is not available in this installation "

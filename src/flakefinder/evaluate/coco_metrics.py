@@ -27,7 +27,7 @@ import io
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -56,7 +56,7 @@ class CocoMetrics:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly dict (NaN written as None)."""
-        return _nan_to_none(asdict(self))
+        return cast("dict[str, Any]", _nan_to_none(asdict(self)))
 
     def to_markdown(self) -> str:
         """Tables of the overall, per-material and per-class numbers."""

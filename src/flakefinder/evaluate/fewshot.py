@@ -59,7 +59,7 @@ def calibrate_on_masks(
         When calibration is unavailable or the outlines cannot determine a table.
     """
     try:
-        from flakefinder.calibration import (  # type: ignore[attr-defined]
+        from flakefinder.calibration import (
             LabelledRegion,
             calibrate,
         )

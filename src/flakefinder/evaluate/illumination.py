@@ -301,7 +301,7 @@ def synthetic_views(config: SyntheticSweepConfig = SyntheticSweepConfig()) -> li
             continue
         view_seed = config.seed * 1000 + len(views)
 
-        def render(level: float, _args: tuple = args, _seed: int = view_seed) -> np.ndarray:
+        def render(level: float, _args: tuple[synth.VirtualChip, float, float, int, int, float] = args, _seed: int = view_seed) -> np.ndarray:
             settings = synth.RenderSettings(illumination=level)
             return synth.render_view(*_args, settings=settings, seed=_seed)
 

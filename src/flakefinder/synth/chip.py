@@ -239,7 +239,7 @@ def _poly(points: Sequence[Sequence[float]]) -> Polygon:
 
 
 def _to_poly(a: np.ndarray) -> Polygon:
-    return tuple(map(tuple, np.round(np.asarray(a, dtype=float), 4).tolist()))  # type: ignore[arg-type]
+    return tuple(map(tuple, np.round(np.asarray(a, dtype=float), 4).tolist()))
 
 
 def save_chip(chip: VirtualChip, path: str | Path) -> Path:

@@ -6,6 +6,8 @@ Polygons are ``(N, 2)`` float64 arrays of (x, y) vertices, x right and y down, i
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 
 _BIG = 1.0e9
@@ -193,7 +195,7 @@ def blob_polygon(
 ) -> np.ndarray:
     """Smooth irregular closed blob (residue, particles): radius with a few random harmonics."""
     c = np.asarray([center], dtype=float)
-    return blob_polygons(rng, c, np.asarray([radius_um]), n_points=n_points, roughness=roughness)[0]
+    return cast("np.ndarray", blob_polygons(rng, c, np.asarray([radius_um]), n_points=n_points, roughness=roughness)[0])
 
 
 def blob_polygons(
@@ -213,4 +215,4 @@ def blob_polygons(
     r = 1.0 + np.einsum("mk,mkt->mt", amp, np.cos(k[None, :, None] * theta + phase[:, :, None]))
     r = np.asarray(radii_um, dtype=float)[:, None] * np.clip(r, 0.3, None)
     pts = np.stack([r * np.cos(theta), r * np.sin(theta)], axis=2)
-    return pts + np.asarray(centers, dtype=float)[:, None, :]
+    return cast("np.ndarray", pts + np.asarray(centers, dtype=float)[:, None, :])

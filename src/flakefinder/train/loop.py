@@ -322,7 +322,7 @@ def _run_schedule(
     weights = rec.torchvision_loss_weights()
     loader: Any = torch.utils.data.DataLoader(
         data.train,  # type: ignore[arg-type]
-        batch_sampler=StreamBatches(len(data.train), rec.batch_size, rec.seed, pos.step, rank, world),  # type: ignore[arg-type]
+        batch_sampler=StreamBatches(len(data.train), rec.batch_size, rec.seed, pos.step, rank, world),
         collate_fn=collate, num_workers=workers,
         generator=torch.Generator().manual_seed(rec.seed), pin_memory=dev.startswith("cuda"),
     )  # fmt: skip

@@ -122,7 +122,7 @@ def train_step(
         for g in opt.param_groups:
             g["lr"] = stage.lr
     opt.zero_grad(set_to_none=True)
-    loss.backward()
+    loss.backward()  # type: ignore[no-untyped-call]  # torch stubs leave backward untyped
     if recipe.clip_grad_norm > 0:
         torch.nn.utils.clip_grad_norm_(params, recipe.clip_grad_norm)
     opt.step()
