@@ -7,9 +7,12 @@ chips, annotations, chip truth and the heterostructure designer all use it).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 
 def polygon_area(points: np.ndarray | Sequence[tuple[float, float]]) -> float:

@@ -13,16 +13,18 @@ no layer numbers.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
 
 from flakefinder.calibration.api import LabelledRegion
 from flakefinder.errors import CalibrationError, DatasetError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
 
 __all__ = ["LabelSet", "parse_layer_label", "read_instance_masks", "read_labels"]
 

@@ -21,16 +21,18 @@ for every material and oxide.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 from scipy.optimize import least_squares
 
 from flakefinder.calibration.profile import OpticsFit
 from flakefinder.errors import CalibrationError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
 
 __all__ = [
     "PARAMETERS",

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
-from flakefinder.calibration.profile import SetupProfile
+if TYPE_CHECKING:
+    from flakefinder.calibration.profile import SetupProfile
 
 __all__ = ["plot_profile", "profile_lines"]
 

@@ -11,13 +11,15 @@ hexagonal period: a value in (-30°, 30°].
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
 from flakefinder.geometry import polygon_area
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 Polygon = tuple[tuple[float, float], ...]
 

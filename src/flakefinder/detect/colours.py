@@ -11,13 +11,15 @@ the measured and the predicted relative RGB.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import cv2
 import numpy as np
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 MAX_LAYERS = 40  # thickest flake that still gets a layer class ("thick" ends at 40)
 BULK_LAYERS = 80  # extra table entries 41..BULK_LAYERS let bulk crystals match (and be dropped)

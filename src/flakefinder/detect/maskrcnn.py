@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -21,13 +20,16 @@ import cv2
 import numpy as np
 
 from flakefinder.detect.letterbox import letterbox, unletterbox_boxes, unletterbox_mask
-from flakefinder.detect.maskrcnn_model import ModelConfig
 from flakefinder.domain import Detection, ImagingContext, parse_category_name
 from flakefinder.errors import ModelError
 from flakefinder.imaging import to_rgb8
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import torch
+
+    from flakefinder.detect.maskrcnn_model import ModelConfig
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,6 @@ Model folders (save/load) live in :mod:`flakefinder.detect.model_folder`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +22,8 @@ from flakefinder.domain import ClassMap, parse_category_name
 from flakefinder.errors import ModelError
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     import torch
     from torchvision.models.detection import MaskRCNN
 

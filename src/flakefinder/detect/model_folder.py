@@ -14,7 +14,6 @@ A model folder holds::
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +23,8 @@ from flakefinder.detect.state_dict import WEIGHT_FILES, read_state_dict, weights
 from flakefinder.errors import ModelError
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     import torch
     from torchvision.models.detection import MaskRCNN
 

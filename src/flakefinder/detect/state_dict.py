@@ -8,12 +8,13 @@ neither, so the two do not form an import cycle. torch is imported inside the fu
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flakefinder.errors import ModelError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import torch
 
 WEIGHT_FILES = ("weights.safetensors", "weights.pt")

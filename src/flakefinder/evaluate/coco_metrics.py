@@ -25,14 +25,16 @@ from __future__ import annotations
 import contextlib
 import io
 import math
-from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
 from flakefinder.domain import parse_category_name
 from flakefinder.evaluate.cocodata import validate_results
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
 
 NAN = float("nan")
 

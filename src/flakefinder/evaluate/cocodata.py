@@ -13,16 +13,18 @@ flakefinder also writes ``"layer_count"`` (int or null) when the detector estima
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from flakefinder.coco import decode_segmentation, load_coco
 from flakefinder.domain import Detection, parse_category_name
 from flakefinder.errors import DatasetError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping, Sequence
 
 
 @dataclass(frozen=True, eq=False)

@@ -13,8 +13,7 @@ uint32 as colour cameras deliver it. pymmcore-plus is imported when this module 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 from pymmcore_plus.experimental.unicore import (
@@ -24,8 +23,12 @@ from pymmcore_plus.experimental.unicore import (
     XYStageDevice,
 )
 
-from flakefinder.hardware.protocols import Microscope
 from flakefinder.hardware.sim import SimCamera, SimFocus, SimStage, simulated_microscope
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from flakefinder.hardware.protocols import Microscope
 
 PIXEL_FORMATS = ("rgb8", "gray8", "gray16", "rgb32")
 

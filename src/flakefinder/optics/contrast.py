@@ -14,17 +14,20 @@ graphene 1-4L on 90 nm SiO2 of Uslu et al. (2024) within 10 % both at NA = 0 and
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from functools import cached_property, lru_cache
 from numbers import Integral
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
-from numpy.typing import ArrayLike
 
 from flakefinder.optics.camera import CameraModel
 from flakefinder.optics.materials import Material, get_material, oxide_nk, silicon_nk
 from flakefinder.optics.tmm import reflectance_na
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from numpy.typing import ArrayLike
 
 __all__ = ["ContrastModel", "get_contrast_model"]
 

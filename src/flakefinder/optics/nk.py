@@ -148,7 +148,7 @@ def _formula(number: int, coeffs: np.ndarray) -> _Component:
 def parse_nk(text: str, source: str = "<string>") -> NKData:
     """Parse the text of a refractiveindex.info YAML file. ``source`` names it in error messages."""
     try:
-        doc = yaml.load(text, Loader=_YAML_LOADER)  # noqa: S506 - a SafeLoader
+        doc = yaml.load(text, Loader=_YAML_LOADER)
     except yaml.YAMLError as exc:
         raise NKFormatError(f"{source}: not valid YAML ({exc})") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("DATA"), list) or not doc["DATA"]:

@@ -17,12 +17,14 @@ P. Blake et al., Appl. Phys. Lett. 91, 063124 (2007) (graphene contrast, NA aver
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from functools import lru_cache
-from typing import Literal, cast
+from typing import TYPE_CHECKING, Literal, cast
 
 import numpy as np
 from numpy.typing import ArrayLike
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 __all__ = [
     "Layer",

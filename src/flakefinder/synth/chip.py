@@ -7,17 +7,19 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from flakefinder.errors import DatasetError
 from flakefinder.geometry import polygon_area
 from flakefinder.synth import shapes
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
 
 Point = tuple[float, float]
 Polygon = tuple[Point, ...]

@@ -22,13 +22,15 @@ import math
 import threading
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import cv2
 import numpy as np
 
-from flakefinder.synth.chip import VirtualChip
 from flakefinder.synth.instances import SHIFT, ViewGeometry
+
+if TYPE_CHECKING:
+    from flakefinder.synth.chip import VirtualChip
 
 _RESIDUE_TINT = np.array([0.8, 1.0, 1.25], dtype=np.float32)  # residue absorbs more blue
 _RESIDUE_DOWNSAMPLE = 8

@@ -9,12 +9,16 @@ default (``class_agnostic = false``).
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from flakefinder.coco import load_coco
 from flakefinder.detect.maskrcnn_model import AGNOSTIC_CLASS
 from flakefinder.domain import ClassMap, parse_category_name
-from flakefinder.train.recipe import TrainRecipe
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from flakefinder.train.recipe import TrainRecipe
 
 
 def agnostic_mapping(

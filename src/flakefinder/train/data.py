@@ -24,10 +24,9 @@ the detector does (:mod:`flakefinder.detect.letterbox`).
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -36,6 +35,9 @@ from flakefinder.domain import ClassMap
 from flakefinder.errors import DatasetError
 from flakefinder.train.augment import Augmenter, prepare_sample
 from flakefinder.train.stats import DatasetStatistics, dataset_statistics, plot_statistics
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
 
 __all__ = [
     "CocoDetectionDataset",

@@ -27,10 +27,9 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flakefinder.detect.maskrcnn import resolve_device
-from flakefinder.domain import ClassMap
 from flakefinder.errors import DatasetError, ModelError
 from flakefinder.train.augment import Augmenter
 from flakefinder.train.budget import StepBudget
@@ -57,6 +56,9 @@ from flakefinder.train.steps import (
     train_step,
 )
 from flakefinder.train.transfer import build_training_model
+
+if TYPE_CHECKING:
+    from flakefinder.domain import ClassMap
 
 __all__ = ["CHECKPOINT", "LOSS_KEYS", "evaluate_loss", "resolve_device", "train"]
 

@@ -8,15 +8,18 @@ position in the stream, whatever the number of workers or processes.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from flakefinder.errors import ModelError
 from flakefinder.train.checkpoint import LOSS_KEYS, EpochSums
-from flakefinder.train.data import CocoDetectionDataset
-from flakefinder.train.recipe import Stage, TrainRecipe
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from flakefinder.train.data import CocoDetectionDataset
+    from flakefinder.train.recipe import Stage, TrainRecipe
 
 
 def collate(batch: list[Any]) -> tuple[Any, ...]:
