@@ -28,13 +28,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from flakefinder.detect.contrast import ContrastDetector  # noqa: E402
-from flakefinder.detect.rulebased import RuleBasedDetector  # noqa: E402
-from flakefinder.domain import Detector, ImagingContext  # noqa: E402
-from flakefinder.evaluate.matching import match_masks  # noqa: E402
-from flakefinder.synth.chip import random_chip  # noqa: E402
-from flakefinder.synth.instances import view_instances  # noqa: E402
-from flakefinder.synth.render import RenderSettings, render_view  # noqa: E402
+from flakefinder.detect.contrast import ContrastDetector
+from flakefinder.detect.rulebased import RuleBasedDetector
+from flakefinder.domain import Detector, ImagingContext
+from flakefinder.evaluate.matching import match_masks
+from flakefinder.synth.chip import random_chip
+from flakefinder.synth.instances import view_instances
+from flakefinder.synth.render import RenderSettings, render_view
 
 MATERIALS = ("graphene", "hBN", "MoS2", "WTe2", "WSe2", "MoSe2")
 TILE = 1024

@@ -35,7 +35,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from flakefinder.detect.registry import create_detector
-    from flakefinder.evaluate.cocodata import load_coco
+    from flakefinder.evaluate.cocodata import load_ground_truth
     from flakefinder.evaluate.run import evaluate_results, run_detector, write_report
     from flakefinder.synth import export_coco
 
@@ -54,7 +54,7 @@ def main() -> None:
     det = create_detector(
         args.detector, model=args.model, min_score=args.score, device=args.device
     )
-    gt, image_root = load_coco(root / "data")
+    gt, image_root = load_ground_truth(root / "data")
     t0 = time.perf_counter()
     results, dropped = run_detector(det, gt, image_root)
     t_det = time.perf_counter() - t0

@@ -141,7 +141,7 @@ def detector_time_from_bench_detectors(repeats: int, seed: int) -> float | None:
         from bench_detectors import time_detectors  # type: ignore[import-not-found]
 
         return float(time_detectors(repeats, seed)["contrast"])
-    except Exception as e:  # noqa: BLE001 - optional: fall back to our own measurement
+    except Exception as e:
         print(f"(bench_detectors.time_detectors unavailable: {e!r}; using own timing)")
         return None
 

@@ -37,10 +37,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-import httpx  # noqa: E402
-import numpy as np  # noqa: E402
+import httpx
+import numpy as np
 
-from flakefinder.synth import random_chip, render_view  # noqa: E402
+from flakefinder.synth import random_chip, render_view
 
 TILE_PX = 1024
 UM_PER_PX = 0.2

@@ -34,15 +34,15 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_detectors import MATERIALS, TILE, UM_PER_PX, _bin, _tiles  # noqa: E402
+from bench_detectors import MATERIALS, TILE, UM_PER_PX, _bin, _tiles
 
-from flakefinder.detect.colours import colour_table  # noqa: E402
-from flakefinder.detect.contrast import ContrastDetector  # noqa: E402
-from flakefinder.domain import ImagingContext  # noqa: E402
-from flakefinder.evaluate.matching import mask_iou_matrix, match_masks  # noqa: E402
-from flakefinder.synth.chip import random_chip  # noqa: E402
-from flakefinder.synth.instances import view_instances  # noqa: E402
-from flakefinder.synth.render import RenderSettings, render_view  # noqa: E402
+from flakefinder.detect.colours import colour_table
+from flakefinder.detect.contrast import ContrastDetector
+from flakefinder.domain import ImagingContext
+from flakefinder.evaluate.matching import mask_iou_matrix, match_masks
+from flakefinder.synth.chip import random_chip
+from flakefinder.synth.instances import view_instances
+from flakefinder.synth.render import RenderSettings, render_view
 
 
 def diagnose(chip_um: float, seed: int, verbose: bool) -> None:

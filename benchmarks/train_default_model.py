@@ -47,7 +47,7 @@ def _pycocotools_shim() -> bool:
 
         import numpy as np
 
-        from flakefinder.train.coco_masks import encode_rle
+        from flakefinder.coco import encode_rle
 
         def encode(mask: np.ndarray) -> dict:
             rle = encode_rle(np.asarray(mask).astype(bool))

@@ -13,11 +13,11 @@ from flakefinder.design.geometry import (
     edge_orientation_deg,
     overlap_area_um2,
     place,
-    polygon_area,
     summarize,
     to_gds,
     twist_deg,
 )
+from flakefinder.geometry import polygon_area
 
 SQUARE = ((0.0, 0.0), (10.0, 0.0), (10.0, 10.0), (0.0, 10.0))
 

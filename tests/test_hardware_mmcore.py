@@ -7,15 +7,15 @@ from _scanfakes import RectChip, render_rects
 
 pytest.importorskip("pymmcore_plus.experimental.unicore")
 
-from flakefinder.errors import FlakefinderError, StageLimitError  # noqa: E402
-from flakefinder.hardware.mmcore import (  # noqa: E402
+from flakefinder.errors import FlakefinderError, StageLimitError
+from flakefinder.hardware.mmcore import (
     MicroscopeConfigError,
     MMCoreMicroscope,
     mm_image_to_rgb8,
     mmcore_microscope,
 )
-from flakefinder.hardware.protocols import StageLimits  # noqa: E402
-from flakefinder.hardware.unicore_devices import rgb8_to_format, simulated_unicore  # noqa: E402
+from flakefinder.hardware.protocols import StageLimits
+from flakefinder.hardware.unicore_devices import rgb8_to_format, simulated_unicore
 
 CHIP = RectChip(200.0, 100.0, flakes=((10.0, 10.0, 20.0, 20.0),))
 

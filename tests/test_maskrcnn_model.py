@@ -11,6 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("torchvision")
 
+from flakefinder.artifacts import dataset_hash  # noqa: E402
 from flakefinder.detect.maskrcnn_model import (  # noqa: E402
     ModelConfig,
     build_model,
@@ -19,7 +20,6 @@ from flakefinder.detect.maskrcnn_model import (  # noqa: E402
     weighted_loss,
 )
 from flakefinder.detect.model_folder import (  # noqa: E402
-    dataset_hash,
     load_model_folder,
     load_weights_file,
     read_model_config,
@@ -244,7 +244,7 @@ def test_dataset_hash_stable(tmp_path: Path) -> None:
     assert ha == hb and len(ha) == 64
     (tmp_path / "b" / "images" / "2.png").write_bytes(b"TWO")
     assert dataset_hash([tmp_path / "b" / "annotations.json", tmp_path / "b" / "images"]) != ha
-    with pytest.raises(ModelError):
+    with pytest.raises(FileNotFoundError):
         dataset_hash([tmp_path / "missing"])
 
 

@@ -6,10 +6,10 @@ import pytest
 
 import flakefinder.db as db_mod
 from _scanfakes import MemoryStore, RectChip, ThresholdDetector, flake_key, render_rects
-from flakefinder.domain import ImagingContext  # noqa: E402
-from flakefinder.hardware.sim import simulated_microscope  # noqa: E402
-from flakefinder.scan.loop import run_scan  # noqa: E402
-from flakefinder.scan.plan import plan_raster  # noqa: E402
+from flakefinder.domain import ImagingContext
+from flakefinder.hardware.sim import simulated_microscope
+from flakefinder.scan.loop import run_scan
+from flakefinder.scan.plan import plan_raster
 
 FLAKES = ((5, 5, 12, 14), (50, 10, 58, 18), (60, 30, 75, 40), (100, 50, 140, 60), (30, 45, 38, 70))
 CTX = ImagingContext(um_per_px=1.0)

@@ -9,11 +9,11 @@ from scipy import ndimage
 import flakefinder.synth.chip as synth_chip
 import flakefinder.synth.render as synth_render
 from _scanfakes import MemoryStore, flake_key
-from flakefinder.domain import Detection, ImagingContext, LayerClass  # noqa: E402
-from flakefinder.hardware.sim import simulated_microscope  # noqa: E402
-from flakefinder.scan.focus import autofocus  # noqa: E402
-from flakefinder.scan.loop import run_scan  # noqa: E402
-from flakefinder.scan.plan import plan_raster  # noqa: E402
+from flakefinder.domain import Detection, ImagingContext, LayerClass
+from flakefinder.hardware.sim import simulated_microscope
+from flakefinder.scan.focus import autofocus
+from flakefinder.scan.loop import run_scan
+from flakefinder.scan.plan import plan_raster
 
 NOISELESS = synth_render.RenderSettings(noise_sigma=0.0, full_well_e=0.0, inhomogeneity=0.0)
 

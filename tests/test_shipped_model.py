@@ -13,11 +13,11 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("torchvision")
 
-from flakefinder.detect.maskrcnn import MaskRCNNDetector, default_model_folder  # noqa: E402
-from flakefinder.domain import ImagingContext  # noqa: E402
-from flakefinder.synth.chip import random_chip  # noqa: E402
-from flakefinder.synth.instances import view_instances  # noqa: E402
-from flakefinder.synth.render import render_view  # noqa: E402
+from flakefinder.detect.maskrcnn import MaskRCNNDetector, default_model_folder
+from flakefinder.domain import ImagingContext
+from flakefinder.synth.chip import random_chip
+from flakefinder.synth.instances import view_instances
+from flakefinder.synth.render import render_view
 
 
 def test_model_folder_is_complete_and_small() -> None:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from flakefinder.errors import DatasetError, UnknownMaterialError
+from flakefinder.geometry import polygon_area
 from flakefinder.synth import (
     BULK_MIN_LAYERS,
     FlakeDistribution,
@@ -14,7 +15,7 @@ from flakefinder.synth import (
     random_chip,
     save_chip,
 )
-from flakefinder.synth.shapes import clip_halfplane, crystal_polygon, polygon_area
+from flakefinder.synth.shapes import clip_halfplane, crystal_polygon
 
 
 def test_random_chip_is_deterministic_and_seed_dependent():

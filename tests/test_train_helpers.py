@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from flakefinder.train.coco_masks import decode_segmentation, encode_rle, rle_string_to_counts
+from flakefinder.coco import decode_segmentation, encode_rle, rle_string_to_counts
 
 MATERIALS = ("graphene", "WTe2")
 CATEGORIES = [

@@ -11,9 +11,11 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping, Sequence
 
 _CHUNK = 1 << 20
 
@@ -39,13 +41,20 @@ def sha256_json(data: Any) -> str:
     return hashlib.sha256(canonical_json(data).encode("utf-8")).hexdigest()
 
 
-def write_json_atomic(path: str | Path, data: Mapping[str, Any] | list[Any]) -> None:
+def write_json_atomic(
+    path: str | Path,
+    data: Mapping[str, Any] | list[Any],
+    *,
+    allow_nan: bool = False,
+    default: Callable[[Any], Any] | None = None,
+) -> None:
     """Write ``data`` as indented JSON to ``path`` through a temporary file and a rename.
 
-    A crash never leaves a half-written file at ``path``.
+    A crash never leaves a half-written file at ``path``. ``allow_nan`` and ``default`` are
+    passed to :func:`json.dumps` (by default NaN and non-JSON values are refused).
     """
     target = Path(path)
-    text = json.dumps(data, indent=2, sort_keys=True, allow_nan=False) + "\n"
+    text = json.dumps(data, indent=2, sort_keys=True, allow_nan=allow_nan, default=default) + "\n"
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=str(target.parent or Path(".")))
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -79,3 +88,37 @@ def dataset_hash(paths: Iterable[str | Path]) -> str:
         h.update(name.encode("utf-8") + b"\0")
         h.update(sha256_file(path).encode("ascii"))
     return h.hexdigest()
+
+
+def model_card_markdown(
+    title: str,
+    facts: Sequence[str],
+    sections: Mapping[str, Mapping[str, Any] | None],
+) -> str:
+    """Human-readable Markdown summary of an artifact.
+
+    Parameters
+    ----------
+    title
+        Heading of the card.
+    facts
+        One bullet each, below the heading.
+    sections
+        Heading -> entries; each entry becomes ``- key: <JSON of value>``, and an empty or
+        missing mapping becomes ``- not recorded``.
+
+    Returns
+    -------
+    str
+        The card, ending in a newline.
+    """
+    lines = [f"# {title}", "", *(f"- {fact}" for fact in facts), ""]
+    for i, (heading, entries) in enumerate(sections.items()):
+        if i:
+            lines.append("")
+        lines += [f"## {heading}", ""]
+        if entries:
+            lines += [f"- {k}: {json.dumps(v, default=str)}" for k, v in entries.items()]
+        else:
+            lines.append("- not recorded")
+    return "\n".join(lines) + "\n"

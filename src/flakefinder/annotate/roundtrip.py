@@ -6,9 +6,9 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
 
 from flakefinder.annotate import labelbox, labelme, labelstudio
 from flakefinder.annotate.shapes import (
@@ -19,8 +19,12 @@ from flakefinder.annotate.shapes import (
     shapes_from_detections,
     to_coco,
 )
-from flakefinder.domain import ClassMap, Detector, ImagingContext
 from flakefinder.errors import DatasetError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+    from flakefinder.domain import ClassMap, Detector, ImagingContext
 
 FORMATS = ("labelstudio", "cvat", "coco", "labelme", "labelbox")
 

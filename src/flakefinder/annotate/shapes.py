@@ -8,14 +8,16 @@ every writer takes one. Labels are detection category names such as ``graphene_m
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flakefinder.domain import ClassMap, Detection, LayerClass, parse_category_name
 from flakefinder.errors import DatasetError
 from flakefinder.geometry import polygon_area, polygon_bbox
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+    from pathlib import Path
 
 Polygon = tuple[tuple[float, float], ...]
 

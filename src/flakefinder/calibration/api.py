@@ -14,10 +14,9 @@ Three modes, chosen by what ``regions`` holds:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
@@ -28,6 +27,9 @@ from flakefinder.calibration.profile import (
     SetupProfile,
 )
 from flakefinder.errors import CalibrationError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 __all__ = ["CalibrationReport", "ClusterReport", "LabelledRegion", "calibrate"]
 

@@ -18,13 +18,17 @@ construction; a mapping the optics cannot reproduce costs more than leaving clus
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from flakefinder.calibration.gaussians import FlakeStat
 from flakefinder.calibration.physics import CameraOpticsParams, PhysicsFit, fit_physics
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from flakefinder.calibration.gaussians import FlakeStat
 
 __all__ = ["Assignment", "Cluster", "assign_layers", "cluster_flakes"]
 

@@ -10,6 +10,7 @@ through them, so vignetting and illumination gradients leave the contrast unbias
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import cv2
 import numpy as np
@@ -121,4 +122,4 @@ def contrast_image(image: np.ndarray, background: Background | None = None) -> n
     """(H, W, 3) float32 contrast ``I / I_bg - 1`` of a uint8 RGB image."""
     bg = background if background is not None else estimate_background(image)
     field = bg.field(image.shape[0], image.shape[1])
-    return np.asarray(image, dtype=np.float32) / field - 1.0
+    return cast("np.ndarray", np.asarray(image, dtype=np.float32) / field - 1.0)

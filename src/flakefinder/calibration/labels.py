@@ -13,16 +13,18 @@ no layer numbers.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
 
 from flakefinder.calibration.api import LabelledRegion
 from flakefinder.errors import CalibrationError, DatasetError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
 
 __all__ = ["LabelSet", "parse_layer_label", "read_instance_masks", "read_labels"]
 
@@ -181,7 +183,7 @@ def read_instance_masks(
 def _coco_regions(
     path: Path, names: Sequence[str], shapes: Sequence[tuple[int, int]]
 ) -> list[tuple[int, np.ndarray, str, dict[str, Any]]]:
-    from flakefinder.evaluate.cocodata import decode_segmentation, load_coco
+    from flakefinder.coco import decode_segmentation, load_coco
 
     try:
         data, _root = load_coco(path)
@@ -191,6 +193,8 @@ def _coco_regions(
     images = {int(im["id"]): im for im in data["images"]}
     out = []
     for a in data["annotations"]:
+        if not isinstance(a, dict) or a.get("image_id") not in images:
+            raise CalibrationError(f"{path}: annotation {a!r:.80} refers to no listed image")
         im = images[int(a["image_id"])]
         idx = _image_index(names, str(im["file_name"]))
         if idx is None:

@@ -9,10 +9,13 @@ Connected candidates of at least ``min_area_um2`` are regions; each is one candi
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import cv2
 import numpy as np
 
-from flakefinder.calibration.background import Background
+if TYPE_CHECKING:
+    from flakefinder.calibration.background import Background
 
 __all__ = ["mine_regions"]
 

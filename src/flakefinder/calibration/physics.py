@@ -21,15 +21,18 @@ for every material and oxide.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 from scipy.optimize import least_squares
 
 from flakefinder.calibration.profile import OpticsFit
 from flakefinder.errors import CalibrationError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
 
 __all__ = [
     "PARAMETERS",
@@ -170,7 +173,7 @@ def _weights(p: CameraOpticsParams) -> np.ndarray:
         blue_fwhm_nm=base.blue_fwhm_nm * p.width_scale,
     )
     w = np.asarray(cam.weights)
-    return (1.0 - p.crosstalk) * w + p.crosstalk * w.mean(axis=0, keepdims=True)
+    return cast("np.ndarray", (1.0 - p.crosstalk) * w + p.crosstalk * w.mean(axis=0, keepdims=True))
 
 
 def predict_contrast(
@@ -185,7 +188,7 @@ def predict_contrast(
     w = _weights(params)
     rel = (flakes @ w.T) / (sub @ w.T)[None, :]
     rel = (rel + params.flare) / (1.0 + params.flare)
-    return np.power(np.clip(rel, 1e-6, None), 1.0 / params.gamma) - 1.0
+    return cast("np.ndarray", np.power(np.clip(rel, 1e-6, None), 1.0 / params.gamma) - 1.0)
 
 
 @dataclass(frozen=True)

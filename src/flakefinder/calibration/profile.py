@@ -365,7 +365,7 @@ class SetupProfile:
                 camera=CameraSettings(
                     encoding=cam.get("encoding", "srgb"),
                     gamma=cam.get("gamma", 2.2),
-                    white_balance_rgb=tuple(cam.get("white_balance_rgb", (1.0, 1.0, 1.0))),  # type: ignore[arg-type]
+                    white_balance_rgb=tuple(cam.get("white_balance_rgb", (1.0, 1.0, 1.0))),
                 ),
                 substrate_rgb=sub.get("substrate_rgb"),
                 flatfield_path=sub.get("flatfield"),

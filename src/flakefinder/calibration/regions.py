@@ -8,11 +8,14 @@ dark thick flake both stop at their edge. :func:`polygon_mask` rasterises an out
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from flakefinder.errors import CalibrationError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 MIN_TOLERANCE = 3.0  # colour levels (0-255): below this, camera noise splits a flake
 MAX_TOLERANCE = 60.0

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
-from flakefinder.calibration.profile import SetupProfile
+if TYPE_CHECKING:
+    from flakefinder.calibration.profile import SetupProfile
 
 __all__ = ["plot_profile", "profile_lines"]
 
@@ -54,7 +56,7 @@ def _ellipse(mean: np.ndarray, cov: np.ndarray, n_sigma: float = 2.0) -> np.ndar
     vals, vecs = np.linalg.eigh(cov)
     t = np.linspace(0, 2 * np.pi, 64)
     circle = np.stack([np.cos(t), np.sin(t)])
-    return (vecs @ (np.sqrt(np.maximum(vals, 0))[:, None] * circle) * n_sigma).T + mean
+    return cast("np.ndarray", (vecs @ (np.sqrt(np.maximum(vals, 0))[:, None] * circle) * n_sigma).T + mean)
 
 
 def plot_profile(profile: SetupProfile, path: str | Path) -> Path:

@@ -129,7 +129,7 @@ def dataset_cmd(
     """Detect over DATASET_DIR and write results.json, metrics.json, metrics.md and confusion
     matrices (CSV + PNG): COCO mask/box mAP, mAP@50 per material and class, image-level
     precision/recall (the paper's definition) and thickness confusion."""
-    from flakefinder.evaluate.cocodata import load_coco, load_results
+    from flakefinder.evaluate.cocodata import load_ground_truth, load_results
     from flakefinder.evaluate.run import (
         dataset_optics,
         evaluate_results,
@@ -168,7 +168,7 @@ def dataset_cmd(
     if len(paths) != 1:
         raise typer.BadParameter("give one COCO dataset folder (or real images with --masks)")
     dataset_dir = paths[0]
-    gt, root = load_coco(dataset_dir)
+    gt, root = load_ground_truth(dataset_dir)
     dropped = 0
     if results is not None:
         res = load_results(results, gt)

@@ -15,12 +15,15 @@ Multi-GPU machine: start one worker per GPU and point ``--scheduler`` at it, e.g
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from flakefinder.domain import Detection, Detector, ImagingContext, keep_confident
 from flakefinder.errors import FlakefinderError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Sequence
 
 
 @dataclass(frozen=True)

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flakefinder.db.models import ChipRow, DesignRow, FlakeRow, ImageRow, ScanRow
 from flakefinder.db.records import (
     Chip,
     Design,
@@ -17,6 +16,9 @@ from flakefinder.db.records import (
     StoredFlake,
 )
 from flakefinder.domain import FlakeRecord, LayerClass, TileRecord
+
+if TYPE_CHECKING:
+    from flakefinder.db.models import ChipRow, DesignRow, FlakeRow, ImageRow, ScanRow
 
 
 def as_utc(t: datetime) -> datetime:

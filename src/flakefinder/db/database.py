@@ -12,9 +12,8 @@ with the password masked.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, exc, func, insert, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -34,8 +33,12 @@ from flakefinder.db.records import (
     StoredFlake,
 )
 from flakefinder.db.settings import DEFAULT_DATABASE_URL, mask_url
-from flakefinder.domain import FlakeRecord, TileRecord
 from flakefinder.errors import DatabaseError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator, Sequence
+
+    from flakefinder.domain import FlakeRecord, TileRecord
 
 
 class Database:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, create_engine, event, exc
 
 from flakefinder.db.settings import mask_url, scrub_secrets
 from flakefinder.errors import DatabaseError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 
 def reason(error: BaseException) -> str:

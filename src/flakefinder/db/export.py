@@ -5,11 +5,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
-from flakefinder.db.records import StoredFlake
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from flakefinder.db.records import StoredFlake
 
 FLAKE_CSV_COLUMNS: tuple[str, ...] = (
     "id",

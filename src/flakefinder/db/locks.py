@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,6 +22,8 @@ from typing import TYPE_CHECKING
 from flakefinder.errors import ScanLockedError
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from flakefinder.db.database import Database
 
 PG_LOCK_CLASS = 0x464C4B53  # "FLKS": the first key of flakefinder's advisory locks

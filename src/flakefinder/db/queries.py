@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Select, select
-from sqlalchemy.sql.elements import ColumnElement
 
 from flakefinder.db.models import FlakeRow
 from flakefinder.db.records import FlakeStatus
 from flakefinder.domain import LayerClass
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
+    from sqlalchemy.sql.elements import ColumnElement
 
 # order_by names; prefix with "-" for descending, e.g. "-area_um2".
 ORDER_FIELDS: tuple[str, ...] = (

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flakefinder.domain import LayerClass
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from flakefinder.domain import LayerClass
 
 
 class FlakeStatus(str, Enum):

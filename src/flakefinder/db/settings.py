@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 DEFAULT_DATABASE_URL = "sqlite:///flakefinder.db"
 DATABASE_URL_ENV = "FLAKEFINDER_DATABASE_URL"

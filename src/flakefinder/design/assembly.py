@@ -11,14 +11,17 @@ on non-finite or astronomically large coordinates). A design that cannot be draw
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from flakefinder import bounds
-from flakefinder.db.records import DesignLayer, StoredFlake
 from flakefinder.design.geometry import StackLayer, StackSummary, summarize, to_gds
 from flakefinder.errors import DesignError, UnknownFlakeError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from flakefinder.db.records import DesignLayer, StoredFlake
 
 MAX_OUTLINE_VERTICES = 20_000
 MAX_LAYERS = 64

@@ -11,10 +11,15 @@ hexagonal period: a value in (-30°, 30°].
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
+
+from flakefinder.geometry import polygon_area
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 Polygon = tuple[tuple[float, float], ...]
 
@@ -52,12 +57,6 @@ class StackSummary:
     pairs: tuple[PairInfo, ...]  # neighbouring layers, bottom to top
 
 
-def polygon_area(points: np.ndarray | Sequence[tuple[float, float]]) -> float:
-    p = np.asarray(points, dtype=float)
-    x, y = p[:, 0], p[:, 1]
-    return float(abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))) / 2.0)
-
-
 def polygon_centroid(points: np.ndarray | Sequence[tuple[float, float]]) -> tuple[float, float]:
     p = np.asarray(points, dtype=float)
     x, y = p[:, 0], p[:, 1]
@@ -80,7 +79,7 @@ def place(
     c = np.array(polygon_centroid(p))
     t = math.radians(rotation_deg)
     rot = np.array([[math.cos(t), -math.sin(t)], [math.sin(t), math.cos(t)]])
-    return (p - c) @ rot.T + np.array([x_um, y_um])
+    return cast("np.ndarray", (p - c) @ rot.T + np.array([x_um, y_um]))
 
 
 def edge_orientation_deg(outline: Sequence[tuple[float, float]]) -> float:

@@ -25,8 +25,8 @@ of Uslu et al. 2024, 2DMatGMM, re-implemented for speed with numpy/cv2):
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -49,6 +49,9 @@ from flakefinder.detect.regions import (
 )
 from flakefinder.detect.substrate import Substrate, apply_flatfield, estimate_substrate
 from flakefinder.domain import Detection, ImagingContext, LayerClass, check_rgb_image
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 CLIPPED = 254  # a stored value from which a channel counts as clipped
 
@@ -142,7 +145,7 @@ class CalibratedContrastDetector:
         max_sigma: float = 5.0,
         max_layers: int | None = None,
         work_um_per_px: float = 0.75,
-        filter_settings: FilterSettings | None = FilterSettings(),  # noqa: B008
+        filter_settings: FilterSettings | None = FilterSettings(),
         polygon_epsilon_px: float = 1.0,
     ) -> None:
         for what, v in (("min_area_um2", min_area_um2), ("max_sigma", max_sigma)):

@@ -11,12 +11,15 @@ the measured and the predicted relative RGB.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import TYPE_CHECKING, cast
 
 import cv2
 import numpy as np
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 MAX_LAYERS = 40  # thickest flake that still gets a layer class ("thick" ends at 40)
 BULK_LAYERS = 80  # extra table entries 41..BULK_LAYERS let bulk crystals match (and be dropped)
@@ -34,7 +37,7 @@ def linearize(image: np.ndarray, gamma: float = 1.0) -> np.ndarray:
     lut = _gamma_lut(float(gamma))
     if image.ndim in (2, 3) and image.size > 0 and (image.ndim == 2 or image.shape[2] <= 4):
         return cv2.LUT(image, lut)  # same values as lut[image], several times faster
-    return lut[image]
+    return cast("np.ndarray", lut[image])
 
 
 def encode(linear: np.ndarray, gamma: float = 1.0) -> np.ndarray:

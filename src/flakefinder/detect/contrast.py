@@ -30,6 +30,7 @@ Pipeline (numpy + cv2, float32 throughout):
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import cv2
 import numpy as np
@@ -114,7 +115,7 @@ class ContrastDetector:
         near = np.all(dev < 0.05, axis=1)  # substrate-like pixels (flakes are a minority anyway)
         ref = sample[near] if near.sum() > 100 else sample
         mad = np.median(np.abs(ref - np.median(ref, axis=0)), axis=0)
-        return np.maximum(1.4826 * mad, 1e-3).astype(np.float32)
+        return cast("np.ndarray", np.maximum(1.4826 * mad, 1e-3).astype(np.float32))
 
     def detect(self, image: np.ndarray, context: ImagingContext) -> list[Detection]:
         img = check_rgb_image(image)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flakefinder.domain import Detection
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from flakefinder.domain import Detection
 
 FLAKE_CSV_FIELDS = (
     "image_id", "file", "flake", "material", "layer_class", "category", "category_id",

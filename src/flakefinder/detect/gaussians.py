@@ -13,14 +13,18 @@ inverse covariance). Pixels already known to be bare substrate are skipped.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
-from flakefinder.calibration.profile import SetupProfile
 from flakefinder.errors import ProfileError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from flakefinder.calibration.profile import SetupProfile
 
 OTHER = 255  # label of pixels that are neither substrate nor any layer class
 BACKGROUND = 0

@@ -11,22 +11,25 @@ refined from optical contrast by :func:`flakefinder.detect.refine.refine_layer_c
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import cv2
 import numpy as np
 
 from flakefinder.detect.letterbox import letterbox, unletterbox_boxes, unletterbox_mask
-from flakefinder.detect.maskrcnn_model import ModelConfig
 from flakefinder.domain import Detection, ImagingContext, parse_category_name
 from flakefinder.errors import ModelError
 from flakefinder.imaging import to_rgb8
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import torch
+
+    from flakefinder.detect.maskrcnn_model import ModelConfig
 
 log = logging.getLogger(__name__)
 
@@ -37,14 +40,31 @@ def default_model_folder() -> Path:
 
 
 def resolve_device(device: str) -> str:
+    """Check a torch device name and resolve ``"auto"``.
+
+    Parameters
+    ----------
+    device
+        ``"cpu"``, ``"cuda"``, ``"cuda:<index>"`` or ``"auto"`` (CUDA when available, else CPU).
+
+    Returns
+    -------
+    str
+        The device to use.
+
+    Raises
+    ------
+    ModelError
+        For any other name, or a CUDA device on a machine without CUDA.
+    """
     import torch
 
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
+    if device != "cpu" and re.fullmatch(r"cuda(:\d+)?", device) is None:
+        raise ModelError(f"device must be 'cpu', 'cuda', 'cuda:<index>' or 'auto', got {device!r}")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ModelError(f"device {device!r} requested but CUDA is not available")
-    if device != "cpu" and not device.startswith("cuda"):
-        raise ModelError(f"device must be 'cpu', 'cuda' or 'auto', got {device!r}")
     return device
 
 
@@ -176,7 +196,7 @@ class MaskRCNNDetector:
         if abs(gain - 1.0) < 0.01:
             return rgb
         lut = np.clip(np.arange(256, dtype=np.float32) * gain + 0.5, 0, 255).astype(np.uint8)
-        return lut[rgb]
+        return cast("np.ndarray", lut[rgb])
 
     def segment_batch(
         self, images: Sequence[np.ndarray], *, batch_size: int = 4

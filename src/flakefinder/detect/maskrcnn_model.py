@@ -14,7 +14,6 @@ Model folders (save/load) live in :mod:`flakefinder.detect.model_folder`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +22,8 @@ from flakefinder.domain import ClassMap, parse_category_name
 from flakefinder.errors import ModelError
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     import torch
     from torchvision.models.detection import MaskRCNN
 
@@ -327,7 +328,7 @@ def _initialise(model: MaskRCNN, config: ModelConfig, weights: str | Path) -> No
             "COCO" if weights == "coco" else "ImageNet", config.backbone, ckpt_dir,
         )  # fmt: skip
         return
-    from flakefinder.detect.model_folder import read_state_dict
+    from flakefinder.detect.state_dict import read_state_dict
 
     state = read_state_dict(Path(weights))
     n, total = load_matching(model, state)
@@ -410,11 +411,3 @@ def set_trainable_stage(model: MaskRCNN, stage: str) -> None:
 
 def count_parameters(model: torch.nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
-
-
-def __getattr__(name: str) -> Any:  # re-export the model-folder API lazily (no import cycle)
-    if name in ("save_model_folder", "load_model_folder", "load_weights_file", "dataset_hash"):
-        from flakefinder.detect import model_folder
-
-        return getattr(model_folder, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

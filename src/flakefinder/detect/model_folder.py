@@ -13,90 +13,34 @@ A model folder holds::
 
 from __future__ import annotations
 
-import hashlib
 import json
-from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from flakefinder.artifacts import model_card_markdown, sha256_file, write_json_atomic
 from flakefinder.detect.maskrcnn_model import ModelConfig, build_model
+from flakefinder.detect.state_dict import WEIGHT_FILES, read_state_dict, weights_file
 from flakefinder.errors import ModelError
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     import torch
     from torchvision.models.detection import MaskRCNN
 
-WEIGHT_FILES = ("weights.safetensors", "weights.pt")
+__all__ = [
+    "REQUIRED_FILES",
+    "WEIGHT_FILES",
+    "load_model_folder",
+    "load_weights_file",
+    "model_folder_version",
+    "read_model_config",
+    "read_state_dict",
+    "save_model_folder",
+]
+
 REQUIRED_FILES = ("config.json", "class_map.json")
 _PREDICTOR_KEY = "roi_heads.box_predictor.cls_score.weight"
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def dataset_hash(paths: Iterable[str | Path]) -> str:
-    """sha256 over the given files (folders expanded recursively), in a stable order.
-
-    Each file contributes its name relative to the argument it came from and its bytes, so the
-    hash does not depend on where the dataset lies on disk. Pass the annotation file and the
-    image folder: ``dataset_hash([ann_json, images_dir])``.
-    """
-    entries: list[tuple[str, Path]] = []
-    for raw in paths:
-        p = Path(raw)
-        if p.is_dir():
-            entries.extend(
-                (f"{p.name}/{q.relative_to(p).as_posix()}", q) for q in p.rglob("*") if q.is_file()
-            )
-        elif p.is_file():
-            entries.append((p.name, p))
-        else:
-            raise ModelError(f"dataset_hash: no such file or folder: {p}")
-    h = hashlib.sha256()
-    for name, path in sorted(entries, key=lambda e: e[0]):
-        h.update(name.encode("utf-8") + b"\0")
-        h.update(_sha256_file(path).encode("ascii"))
-    return h.hexdigest()
-
-
-def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """Read a state dict from a model folder, a ``.safetensors`` file or a torch file."""
-    import torch
-
-    if path.is_dir():
-        path = _weights_file(path)
-    if not path.is_file():
-        raise ModelError(f"weights file not found: {path}")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            state: Any = load_file(str(path))
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except ModelError:
-        raise
-    except Exception as exc:
-        raise ModelError(f"cannot read weights file {path}: {exc}") from exc
-    if isinstance(state, Mapping) and "model" in state and isinstance(state["model"], Mapping):
-        state = state["model"]  # training checkpoint {"model": ..., "optimizer": ...}
-    if not isinstance(state, Mapping) or not all(
-        isinstance(v, torch.Tensor) for v in state.values()
-    ):
-        raise ModelError(f"{path} does not hold a state dict of tensors")
-    return dict(state)
-
-
-def _weights_file(folder: Path) -> Path:
-    for name in WEIGHT_FILES:
-        if (folder / name).is_file():
-            return folder / name
-    raise ModelError(f"model folder {folder} has no weights file ({' or '.join(WEIGHT_FILES)})")
 
 
 def save_model_folder(
@@ -132,7 +76,7 @@ def save_model_folder(
         (folder / stale).unlink(missing_ok=True)
     weights_path = folder / "weights.pt"
     torch.save(state, weights_path)
-    digest = _sha256_file(weights_path)
+    digest = sha256_file(weights_path)
     cfg = config.to_dict()
     cfg["artifact"] = {"weights_file": weights_path.name, "dtype": dtype, "sha256": digest}
     _write_json(folder / "config.json", cfg)
@@ -155,9 +99,7 @@ def save_model_folder(
 
 
 def _write_json(path: Path, data: Any) -> None:
-    path.write_text(
-        json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8"
-    )
+    write_json_atomic(path, data, allow_nan=True, default=str)
 
 
 def _model_card(
@@ -169,27 +111,15 @@ def _model_card(
     digest: str,
     n_params: int,
 ) -> str:
-    lines = [
-        f"# flakefinder Mask R-CNN ({config.backbone})",
-        "",
-        f"- classes ({len(config.class_names)}): {', '.join(config.class_names)}",
-        f"- input: letterboxed to {config.image_size} x {config.image_size} px (aspect kept, zero pad)",
-        f"- parameters: {n_params:,}; weights {dtype}, sha256 `{digest}`",
-        f"- training data sha256: `{data_hash or 'unknown'}`",
-        "",
-        "## Recipe",
-        "",
+    facts = [
+        f"classes ({len(config.class_names)}): {', '.join(config.class_names)}",
+        f"input: letterboxed to {config.image_size} x {config.image_size} px (aspect kept, zero pad)",
+        f"parameters: {n_params:,}; weights {dtype}, sha256 `{digest}`",
+        f"training data sha256: `{data_hash or 'unknown'}`",
     ]
-    if recipe:
-        lines += [f"- {k}: {json.dumps(v, default=str)}" for k, v in recipe.items()]
-    else:
-        lines.append("- not recorded")
-    lines += ["", "## Metrics", ""]
-    if metrics:
-        lines += [f"- {k}: {json.dumps(v, default=str)}" for k, v in metrics.items()]
-    else:
-        lines.append("- not recorded")
-    return "\n".join(lines) + "\n"
+    return model_card_markdown(
+        f"flakefinder Mask R-CNN ({config.backbone})", facts, {"Recipe": recipe, "Metrics": metrics}
+    )
 
 
 def read_model_config(directory: str | Path) -> ModelConfig:
@@ -234,7 +164,7 @@ def model_folder_version(directory: str | Path) -> str:
         digest = _read_json(folder / "config.json").get("artifact", {}).get("sha256")
     except (ModelError, AttributeError):
         digest = None
-    return str(digest or _sha256_file(_weights_file(folder)))[:12]
+    return str(digest or sha256_file(weights_file(folder)))[:12]
 
 
 def load_model_folder(
@@ -242,7 +172,7 @@ def load_model_folder(
 ) -> tuple[MaskRCNN, ModelConfig]:
     """Rebuild the model of a folder written by :func:`save_model_folder`, in eval mode, fp32."""
     config = read_model_config(directory)
-    weights = _weights_file(Path(directory))
+    weights = weights_file(Path(directory))
     model = load_weights_file(weights, config)
     return model.to(device).eval(), config
 

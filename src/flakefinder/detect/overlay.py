@@ -6,13 +6,17 @@ Pure numpy/cv2. Colours are fixed per category (stable across runs and images).
 from __future__ import annotations
 
 import zlib
-from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
-from flakefinder.domain import Detection
 from flakefinder.imaging import to_rgb8
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from flakefinder.domain import Detection
 
 _PALETTE: tuple[tuple[int, int, int], ...] = (
     (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),

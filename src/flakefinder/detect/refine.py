@@ -18,6 +18,7 @@ scale: ~1e-5 relative difference to the per-pixel evaluation; the outer 5 px ban
 from __future__ import annotations
 
 import dataclasses
+from typing import cast
 
 import cv2
 import numpy as np
@@ -50,7 +51,7 @@ def _block_medians(lin: np.ndarray, block_px: int) -> np.ndarray:
     b = max(1, block_px // 2)
     gh, gw = sub.shape[0] // b, sub.shape[1] // b
     blocks = sub[: gh * b, : gw * b].reshape(gh, b, gw, b, 3).transpose(0, 2, 4, 1, 3)
-    return np.median(blocks.reshape(gh, gw, 3, b * b), axis=-1)
+    return cast("np.ndarray", np.median(blocks.reshape(gh, gw, 3, b * b), axis=-1))
 
 
 def _centres(n: int) -> np.ndarray:
@@ -224,7 +225,7 @@ def measure_relative_rgb(
     bg = fit_background(lin).field if background is None else np.asarray(background, np.float32)
     pix = lin[inner]
     bgp = bg[inner] if bg.ndim == 3 else bg.reshape(1, 3)
-    return np.median(pix / np.maximum(bgp, 1e-6), axis=0)
+    return cast("np.ndarray", np.median(pix / np.maximum(bgp, 1e-6), axis=0))
 
 
 def refine_layer_count(

@@ -115,7 +115,7 @@ class RuleBasedDetector:
             round(self.numerical_aperture, 6),
             tuple(context.materials),
             self.gamma,
-            self.substrate_rgb8,  # type: ignore[arg-type]
+            self.substrate_rgb8,
             self.substrate_level,
         )
         s = cv2.blur(img, (self.smooth_px, self.smooth_px)).astype(np.float32)

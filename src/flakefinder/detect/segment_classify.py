@@ -18,9 +18,8 @@ torch-free here; the segmenter is any object with ``segment_batch`` (``MaskRCNND
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import cv2
 import numpy as np
@@ -30,6 +29,9 @@ from flakefinder.detect.calibrated import InstanceClass, prepare, work_factor
 from flakefinder.detect.gaussians import LayerGaussian, layer_gaussians
 from flakefinder.domain import Detection, Detector, ImagingContext, LayerClass, check_rgb_image
 from flakefinder.errors import ProfileError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 
 class Segmenter(Protocol):

@@ -5,14 +5,17 @@ Used by the CLI commands (``detect``, ``batch-detect``, ``evaluate``) and the de
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from flakefinder.calibration.profile import SetupProfile
 from flakefinder.errors import CalibrationError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from pathlib import Path
+
+    import numpy as np
 
 SELF_CALIBRATION_IMAGES = 10  # at most this many images of a batch are used to calibrate
 
@@ -81,7 +84,7 @@ def self_calibrate(
         When the images cannot determine a colour table (or calibration is not available).
     """
     try:
-        from flakefinder.calibration import calibrate  # type: ignore[attr-defined]
+        from flakefinder.calibration import calibrate
     except ImportError:
         raise CalibrationError(
             "self-calibration is not available in this installation "

@@ -19,12 +19,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import cv2
 import numpy as np
 
 from flakefinder.errors import ImageError
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 @dataclass(frozen=True, eq=False)
@@ -86,7 +89,7 @@ def _poly_field(log_img: np.ndarray, ok: np.ndarray, design: np.ndarray) -> np.n
     a = design[sel]
     y = log_img.reshape(-1, 3)[sel]
     coef, *_ = np.linalg.lstsq(a, y, rcond=None)
-    return np.exp(design @ coef).reshape(h, w, 3).astype(np.float32)
+    return cast("np.ndarray", np.exp(design @ coef).reshape(h, w, 3).astype(np.float32))
 
 
 def estimate_substrate(small: np.ndarray, *, band: float = 0.04) -> Substrate:
@@ -177,7 +180,7 @@ def load_flatfield(path: str | Path) -> np.ndarray:
     means = img.reshape(-1, 3).mean(axis=0)
     if np.any(means < 1.0):
         raise ImageError(f"flat-field {path} has a dark channel (means {means.round(1).tolist()})")
-    return img / means
+    return cast("np.ndarray", img / means)
 
 
 def apply_flatfield(image: np.ndarray, flat: np.ndarray) -> np.ndarray:
@@ -185,4 +188,4 @@ def apply_flatfield(image: np.ndarray, flat: np.ndarray) -> np.ndarray:
     h, w = image.shape[:2]
     if flat.shape[:2] != (h, w):
         flat = cv2.resize(flat, (w, h), interpolation=cv2.INTER_AREA)
-    return image.astype(np.float32) / np.maximum(flat, 1e-3)
+    return cast("np.ndarray", image.astype(np.float32) / np.maximum(flat, 1e-3))

@@ -8,12 +8,16 @@ flake is used at most once (greedy, best IoU first).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from flakefinder.domain import LayerClass
 from flakefinder.geometry import polygon_area, polygon_bbox
-from flakefinder.synth.chip import VirtualChip
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from flakefinder.synth.chip import VirtualChip
 
 BBox = tuple[float, float, float, float]
 

@@ -25,14 +25,16 @@ from __future__ import annotations
 import contextlib
 import io
 import math
-from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
 from flakefinder.domain import parse_category_name
 from flakefinder.evaluate.cocodata import validate_results
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
 
 NAN = float("nan")
 
@@ -56,7 +58,7 @@ class CocoMetrics:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly dict (NaN written as None)."""
-        return _nan_to_none(asdict(self))
+        return cast("dict[str, Any]", _nan_to_none(asdict(self)))
 
     def to_markdown(self) -> str:
         """Tables of the overall, per-material and per-class numbers."""

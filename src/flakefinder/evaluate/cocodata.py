@@ -13,16 +13,18 @@ flakefinder also writes ``"layer_count"`` (int or null) when the detector estima
 from __future__ import annotations
 
 import json
-import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from flakefinder.coco import decode_segmentation, load_coco
 from flakefinder.domain import Detection, parse_category_name
 from flakefinder.errors import DatasetError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping, Sequence
 
 
 @dataclass(frozen=True, eq=False)
@@ -45,20 +47,14 @@ class Instance:
         return parse_category_name(self.category)[1].value
 
 
-def load_coco(path: str | Path) -> tuple[dict[str, Any], Path]:
-    """Read ``annotations.json`` (``path`` is the file or its folder) and validate it.
+def load_ground_truth(path: str | Path) -> tuple[dict[str, Any], Path]:
+    r"""Read a COCO file with :func:`flakefinder.coco.load_coco` and validate it as ground truth.
 
-    Returns the normalised dict and the folder that image ``file_name``s are relative to.
+    ``path`` is the file or a folder holding ``annotations.json``. Returns the normalised dict
+    (see :func:`validate_coco`) and the folder that image ``file_name``\ s are relative to.
     """
-    p = Path(path)
-    file = p / "annotations.json" if p.is_dir() else p
-    if not file.is_file():
-        raise DatasetError(f"no COCO annotations file at {file}")
-    try:
-        data = json.loads(file.read_text())
-    except (OSError, ValueError) as exc:
-        raise DatasetError(f"cannot read COCO annotations {file}: {exc}") from exc
-    return validate_coco(data, what=str(file)), file.parent
+    data, root = load_coco(path)
+    return validate_coco(data, what=str(path)), root
 
 
 def validate_coco(data: object, *, what: str = "COCO dataset") -> dict[str, Any]:
@@ -144,33 +140,6 @@ def load_results(path: str | Path, gt: Mapping[str, Any]) -> list[dict[str, Any]
     except (OSError, ValueError) as exc:
         raise DatasetError(f"cannot read results file {p}: {exc}") from exc
     return validate_results(gt, data)
-
-
-def decode_segmentation(segm: object, height: int, width: int) -> np.ndarray:
-    """COCO polygon list / RLE (compressed or not) -> bool (H, W) mask."""
-    from pycocotools import mask as mask_utils
-
-    try:
-        if isinstance(segm, list):
-            if not segm:
-                return np.zeros((height, width), dtype=bool)
-            rle = mask_utils.merge(mask_utils.frPyObjects(segm, height, width))
-        elif isinstance(segm, dict) and isinstance(segm.get("counts"), list):
-            rle = mask_utils.frPyObjects(segm, height, width)
-        elif isinstance(segm, dict) and "counts" in segm:
-            rle = dict(segm)
-            if isinstance(rle["counts"], str):
-                rle["counts"] = rle["counts"].encode("ascii")
-        else:
-            raise TypeError(f"unsupported segmentation {type(segm).__name__}")
-        with warnings.catch_warnings():  # pycocotools vs numpy 2 copy keyword
-            warnings.simplefilter("ignore", DeprecationWarning)
-            m = mask_utils.decode(rle)
-    except Exception as exc:  # pycocotools raises plain Exception/TypeError
-        raise DatasetError(f"cannot decode segmentation: {exc}") from exc
-    if m.shape != (height, width):
-        raise DatasetError(f"segmentation size {m.shape} differs from image size {(height, width)}")
-    return m.astype(bool)
 
 
 def encode_mask(mask: np.ndarray) -> dict[str, Any]:

@@ -14,16 +14,19 @@ and a ``spurious`` row counts predictions that matched no GT instance.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from flakefinder.domain import LAYER_CLASSES
-from flakefinder.evaluate.cocodata import Instance
 from flakefinder.evaluate.pairing import match_instances
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from flakefinder.evaluate.cocodata import Instance
 
 MISSED = "missed"
 SPURIOUS = "spurious"

@@ -10,14 +10,16 @@ and standard deviation over the splits.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from flakefinder.calibration.profile import SetupProfile
-from flakefinder.domain import ImagingContext
 from flakefinder.errors import CalibrationError, DatasetError
 from flakefinder.evaluate.real import RealScore, TruthImage, split_indices
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from flakefinder.domain import ImagingContext
 
 Progress = Callable[[str], None]
 
@@ -61,7 +63,7 @@ def calibrate_on_masks(
         When calibration is unavailable or the outlines cannot determine a table.
     """
     try:
-        from flakefinder.calibration import (  # type: ignore[attr-defined]
+        from flakefinder.calibration import (
             LabelledRegion,
             calibrate,
         )

@@ -13,9 +13,9 @@ per (detector, intensity) with :mod:`flakefinder.evaluate.image_level`.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -23,6 +23,9 @@ from flakefinder.domain import Detection, Detector, ImagingContext, LayerClass, 
 from flakefinder.errors import DatasetError
 from flakefinder.evaluate.cocodata import Instance, detection_mask
 from flakefinder.evaluate.image_level import image_level_metrics
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
 
 DEFAULT_ILLUMINATIONS: tuple[float, ...] = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4)
 
@@ -301,7 +304,7 @@ def synthetic_views(config: SyntheticSweepConfig = SyntheticSweepConfig()) -> li
             continue
         view_seed = config.seed * 1000 + len(views)
 
-        def render(level: float, _args: tuple = args, _seed: int = view_seed) -> np.ndarray:
+        def render(level: float, _args: tuple[synth.VirtualChip, float, float, int, int, float] = args, _seed: int = view_seed) -> np.ndarray:
             settings = synth.RenderSettings(illumination=level)
             return synth.render_view(*_args, settings=settings, seed=_seed)
 

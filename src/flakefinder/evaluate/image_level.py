@@ -23,13 +23,15 @@ Flake level: ``flake_precision`` = correct detections / detections,
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flakefinder.errors import DatasetError
 from flakefinder.evaluate.cocodata import Instance, gt_instances, result_instances
 from flakefinder.evaluate.pairing import match_instances
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
 
 
 def ratio(num: int, den: int) -> float:

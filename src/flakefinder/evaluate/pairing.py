@@ -7,10 +7,14 @@ as one pass in which a prediction may only take ground truth of its own category
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from flakefinder.evaluate.cocodata import Instance
 from flakefinder.evaluate.matching import match_masks
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from flakefinder.evaluate.cocodata import Instance
 
 
 def match_instances(

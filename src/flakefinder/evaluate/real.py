@@ -18,16 +18,19 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from flakefinder.domain import Detection
 from flakefinder.errors import DatasetError
 from flakefinder.evaluate.matching import match_masks
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from flakefinder.domain import Detection
 
 
 @dataclass(frozen=True, eq=False)
@@ -112,7 +115,7 @@ def load_coco_truth(images: Sequence[Path], coco_file: Path) -> list[TruthImage]
     DatasetError
         For an unreadable file or an image the file does not describe.
     """
-    from flakefinder.evaluate.cocodata import decode_segmentation
+    from flakefinder.coco import decode_segmentation
 
     try:
         data = json.loads(coco_file.read_text(encoding="utf-8"))

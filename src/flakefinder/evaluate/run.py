@@ -31,7 +31,7 @@ from flakefinder.evaluate.coco_metrics import CocoMetrics, coco_metrics
 from flakefinder.evaluate.cocodata import (
     detections_to_results,
     gt_instances,
-    load_coco,
+    load_ground_truth,
     result_instances,
     validate_results,
 )
@@ -224,7 +224,7 @@ def evaluate_dataset(
     progress: Callable[[int, int], None] | None = None,
 ) -> EvaluationReport:
     """Detect over a COCO dataset folder, compute every metric and (if ``out_dir``) write them."""
-    gt, root = load_coco(dataset)
+    gt, root = load_ground_truth(dataset)
     results, dropped = run_detector(detector, gt, root, context=context, progress=progress)
     report = evaluate_results(
         gt,

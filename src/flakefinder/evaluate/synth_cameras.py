@@ -11,8 +11,8 @@ noise included). :func:`camera_benchmark` scores the calibrated detector per cam
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -20,6 +20,9 @@ import numpy as np
 from flakefinder.calibration.profile import LayerColour, MaterialTable, SetupProfile
 from flakefinder.synth.chip import FlakeDistribution
 from flakefinder.synth.render import RenderSettings, relative_rgb
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 
 @dataclass(frozen=True)

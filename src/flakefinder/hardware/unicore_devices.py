@@ -13,8 +13,7 @@ uint32 as colour cameras deliver it. pymmcore-plus is imported when this module 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 from pymmcore_plus.experimental.unicore import (
@@ -24,8 +23,12 @@ from pymmcore_plus.experimental.unicore import (
     XYStageDevice,
 )
 
-from flakefinder.hardware.protocols import Microscope
 from flakefinder.hardware.sim import SimCamera, SimFocus, SimStage, simulated_microscope
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from flakefinder.hardware.protocols import Microscope
 
 PIXEL_FORMATS = ("rgb8", "gray8", "gray16", "rgb32")
 
@@ -89,7 +92,7 @@ def rgb8_to_format(image: np.ndarray, pixel_format: str) -> np.ndarray:
         return image
     if pixel_format in ("gray8", "gray16"):
         grey = np.rint(image.astype(np.float32).mean(axis=2)).astype(np.uint8)
-        return grey if pixel_format == "gray8" else grey.astype(np.uint16) * np.uint16(257)
+        return cast("np.ndarray", grey if pixel_format == "gray8" else grey.astype(np.uint16) * np.uint16(257))
     if pixel_format == "rgb32":
         h, w, _ = image.shape
         bgra = np.empty((h, w, 4), np.uint8)
@@ -128,7 +131,7 @@ class SimCameraDevice(SimpleCameraDevice):
             self.pixel_format
         ]
 
-    def snap(self, buffer: np.ndarray) -> Mapping:
+    def snap(self, buffer: np.ndarray) -> Mapping[str, Any]:
         buffer[...] = rgb8_to_format(self.camera.snap(), self.pixel_format)
         return {}
 

@@ -18,9 +18,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
-from numpy.typing import ArrayLike
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 __all__ = ["CameraModel", "planck_spectrum"]
 
@@ -35,12 +38,12 @@ def planck_spectrum(wavelength_nm: ArrayLike, temperature_k: float) -> np.ndarra
         raise ValueError(f"colour temperature must be positive, got {temperature_k} K")
     lam = np.asarray(wavelength_nm, dtype=float) * 1e-9
     b = lam**-5 / np.expm1(_H * _C / (lam * _KB * temperature_k))
-    return b / b.max()
+    return cast("np.ndarray", b / b.max())
 
 
 def _gaussian(wl: np.ndarray, peak_nm: float, fwhm_nm: float) -> np.ndarray:
     sigma = fwhm_nm / (2.0 * np.sqrt(2.0 * np.log(2.0)))
-    return np.exp(-0.5 * ((wl - peak_nm) / sigma) ** 2)
+    return cast("np.ndarray", np.exp(-0.5 * ((wl - peak_nm) / sigma) ** 2))
 
 
 @dataclass(frozen=True)
@@ -107,7 +110,7 @@ class CameraModel:
         w = self.illuminant[None, :] * self.responses
         w = w / w.sum(axis=1, keepdims=True)
         w.setflags(write=False)
-        return w
+        return cast("np.ndarray", w)
 
     def signal(self, reflectance: ArrayLike) -> np.ndarray:
         """Camera signal (..., 3) of spectral reflectance (..., W) on :attr:`wavelengths_nm`.
@@ -120,4 +123,4 @@ class CameraModel:
                 f"reflectance must have {self.wavelengths_nm.size} wavelengths in its last axis, "
                 f"got shape {r.shape}"
             )
-        return r @ self.weights.T
+        return cast("np.ndarray", r @ self.weights.T)

@@ -14,16 +14,20 @@ graphene 1-4L on 90 nm SiO2 of Uslu et al. (2024) within 10 % both at NA = 0 and
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from functools import cached_property, lru_cache
 from numbers import Integral
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
-from numpy.typing import ArrayLike
 
 from flakefinder.optics.camera import CameraModel
 from flakefinder.optics.materials import Material, get_material, oxide_nk, silicon_nk
 from flakefinder.optics.tmm import reflectance_na
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from numpy.typing import ArrayLike
 
 __all__ = ["ContrastModel", "get_contrast_model"]
 
@@ -94,7 +98,7 @@ class ContrastModel:
         """Spectral reflectance of the bare SiO2/Si substrate on :attr:`wavelengths_nm`."""
         r = self._spectra(None, np.zeros(1))[0].copy()
         r.setflags(write=False)
-        return r
+        return cast("np.ndarray", r)
 
     @cached_property
     def _substrate_signal(self) -> np.ndarray:
@@ -107,7 +111,7 @@ class ContrastModel:
         if n == 0:
             return self.substrate_reflectance.copy()
         film = mat.nk(self.wavelengths_nm, n_layers=n)
-        return self._spectra(film, np.array([mat.thickness_nm(n)]))[0]
+        return cast("np.ndarray", self._spectra(film, np.array([mat.thickness_nm(n)]))[0])
 
     # -- colours ---------------------------------------------------------------------------
     def _fill(self, mat: Material, counts: Iterable[int]) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from typing import cast
 
 import numpy as np
 
@@ -81,7 +82,7 @@ class Material:
         if len(self.nk_files) == 1:
             return load_package_nk(self.nk_files[0]).nk(wavelength_nm)
         eps = np.mean([load_package_nk(f).nk(wavelength_nm) ** 2 for f in self.nk_files], axis=0)
-        return np.sqrt(eps)
+        return cast("np.ndarray", np.sqrt(eps))
 
     @property
     def range_nm(self) -> tuple[float, float]:

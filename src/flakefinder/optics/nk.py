@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import yaml
@@ -50,13 +50,13 @@ def dispersion_formula(number: int, coefficients: np.ndarray, wl_um: np.ndarray)
     l2 = lam**2
     if number == 1:  # Sellmeier: n^2 - 1 = C1 + sum C_i l^2 / (l^2 - C_{i+1}^2)
         n2 = 1.0 + c[0] + sum(c[i] * l2 / (l2 - c[i + 1] ** 2) for i in range(1, 17, 2))
-        return np.sqrt(n2)
+        return cast("np.ndarray", np.sqrt(n2))
     if number == 2:  # Sellmeier-2: n^2 - 1 = C1 + sum C_i l^2 / (l^2 - C_{i+1})
         n2 = 1.0 + c[0] + sum(c[i] * l2 / (l2 - c[i + 1]) for i in range(1, 17, 2))
-        return np.sqrt(n2)
+        return cast("np.ndarray", np.sqrt(n2))
     if number == 3:  # polynomial: n^2 = C1 + sum C_i l^C_{i+1}
         n2 = c[0] + sum(c[i] * lam ** c[i + 1] for i in range(1, 17, 2))
-        return np.sqrt(n2)
+        return cast("np.ndarray", np.sqrt(n2))
     if number == 4:  # RefractiveIndex.INFO
         n2 = (
             c[0]
@@ -64,20 +64,20 @@ def dispersion_formula(number: int, coefficients: np.ndarray, wl_um: np.ndarray)
             + c[5] * lam ** c[6] / (l2 - c[7] ** c[8])
         )
         n2 = n2 + sum(c[i] * lam ** c[i + 1] for i in range(9, 17, 2))
-        return np.sqrt(n2)
+        return cast("np.ndarray", np.sqrt(n2))
     if number == 5:  # Cauchy: n = C1 + sum C_i l^C_{i+1}
-        return c[0] + sum(c[i] * lam ** c[i + 1] for i in range(1, 17, 2))
+        return cast("np.ndarray", c[0] + sum(c[i] * lam ** c[i + 1] for i in range(1, 17, 2)))
     if number == 6:  # gases: n - 1 = C1 + sum C_i / (C_{i+1} - l^-2)
-        return 1.0 + c[0] + sum(c[i] / (c[i + 1] - lam**-2.0) for i in range(1, 17, 2))
+        return cast("np.ndarray", 1.0 + c[0] + sum(c[i] / (c[i + 1] - lam**-2.0) for i in range(1, 17, 2)))
     if number == 7:  # Herzberger
         g = 1.0 / (l2 - 0.028)
-        return c[0] + c[1] * g + c[2] * g**2 + c[3] * l2 + c[4] * l2**2 + c[5] * l2**3
+        return cast("np.ndarray", c[0] + c[1] * g + c[2] * g**2 + c[3] * l2 + c[4] * l2**2 + c[5] * l2**3)
     if number == 8:  # Retro: (n^2 - 1) / (n^2 + 2) = C1 + C2 l^2 / (l^2 - C3) + C4 l^2
         a = c[0] + c[1] * l2 / (l2 - c[2]) + c[3] * l2
-        return np.sqrt((1.0 + 2.0 * a) / (1.0 - a))
+        return cast("np.ndarray", np.sqrt((1.0 + 2.0 * a) / (1.0 - a)))
     if number == 9:  # Exotic
         d = lam - c[4]
-        return np.sqrt(c[0] + c[1] / (l2 - c[2]) + c[3] * d / (d**2 + c[5]))
+        return cast("np.ndarray", np.sqrt(c[0] + c[1] / (l2 - c[2]) + c[3] * d / (d**2 + c[5])))
     raise NKFormatError(f"unknown dispersion formula {number} (refractiveindex.info has 1..9)")
 
 
@@ -148,7 +148,7 @@ def _formula(number: int, coeffs: np.ndarray) -> _Component:
 def parse_nk(text: str, source: str = "<string>") -> NKData:
     """Parse the text of a refractiveindex.info YAML file. ``source`` names it in error messages."""
     try:
-        doc = yaml.load(text, Loader=_YAML_LOADER)  # noqa: S506 - a SafeLoader
+        doc = yaml.load(text, Loader=_YAML_LOADER)
     except yaml.YAMLError as exc:
         raise NKFormatError(f"{source}: not valid YAML ({exc})") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("DATA"), list) or not doc["DATA"]:

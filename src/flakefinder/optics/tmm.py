@@ -17,12 +17,14 @@ P. Blake et al., Appl. Phys. Lett. 91, 063124 (2007) (graphene contrast, NA aver
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from functools import lru_cache
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, cast
 
 import numpy as np
 from numpy.typing import ArrayLike
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 __all__ = [
     "Layer",
@@ -40,7 +42,7 @@ Polarization = Literal["s", "p"]
 def _axial_index(n: np.ndarray, sin2: np.ndarray) -> np.ndarray:
     """q = n cos(theta) = sqrt(n^2 - n0^2 sin^2 theta0), on the branch with Im q >= 0."""
     q = np.sqrt(n * n - sin2 + 0j)
-    return np.where(q.imag < 0, -q, q)
+    return cast("np.ndarray", np.where(q.imag < 0, -q, q))
 
 
 def _admittance(n: np.ndarray, q: np.ndarray, polarization: Polarization) -> np.ndarray:
@@ -171,4 +173,4 @@ def airy_reflection(
     r01 = (1.0 - n1) / (1.0 + n1)
     r12 = (n1 - n2) / (n1 + n2)
     phase = np.exp(2j * (2.0 * np.pi * n1 * film_thickness_nm / wl))
-    return (r01 + r12 * phase) / (1.0 + r01 * r12 * phase)
+    return cast("np.ndarray", (r01 + r12 * phase) / (1.0 + r01 * r12 * phase))

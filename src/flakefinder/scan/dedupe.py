@@ -15,10 +15,13 @@ same flakes as an uninterrupted one:
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from flakefinder.domain import Detection, FlakeRecord, StagePosition, pixel_to_chip_um
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 Rect = tuple[float, float, float, float]  # x_min, y_min, x_max, y_max
 

@@ -8,12 +8,15 @@ parabola through it and its two neighbours.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from flakefinder.hardware.protocols import Microscope
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from flakefinder.hardware.protocols import Microscope
 
 
 def sharpness(image: np.ndarray, *, downsample: int = 4) -> float:

@@ -15,14 +15,11 @@ of an uninterrupted scan.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from flakefinder.domain import Detector, FlakeRecord, ImagingContext, StagePosition, TileRecord
 from flakefinder.errors import FlakefinderError
@@ -34,10 +31,17 @@ from flakefinder.scan.dedupe import (
     detection_to_record,
     touches_border,
 )
-from flakefinder.scan.focus import FocusMap
 from flakefinder.scan.plan import TilePlan, check_plan_limits
-from flakefinder.scan.store import ScanStore
 from flakefinder.scan.writer import TileWrite, TileWriter
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Sequence
+
+    import numpy as np
+
+    from flakefinder.hardware.protocols import Microscope
+    from flakefinder.scan.focus import FocusMap
+    from flakefinder.scan.store import ScanStore
 
 
 @dataclass(frozen=True)
@@ -293,7 +297,7 @@ def _drain(pending: Future[Any]) -> None:
     pending.cancel()
     try:
         pending.result()
-    except BaseException:  # noqa: BLE001 - the original exception is the one to report
+    except BaseException:
         pass
 
 

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from flakefinder.errors import StageLimitError
-from flakefinder.hardware.protocols import StageLimits
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from flakefinder.hardware.protocols import StageLimits
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,13 @@ store every flake a second time.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from flakefinder.errors import FlakefinderError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 
 class NothingToResumeError(FlakefinderError):

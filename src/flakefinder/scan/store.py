@@ -7,9 +7,10 @@ the other methods from the calling thread, never two calls at once; pass
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from flakefinder.domain import FlakeRecord, TileRecord
+if TYPE_CHECKING:
+    from flakefinder.domain import FlakeRecord, TileRecord
 
 
 class ScanStore(Protocol):

@@ -17,11 +17,13 @@ from __future__ import annotations
 import queue
 import threading
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
-from flakefinder.domain import FlakeRecord, TileRecord
-from flakefinder.scan.store import ScanStore
+    from flakefinder.domain import FlakeRecord, TileRecord
+    from flakefinder.scan.store import ScanStore
 
 
 @dataclass(frozen=True)
@@ -110,7 +112,7 @@ class TileWriter:
             return
         try:
             write_tile(self._store, self._scan_id, item)
-        except BaseException as e:  # noqa: BLE001 - handed to the scan's thread
+        except BaseException as e:
             self._error = e
 
     def _run(self) -> None:

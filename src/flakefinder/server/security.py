@@ -159,7 +159,7 @@ def _cookies(headers: dict[str, str]) -> dict[str, str]:
     jar: SimpleCookie = SimpleCookie()
     try:
         jar.load(raw)
-    except Exception:  # noqa: BLE001 - a malformed Cookie header counts as no cookie
+    except Exception:
         return {}
     return {name: morsel.value for name, morsel in jar.items()}
 
@@ -258,14 +258,14 @@ def login_page(next_path: str, error: str = "") -> str:
 def add_login_routes(app: FastAPI, policy: AccessPolicy) -> None:
     """``GET/POST /login`` and ``POST /logout`` on a FastAPI ``app`` (not in the schema)."""
     @app.get("/login", include_in_schema=False)
-    def login_form(next: str = "/") -> HTMLResponse:  # noqa: A002 - the query name
+    def login_form(next: str = "/") -> HTMLResponse:
         return HTMLResponse(login_page(next))
 
     @app.post("/login", include_in_schema=False, response_model=None)
     def login(
         request: Request,
         api_key: str = Form(""),
-        next: str = Form("/"),  # noqa: A002
+        next: str = Form("/"),
     ) -> HTMLResponse | RedirectResponse:
         key = policy.api_key
         if key is None:

@@ -7,16 +7,19 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from flakefinder.errors import DatasetError
+from flakefinder.geometry import polygon_area
 from flakefinder.synth import shapes
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
 
 Point = tuple[float, float]
 Polygon = tuple[Point, ...]
@@ -238,7 +241,7 @@ def _poly(points: Sequence[Sequence[float]]) -> Polygon:
 
 
 def _to_poly(a: np.ndarray) -> Polygon:
-    return tuple(map(tuple, np.round(np.asarray(a, dtype=float), 4).tolist()))  # type: ignore[arg-type]
+    return tuple(map(tuple, np.round(np.asarray(a, dtype=float), 4).tolist()))
 
 
 def save_chip(chip: VirtualChip, path: str | Path) -> Path:
@@ -289,10 +292,10 @@ def random_flake(
     terraces = [Terrace(_to_poly(outline), n0)]
     if rng.random() < dist.terrace_probability:
         parent, n = outline, n0
-        min_area = max(1.0, 0.03 * shapes.polygon_area(outline))
+        min_area = max(1.0, 0.03 * polygon_area(outline))
         for _ in range(int(rng.integers(1, dist.max_extra_terraces + 1))):
             inner = shapes.terrace_inside(rng, parent, orientation)
-            if shapes.polygon_area(inner) < min_area:
+            if polygon_area(inner) < min_area:
                 break
             if n < BULK_MIN_LAYERS and rng.random() < 0.1:
                 n = int(rng.integers(BULK_MIN_LAYERS, max(dist.bulk_max_layers, 42)))

@@ -4,10 +4,9 @@ virtual chips under ``chips/`` so every image can be re-rendered)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,6 +20,9 @@ from flakefinder.synth.chip import (
 )
 from flakefinder.synth.instances import MIN_INSTANCE_AREA_PX, GroundTruthInstance, view_instances
 from flakefinder.synth.render import RenderSettings, render_view
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
 
 
 def instance_annotation(

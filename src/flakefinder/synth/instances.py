@@ -4,12 +4,15 @@ geometry shared with the renderer (so masks and pixels line up exactly)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from flakefinder.domain import LayerClass
-from flakefinder.synth.chip import Polygon, SynthFlake, VirtualChip
+
+if TYPE_CHECKING:
+    from flakefinder.synth.chip import Polygon, SynthFlake, VirtualChip
 
 #: Sub-pixel bits used for cv2.fillPoly (1/16 px vertex precision).
 SHIFT = 4

@@ -18,18 +18,22 @@ flake (see :mod:`flakefinder.synth.realistic_scene`).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from flakefinder.geometry import polygon_area
 from flakefinder.synth import realistic_clutter as clutter
 from flakefinder.synth import shapes
 from flakefinder.synth.chip import check_materials
-from flakefinder.synth.instances import GroundTruthInstance
 from flakefinder.synth.realistic_camera import CameraSettings, decode_jpeg, expose, jpeg_bytes
 from flakefinder.synth.realistic_scene import Scene
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from flakefinder.synth.instances import GroundTruthInstance
 
 #: Camera pixel pitch behind a 1x tube (µm): 20x gives 0.3844 µm/px as on the 2DMatGMM setup.
 SENSOR_PITCH_UM = 7.688
@@ -231,7 +235,7 @@ def build_scene(
         if rng.random() < 0.35:
             for _ in range(int(rng.integers(1, 3))):
                 inner = shapes.terrace_inside(rng, parent, float(rng.uniform(0, np.pi / 3)))
-                if len(inner) < 3 or shapes.polygon_area(inner) < 0.03 * shapes.polygon_area(poly):
+                if len(inner) < 3 or polygon_area(inner) < 0.03 * polygon_area(poly):
                     break
                 n = (
                     n + int(rng.choice([1, 1, 2, 3]))

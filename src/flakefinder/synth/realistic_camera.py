@@ -19,7 +19,7 @@ numpy / opencv only. Deterministic for a seed.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 import cv2
 import numpy as np
@@ -160,7 +160,7 @@ def white_balance_gains(
     """Channel gains: equalise the substrate (or a white reference), times the jitter."""
     ref = substrate_raw_rgb if settings.white_balance == "substrate" else white_raw_rgb
     gains = float(np.mean(ref)) / np.maximum(ref, 1e-6)
-    return gains * np.asarray(settings.white_balance_jitter_rgb, dtype=np.float64)
+    return cast("np.ndarray", gains * np.asarray(settings.white_balance_jitter_rgb, dtype=np.float64))
 
 
 def expose(

@@ -9,6 +9,8 @@ with the image's pixel size, so the clutter scales with the magnification.
 
 from __future__ import annotations
 
+from typing import cast
+
 import cv2
 import numpy as np
 
@@ -26,7 +28,7 @@ def _curve(
     angle = float(rng.uniform(0, 2 * np.pi))
     turns = rng.normal(0.0, bend, n).cumsum()
     steps = np.stack([np.cos(angle + turns), np.sin(angle + turns)], axis=1) * (length_px / n)
-    return np.asarray(start, dtype=float) + np.concatenate([[[0.0, 0.0]], steps.cumsum(axis=0)])
+    return cast("np.ndarray", np.asarray(start, dtype=float) + np.concatenate([[[0.0, 0.0]], steps.cumsum(axis=0)]))
 
 
 def _line_mask(shape: tuple[int, int], pts: np.ndarray, width_px: int) -> np.ndarray:

@@ -9,9 +9,8 @@ image entry also records the drawn optics and camera (``render``) and its pixel 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -19,6 +18,9 @@ from flakefinder.domain import ClassMap
 from flakefinder.synth.chip import check_materials
 from flakefinder.synth.coco import coco_categories, instance_annotation
 from flakefinder.synth.realistic import RealisticStyle, render_realistic
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
 
 
 def export_realistic_coco(

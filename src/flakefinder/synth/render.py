@@ -22,13 +22,15 @@ import math
 import threading
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import cv2
 import numpy as np
 
-from flakefinder.synth.chip import VirtualChip
 from flakefinder.synth.instances import SHIFT, ViewGeometry
+
+if TYPE_CHECKING:
+    from flakefinder.synth.chip import VirtualChip
 
 _RESIDUE_TINT = np.array([0.8, 1.0, 1.25], dtype=np.float32)  # residue absorbs more blue
 _RESIDUE_DOWNSAMPLE = 8
@@ -103,7 +105,7 @@ def _illumination_field(
     f = 1.0 - inhomogeneity * r2 + gx * x[None, :] + gy * y[:, None]
     f = np.clip(f, 0.0, None).astype(np.float32)
     f.flags.writeable = False
-    return f[:, :, None]
+    return cast("np.ndarray", f[:, :, None])
 
 
 @lru_cache(maxsize=4)
@@ -126,7 +128,7 @@ def _gauss_lut() -> np.ndarray:
     from scipy.special import ndtri
 
     q = ndtri((np.arange(256) + 0.5) / 256.0)
-    return (q / q.std()).astype(np.float32)
+    return cast("np.ndarray", (q / q.std()).astype(np.float32))
 
 
 _SCRATCH = threading.local()
@@ -346,7 +348,7 @@ def encode(linear: np.ndarray, settings: RenderSettings, seed: int) -> np.ndarra
     if settings.gamma == 1.0:
         return cv2.convertScaleAbs(v, alpha=255.0)
     q = np.minimum(v * np.float32(4095.0) + np.float32(0.5), np.float32(4095.0)).astype(np.uint16)
-    return np.take(_gamma_lut(float(settings.gamma)), q)
+    return cast("np.ndarray", np.take(_gamma_lut(float(settings.gamma)), q))
 
 
 def render_view(

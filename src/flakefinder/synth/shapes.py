@@ -6,6 +6,8 @@ Polygons are ``(N, 2)`` float64 arrays of (x, y) vertices, x right and y down, i
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 
 _BIG = 1.0e9
@@ -36,14 +38,6 @@ def clip_halfplane(poly: np.ndarray, normal: np.ndarray, offset: float) -> np.nd
     out[0::2], keep[0::2] = poly, inside
     out[1::2], keep[1::2] = ip, cross
     return out[keep]
-
-
-def polygon_area(poly: np.ndarray) -> float:
-    """Absolute area (shoelace formula)."""
-    if len(poly) < 3:
-        return 0.0
-    x, y = poly[:, 0], poly[:, 1]
-    return 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
 
 
 def _crystal_halfplanes(
@@ -201,7 +195,7 @@ def blob_polygon(
 ) -> np.ndarray:
     """Smooth irregular closed blob (residue, particles): radius with a few random harmonics."""
     c = np.asarray([center], dtype=float)
-    return blob_polygons(rng, c, np.asarray([radius_um]), n_points=n_points, roughness=roughness)[0]
+    return cast("np.ndarray", blob_polygons(rng, c, np.asarray([radius_um]), n_points=n_points, roughness=roughness)[0])
 
 
 def blob_polygons(
@@ -221,4 +215,4 @@ def blob_polygons(
     r = 1.0 + np.einsum("mk,mkt->mt", amp, np.cos(k[None, :, None] * theta + phase[:, :, None]))
     r = np.asarray(radii_um, dtype=float)[:, None] * np.clip(r, 0.3, None)
     pts = np.stack([r * np.cos(theta), r * np.sin(theta)], axis=2)
-    return pts + np.asarray(centers, dtype=float)[:, None, :]
+    return cast("np.ndarray", pts + np.asarray(centers, dtype=float)[:, None, :])

@@ -9,12 +9,16 @@ default (``class_agnostic = false``).
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 
+from flakefinder.coco import load_coco
 from flakefinder.detect.maskrcnn_model import AGNOSTIC_CLASS
 from flakefinder.domain import ClassMap, parse_category_name
-from flakefinder.train.data import load_coco
-from flakefinder.train.recipe import TrainRecipe
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from flakefinder.train.recipe import TrainRecipe
 
 
 def agnostic_mapping(
@@ -36,7 +40,7 @@ def agnostic_mapping(
     """
     wanted = {m.lower() for m in materials}
     out: dict[str, str | None] = {}
-    for cat in load_coco(annotation_file)["categories"]:
+    for cat in load_coco(annotation_file)[0]["categories"]:
         name = str(cat["name"])
         if name == AGNOSTIC_CLASS:
             out[name] = AGNOSTIC_CLASS

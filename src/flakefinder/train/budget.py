@@ -9,7 +9,10 @@ the budget. Every call runs at least one step, so repeated short calls always ma
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 class StepBudget:

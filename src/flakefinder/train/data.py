@@ -2,7 +2,7 @@
 
 Reads flakefinder's own exports (``flakefinder.synth.export_coco``) and any user's COCO file:
 
-* segmentations as polygons, compressed RLE or uncompressed RLE (see :mod:`.coco_masks`);
+* segmentations as polygons, compressed RLE or uncompressed RLE (see :mod:`flakefinder.coco`);
 * category *names* are matched against the :class:`~flakefinder.domain.ClassMap`; an optional
   ``category_mapping`` renames user categories first (``{"graphene_1L": "graphene_mono"}``;
   mapping a name to ``None`` drops it). Names still unknown raise a :class:`DatasetError`
@@ -23,27 +23,27 @@ the detector does (:mod:`flakefinder.detect.letterbox`).
 
 from __future__ import annotations
 
-import json
 import warnings
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from flakefinder.coco import decode_segmentation, load_coco
 from flakefinder.domain import ClassMap
 from flakefinder.errors import DatasetError
 from flakefinder.train.augment import Augmenter, prepare_sample
-from flakefinder.train.coco_masks import decode_segmentation
 from flakefinder.train.stats import DatasetStatistics, dataset_statistics, plot_statistics
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
 
 __all__ = [
     "CocoDetectionDataset",
     "DatasetStatistics",
     "ImageRecord",
     "dataset_statistics",
-    "load_coco",
     "plot_statistics",
     "resolve_dataset",
     "split_dataset",
@@ -59,21 +59,6 @@ class ImageRecord:
     width: int
     height: int
     annotations: tuple[tuple[int, Any], ...]  # (class id, segmentation)
-
-
-def load_coco(annotation_file: str | Path) -> dict[str, Any]:
-    """Read and minimally validate a COCO JSON file."""
-    p = Path(annotation_file)
-    if not p.is_file():
-        raise DatasetError(f"annotation file not found: {p}")
-    try:
-        coco = json.loads(p.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DatasetError(f"{p}: not a readable JSON file: {exc}") from exc
-    if not isinstance(coco, dict) or not all(k in coco for k in ("images", "categories")):
-        raise DatasetError(f"{p}: not a COCO file (needs 'images' and 'categories' lists)")
-    coco.setdefault("annotations", [])
-    return coco
 
 
 def resolve_dataset(path: str | Path) -> tuple[Path, Path]:
@@ -164,7 +149,7 @@ class CocoDetectionDataset:
         if unknown_categories not in ("error", "drop"):
             raise DatasetError("unknown_categories must be 'error' or 'drop'")
         self.annotation_file = Path(annotation_file)
-        self.coco = load_coco(self.annotation_file)
+        self.coco, _ = load_coco(self.annotation_file)
         self.image_dir = Path(image_dir) if image_dir is not None else self.annotation_file.parent
         cats = {int(c["id"]): str(c["name"]) for c in self.coco["categories"]}
         self.class_map = class_map if class_map is not None else ClassMap(tuple(cats.values()))

@@ -56,10 +56,11 @@ def detect_format(path: Path) -> str:
 
 def _coco_points_elsewhere(path: Path) -> bool:
     """True when a COCO file names images outside its folder (``../…``, tool exports)."""
-    from flakefinder.train.data import load_coco, resolve_dataset
+    from flakefinder.coco import load_coco
+    from flakefinder.train.data import resolve_dataset
 
     ann, _ = resolve_dataset(path)
-    coco = load_coco(ann)
+    coco, _ = load_coco(ann)
     return any(".." in Path(str(img.get("file_name", ""))).parts for img in coco["images"])
 
 

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from flakefinder.detect.maskrcnn import resolve_device
 from flakefinder.errors import ModelError
 from flakefinder.train.budget import StepBudget
 from flakefinder.train.checkpoint import (
@@ -49,7 +50,6 @@ from flakefinder.train.steps import (
     distributed,
     evaluate_loss,
     loader_workers,
-    resolve_device,
     train_step,
 )
 from flakefinder.train.transfer import build_training_model
@@ -257,7 +257,7 @@ def _run_schedule(
     weights = rec.torchvision_loss_weights()
     loader: Any = torch.utils.data.DataLoader(
         data.train,  # type: ignore[arg-type]
-        batch_sampler=StreamBatches(len(data.train), rec.batch_size, rec.seed, pos.step, rank, world),  # type: ignore[arg-type]
+        batch_sampler=StreamBatches(len(data.train), rec.batch_size, rec.seed, pos.step, rank, world),
         collate_fn=collate, num_workers=workers,
         generator=torch.Generator().manual_seed(rec.seed), pin_memory=dev.startswith("cuda"),
     )  # fmt: skip
@@ -347,7 +347,8 @@ def _publish(
     init_from: str | Path | None, seconds: float,
 ) -> None:  # fmt: skip
     """Write the model folder (atomically) with its metrics."""
-    from flakefinder.detect.model_folder import dataset_hash, save_model_folder
+    from flakefinder.artifacts import dataset_hash
+    from flakefinder.detect.model_folder import save_model_folder
     from flakefinder.train.publish import publish_folder
 
     last = history[-1] if history else {}

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from flakefinder.domain import ClassMap
 from flakefinder.errors import DatasetError
 from flakefinder.train.augment import Augmenter
 from flakefinder.train.data import CocoDetectionDataset, resolve_dataset, split_dataset
-from flakefinder.train.recipe import TrainRecipe
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
+    from flakefinder.domain import ClassMap
+    from flakefinder.train.recipe import TrainRecipe
 
 
 @dataclass

@@ -9,8 +9,10 @@ numbers, so that a long training never looks frozen.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 def format_duration(seconds: float) -> str:

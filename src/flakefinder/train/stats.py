@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from flakefinder.coco import load_coco
 from flakefinder.domain import parse_category_name
 
 
@@ -54,9 +55,7 @@ def dataset_statistics(coco: dict[str, Any] | str | Path) -> DatasetStatistics:
     category name before ``_mono``/``_few``/``_thick`` (the whole name when it has no such part).
     """
     if not isinstance(coco, dict):
-        from flakefinder.train.data import load_coco
-
-        coco = load_coco(coco)
+        coco, _ = load_coco(coco)
     cats = {int(c["id"]): str(c["name"]) for c in coco["categories"]}
     mat_images: dict[str, set[int]] = {}
     mat_objects: dict[str, int] = {}

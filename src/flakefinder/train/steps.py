@@ -8,15 +8,18 @@ position in the stream, whatever the number of workers or processes.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from flakefinder.errors import ModelError
 from flakefinder.train.checkpoint import LOSS_KEYS, EpochSums
-from flakefinder.train.data import CocoDetectionDataset
-from flakefinder.train.recipe import Stage, TrainRecipe
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from flakefinder.train.data import CocoDetectionDataset
+    from flakefinder.train.recipe import Stage, TrainRecipe
 
 
 def collate(batch: list[Any]) -> tuple[Any, ...]:
@@ -62,17 +65,6 @@ def available_cores() -> int:
 def loader_workers(requested: int) -> int:
     """DataLoader workers: the recipe's number, but never more than the cores available."""
     return max(0, min(int(requested), available_cores()))
-
-
-def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda`` when available else ``cpu``; a CUDA device without CUDA is refused."""
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ModelError(f"device {device!r} requested but CUDA is not available")
-    return device
 
 
 def distributed(device: str) -> tuple[int, int, str]:
@@ -133,7 +125,7 @@ def train_step(
         for g in opt.param_groups:
             g["lr"] = stage.lr
     opt.zero_grad(set_to_none=True)
-    loss.backward()
+    loss.backward()  # type: ignore[no-untyped-call]  # torch stubs leave backward untyped
     if recipe.clip_grad_norm > 0:
         torch.nn.utils.clip_grad_norm_(params, recipe.clip_grad_norm)
     opt.step()

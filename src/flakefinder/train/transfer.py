@@ -10,13 +10,14 @@ model does not know start from fresh random rows; their names are reported.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flakefinder.errors import ModelError
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
     import torch
 
     from flakefinder.detect.maskrcnn_model import ModelConfig

@@ -1,18 +1,61 @@
-"""Decode COCO segmentations (polygons, compressed or uncompressed RLE) into boolean masks.
+"""COCO files: the one loader, and decoding/encoding of segmentations (torch-free).
 
-pycocotools is used when it is installed (it is the reference rasteriser for polygons);
-otherwise a numpy/OpenCV implementation of the same formats is used, so that training also runs
-on machines without pycocotools. RLE decoding is exact in both; polygon rasterisation may differ
-from pycocotools by at most the boundary pixels.
+:func:`load_coco` reads a COCO JSON file for every user (training, evaluation, statistics);
+evaluation validates the result further with :func:`flakefinder.evaluate.cocodata.validate_coco`.
+
+:func:`decode_segmentation` turns polygons, compressed or uncompressed RLE into boolean masks.
+pycocotools is used for polygons when it is installed (it is the reference rasteriser);
+otherwise a numpy/OpenCV implementation of the same format is used. RLE decoding is exact
+(numpy); polygon rasterisation without pycocotools may differ by at most the boundary pixels.
 """
 
 from __future__ import annotations
 
+import json
+import warnings
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from flakefinder.errors import DatasetError
+
+
+def load_coco(path: str | Path) -> tuple[dict[str, Any], Path]:
+    r"""Read a COCO JSON file and check that it has ``images`` and ``categories`` lists.
+
+    Parameters
+    ----------
+    path
+        The annotation file, or a folder holding ``annotations.json``.
+
+    Returns
+    -------
+    tuple[dict[str, Any], Path]
+        The COCO dict (``annotations`` defaults to an empty list) and the folder that image
+        ``file_name``\ s are relative to (the file's folder).
+
+    Raises
+    ------
+    DatasetError
+        When the file is missing, not JSON, or not shaped like a COCO file.
+    """
+    p = Path(path)
+    file = p / "annotations.json" if p.is_dir() else p
+    if not file.is_file():
+        raise DatasetError(f"COCO annotation file not found: {file}")
+    try:
+        coco = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DatasetError(f"{file}: not a readable JSON file: {exc}") from exc
+    if not isinstance(coco, dict) or not all(
+        isinstance(coco.get(k), list) for k in ("images", "categories")
+    ):
+        raise DatasetError(f"{file}: not a COCO file (needs 'images' and 'categories' lists)")
+    coco.setdefault("annotations", [])
+    if not isinstance(coco["annotations"], list):
+        raise DatasetError(f"{file}: 'annotations' must be a list")
+    return coco, file.parent
 
 
 def _have_pycocotools() -> bool:
@@ -95,8 +138,13 @@ def _polygons_to_mask(polygons: list[list[float]], height: int, width: int) -> n
     if _have_pycocotools():
         from pycocotools import mask as mask_utils
 
-        rles = mask_utils.frPyObjects(polygons, height, width)
-        return np.asarray(mask_utils.decode(mask_utils.merge(rles)), dtype=bool)
+        try:
+            rles = mask_utils.frPyObjects(polygons, height, width)
+            with warnings.catch_warnings():  # pycocotools vs numpy 2's `copy` keyword
+                warnings.simplefilter("ignore", DeprecationWarning)
+                return np.asarray(mask_utils.decode(mask_utils.merge(rles)), dtype=bool)
+        except Exception as exc:  # pycocotools raises plain Exception/TypeError
+            raise DatasetError(f"cannot rasterise polygon segmentation: {exc}") from exc
     import cv2
 
     out = np.zeros((height, width), dtype=np.uint8)
@@ -108,10 +156,21 @@ def _polygons_to_mask(polygons: list[list[float]], height: int, width: int) -> n
     return out.astype(bool)
 
 
-def decode_segmentation(segmentation: Any, height: int, width: int, *, what: str) -> np.ndarray:
-    """Boolean (height, width) mask of a COCO ``segmentation`` (polygon list or RLE dict)."""
+def decode_segmentation(
+    segmentation: Any, height: int, width: int, *, what: str = "segmentation"
+) -> np.ndarray:
+    r"""Boolean (height, width) mask of a COCO ``segmentation`` (polygon list or RLE dict).
+
+    Polygons with fewer than three vertices are skipped; an RLE's ``size`` must equal
+    ``[height, width]``. Errors are :class:`DatasetError`\ s that start with ``what``.
+    """
     if isinstance(segmentation, list):
-        polys = [list(map(float, p)) for p in segmentation if len(p) >= 6]
+        if not all(isinstance(p, (list, tuple)) for p in segmentation):
+            raise DatasetError(f"{what}: a polygon segmentation must be a list of coordinate lists")
+        try:
+            polys = [list(map(float, p)) for p in segmentation if len(p) >= 6]
+        except (TypeError, ValueError) as exc:
+            raise DatasetError(f"{what}: polygon with a non-numeric coordinate: {exc}") from None
         if not polys:
             return np.zeros((height, width), dtype=bool)
         if any(len(p) % 2 for p in polys):
