@@ -104,6 +104,46 @@ def _nearest(clusters: Sequence[Cluster], table: np.ndarray, tol: float) -> tupl
     return tuple(chosen)
 
 
+def _within(
+    clusters: Sequence[Cluster], table: np.ndarray, model_sd: float
+) -> tuple[int | None, ...]:
+    """Each cluster to its nearest free layer within 3.5 sigma (cluster + model uncertainty).
+
+    Closest pairs first; a layer takes one cluster, so a colour the model cannot tell apart
+    from an assigned one stays unassigned rather than bending the fit.
+    """
+    d = np.empty((len(clusters), len(table)))
+    for i, c in enumerate(clusters):
+        s = np.sqrt(c.sem_rgb**2 + model_sd**2)
+        d[i] = np.sqrt((((table - c.mean_rgb[None, :]) / s[None, :]) ** 2).sum(axis=1))
+    out: list[int | None] = [None] * len(clusters)
+    taken: set[int] = set()
+    for flat in np.argsort(d, axis=None):
+        ci, li = divmod(int(flat), len(table))
+        if d[ci, li] >= 3.5:
+            break
+        if out[ci] is None and li not in taken:
+            out[ci] = li + 1
+            taken.add(li)
+    return tuple(out)
+
+
+def _measured(
+    clusters: Sequence[Cluster], layers: tuple[int | None, ...]
+) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
+    """Pixel-weighted mean and uncertainty per assigned layer."""
+    acc: dict[int, list[Cluster]] = {}
+    for c, n in zip(clusters, layers, strict=True):
+        if n is not None:
+            acc.setdefault(n, []).append(c)
+    means, sems = {}, {}
+    for n, cs in acc.items():
+        w = np.array([c.n_pixels for c in cs], dtype=float)
+        means[n] = (np.array([c.mean_rgb for c in cs]) * w[:, None]).sum(axis=0) / w.sum()
+        sems[n] = np.min(np.array([c.sem_rgb for c in cs]), axis=0)
+    return means, sems
+
+
 def _score(
     clusters: Sequence[Cluster], layers: tuple[int | None, ...], fit: PhysicsFit | None
 ) -> float:
@@ -139,34 +179,31 @@ def assign_layers(
     ]
     results: dict[tuple[int | None, ...], tuple[float, PhysicsFit | None]] = {}
     layer_range = list(range(1, max_layers + 1))
+
+    def refit(layers: tuple[int | None, ...], p0: CameraOpticsParams) -> PhysicsFit | None:
+        measured, sigma = _measured(clusters, layers)
+        if not measured:
+            return None
+        return fit_physics(
+            material, oxide_nm, measured, sigma=sigma, start=p0, n_starts=1, max_nfev=60
+        )
+
     for p0 in starts:
         table = PhysicsFit(material, oxide_nm, p0, (), np.zeros((0, 3)), 0.0).predict(layer_range)
         layers = _nearest(clusters, table, tolerance * 1.5)
         fit: PhysicsFit | None = None
         for _ in range(4):
-            measured = {n: c.mean_rgb for c, n in zip(clusters, layers, strict=True) if n}
-            if not measured:
-                fit = None
+            fit = refit(layers, p0)
+            if fit is None:
                 break
-            sigma = {n: c.sem_rgb for c, n in zip(clusters, layers, strict=True) if n}
-            fit = fit_physics(
-                material, oxide_nm, measured, sigma=sigma, start=p0, n_starts=1, max_nfev=60
-            )
-            new = _nearest(clusters, fit.predict(layer_range), tolerance)
+            new = _within(clusters, fit.predict(layer_range), max(fit.rms_residual, 0.012))
             if new == layers:
                 break
             layers = new
         if layers in results:
             continue
-        if fit is not None and tuple(sorted(n for n in layers if n)) != fit.fitted_layers:
-            measured = {n: c.mean_rgb for c, n in zip(clusters, layers, strict=True) if n}
-            if measured:
-                sigma = {n: c.sem_rgb for c, n in zip(clusters, layers, strict=True) if n}
-                fit = fit_physics(
-                    material, oxide_nm, measured, sigma=sigma, start=p0, n_starts=1, max_nfev=60
-                )
-            else:
-                fit = None
+        if fit is not None and tuple(sorted({n for n in layers if n})) != fit.fitted_layers:
+            fit = refit(layers, p0)
         results[layers] = (_score(clusters, layers, fit), fit)
     ranked = sorted(results.items(), key=lambda kv: kv[1][0])
     best_layers, (best_score, best_fit) = ranked[0]
