@@ -29,6 +29,7 @@ from flakefinder.calibration.physics import CameraOpticsParams, PhysicsFit, fit_
 __all__ = ["Assignment", "Cluster", "assign_layers", "cluster_flakes"]
 
 _UNASSIGNED_PRICE = 3.0  # score per unassigned cluster (+ 0.5 per further flake in it)
+_MODEL_SD = 0.012  # how far the optics model may miss a real camera's colours (per channel)
 _GAMMA_STARTS = (0.55, 0.8, 1.0, 1.4, 2.0, 2.8)
 
 
@@ -87,41 +88,31 @@ def cluster_flakes(
     return [Cluster(i, c.members, c.mean_rgb, c.sem_rgb, c.n_pixels) for i, c in enumerate(out)]
 
 
-def _nearest(clusters: Sequence[Cluster], table: np.ndarray, tol: float) -> tuple[int | None, ...]:
-    """Each cluster to its nearest layer (1-based) within ``tol``; one cluster per layer."""
-    dist = np.array([np.linalg.norm(table - c.mean_rgb[None, :], axis=1) for c in clusters])
-    chosen: list[int | None] = [None] * len(clusters)
-    taken: set[int] = set()
-    order = np.argsort(dist.min(axis=1))
-    for ci in order:
-        for li in np.argsort(dist[ci]):
-            if dist[ci, li] > tol:
-                break
-            if int(li) not in taken:
-                taken.add(int(li))
-                chosen[int(ci)] = int(li) + 1
-                break
-    return tuple(chosen)
-
-
-def _within(
-    clusters: Sequence[Cluster], table: np.ndarray, model_sd: float
+def _nearest(
+    clusters: Sequence[Cluster], table: np.ndarray, max_distance: float
 ) -> tuple[int | None, ...]:
-    """Each cluster to its nearest free layer within 3.5 sigma (cluster + model uncertainty).
+    """Each cluster to its nearest predicted layer, closest pairs first, one cluster per layer.
 
-    Closest pairs first; a layer takes one cluster, so a colour the model cannot tell apart
-    from an assigned one stays unassigned rather than bending the fit.
+    A cluster is accepted within half the distance from that layer's colour to its neighbours'
+    (so the tolerance follows the layer spacing, wide for strongly absorbing materials and
+    tight for faint ones), never beyond ``max_distance``; clusters off the thin-layer colour
+    trajectory (bulk, residue) or beyond the last layer stay unassigned.
     """
-    d = np.empty((len(clusters), len(table)))
-    for i, c in enumerate(clusters):
-        s = np.sqrt(c.sem_rgb**2 + model_sd**2)
-        d[i] = np.sqrt((((table - c.mean_rgb[None, :]) / s[None, :]) ** 2).sum(axis=1))
+    k = len(table)
+    gaps = np.full(k, np.inf)
+    if k > 1:
+        step = np.linalg.norm(np.diff(table, axis=0), axis=1)
+        gaps[:-1] = np.minimum(gaps[:-1], step)
+        gaps[1:] = np.minimum(gaps[1:], step)
+        gaps[-1] = step[-1]
+    tol = np.minimum(0.5 * gaps + 0.01, max_distance)
+    d = np.array([np.linalg.norm(table - c.mean_rgb[None, :], axis=1) for c in clusters])
     out: list[int | None] = [None] * len(clusters)
     taken: set[int] = set()
     for flat in np.argsort(d, axis=None):
-        ci, li = divmod(int(flat), len(table))
-        if d[ci, li] >= 3.5:
-            break
+        ci, li = divmod(int(flat), k)
+        if d[ci, li] > tol[li]:
+            continue
         if out[ci] is None and li not in taken:
             out[ci] = li + 1
             taken.add(li)
@@ -161,7 +152,7 @@ def assign_layers(
     material: str,
     oxide_nm: float,
     max_layers: int = 10,
-    tolerance: float = 0.06,
+    tolerance: float = 0.25,
     start: CameraOpticsParams | None = None,
 ) -> Assignment:
     """Assign layer numbers 1..``max_layers`` to ``clusters`` (see the module docstring)."""
@@ -185,18 +176,44 @@ def assign_layers(
         if not measured:
             return None
         return fit_physics(
-            material, oxide_nm, measured, sigma=sigma, start=p0, n_starts=1, max_nfev=60
+            material,
+            oxide_nm,
+            measured,
+            sigma={n: np.sqrt(v**2 + _MODEL_SD**2) for n, v in sigma.items()},
+            start=p0,
+            n_starts=1,
+            max_nfev=60,
+            loss="soft_l1",
+            prior=base,
         )
 
-    for p0 in starts:
-        table = PhysicsFit(material, oxide_nm, p0, (), np.zeros((0, 3)), 0.0).predict(layer_range)
-        layers = _nearest(clusters, table, tolerance * 1.5)
+    base_table = PhysicsFit(material, oxide_nm, base, (), np.zeros((0, 3)), 0.0).predict([1])[0]
+    seeds: list[tuple[CameraOpticsParams, tuple[int | None, ...] | None]] = [
+        (p0, None) for p0 in starts
+    ]
+    # consecutive seed: clusters on the model's side of the substrate, faintest first, 1, 2, ...
+    same_side = [
+        i for i, c in enumerate(clusters) if np.all(np.sign(c.mean_rgb) == np.sign(base_table))
+    ]
+    if same_side:
+        seq: list[int | None] = [None] * len(clusters)
+        for rank, i in enumerate(same_side[:max_layers]):
+            seq[i] = rank + 1
+        seeds.append((base, tuple(seq)))
+    for p0, seed in seeds:
+        if seed is None:
+            table = PhysicsFit(material, oxide_nm, p0, (), np.zeros((0, 3)), 0.0).predict(
+                layer_range
+            )
+            layers = _nearest(clusters, table, tolerance)
+        else:
+            layers = seed
         fit: PhysicsFit | None = None
         for _ in range(4):
             fit = refit(layers, p0)
             if fit is None:
                 break
-            new = _within(clusters, fit.predict(layer_range), max(fit.rms_residual, 0.012))
+            new = _nearest(clusters, fit.predict(layer_range), tolerance)
             if new == layers:
                 break
             layers = new

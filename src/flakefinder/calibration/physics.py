@@ -314,6 +314,8 @@ def fit_physics(
     fixed: Sequence[str] = (),
     n_starts: int = len(_STARTS),
     max_nfev: int = 200,
+    loss: str = "linear",
+    prior: CameraOpticsParams | None = None,
 ) -> PhysicsFit:
     """Fit :class:`CameraOpticsParams` to measured contrasts ``{n_layers: (3,) RGB}``.
 
@@ -326,11 +328,18 @@ def fit_physics(
     sigma
         Uncertainty (3,) per layer; default 0.01 per channel.
     start
-        Starting point and prior centre (default: a typical microscope).
+        Starting point, and prior centre unless ``prior`` is given (default: a typical
+        microscope).
     fixed
         Names from :data:`PARAMETERS` held at the start value.
     n_starts
         How many starting points to try (1: only ``start``); the lowest cost wins.
+    max_nfev
+        Function evaluations per start.
+    loss
+        ``"linear"`` (least squares) or ``"soft_l1"`` (robust to a few badly matched layers).
+    prior
+        Centre of the parameter priors (default: ``start``); fixed parameters stay at ``start``.
 
     Returns
     -------
@@ -350,11 +359,12 @@ def fit_physics(
         ]
     )
     s = np.clip(s, 0.003, None)
-    centre = _DEFAULT if start is None else start.to_vector()
+    x_start = _DEFAULT if start is None else start.to_vector()
+    centre = x_start if prior is None else prior.to_vector()
     free = np.array([name not in fixed for name in PARAMETERS])
 
     def full(xf: np.ndarray) -> np.ndarray:
-        x = centre.copy()
+        x = x_start.copy()
         x[free] = xf
         return x
 
@@ -364,8 +374,8 @@ def fit_physics(
         return np.concatenate([((pred - y) / s).ravel(), ((x - centre) / _PRIOR)[free]])
 
     best: tuple[float, np.ndarray] | None = None
-    starts = [centre] + [
-        np.array([st.get(name, centre[i]) for i, name in enumerate(PARAMETERS)])
+    starts = [x_start] + [
+        np.array([st.get(name, x_start[i]) for i, name in enumerate(PARAMETERS)])
         for st in _STARTS[1:]
     ]
     for x0 in starts[: max(1, n_starts)]:
@@ -377,6 +387,7 @@ def fit_physics(
             x_scale=_PRIOR[free],
             max_nfev=max_nfev,
             diff_step=1e-3,
+            loss=loss,
         )
         if best is None or res.cost < best[0]:
             best = (float(res.cost), res.x)
