@@ -7,8 +7,9 @@
    predicted colour is nearest, or to *unassigned* (thick, bulk, residue) when none is within
    tolerance; at most one cluster per layer number. The optics model is refitted on the assigned
    clusters, and the two steps repeat until the assignment is stable.
-3. Every distinct assignment gets a score: the fit's chi-square (with the parameter priors) plus
-   a fixed price per unassigned flake. The best wins; its confidence is its share of
+3. Every distinct assignment gets a score: the fit's robust chi-square (with the parameter
+   priors) plus a price per unassigned cluster (smaller for clusters of few pixels, whose colour
+   is dominated by blurred edges). The best wins; its confidence is its share of
    ``exp(-score)`` among the distinct assignments found.
 
 The model predicts a monotone colour sequence, so the assignment is physically consistent by
@@ -29,7 +30,8 @@ from flakefinder.calibration.physics import CameraOpticsParams, PhysicsFit, fit_
 __all__ = ["Assignment", "Cluster", "assign_layers", "cluster_flakes"]
 
 _UNASSIGNED_PRICE = 3.0  # score per unassigned cluster (+ 0.5 per further flake in it)
-_MODEL_SD = 0.012  # how far the optics model may miss a real camera's colours (per channel)
+_TRUSTED_PX = 400  # clusters with fewer interior pixels get a larger uncertainty
+_MODEL_SD = 0.006  # how far the optics model may miss a real camera's colours (per channel)
 _GAMMA_STARTS = (0.55, 0.8, 1.0, 1.4, 2.0, 2.8)
 
 
@@ -82,7 +84,9 @@ def cluster_flakes(
             ) / math.sqrt(len(members))
         else:
             between = np.zeros(3)
-        sem = np.sqrt(between**2 + 0.01**2)
+        # small regions are dominated by blurred edges: their colour is trusted less
+        floor = 0.006 * math.sqrt(max(1.0, _TRUSTED_PX / float(w.sum())))
+        sem = np.sqrt(between**2 + floor**2)
         out.append(Cluster(len(out), members, mean, sem, int(w.sum())))
     out.sort(key=lambda c: float(np.linalg.norm(c.mean_rgb)))
     return [Cluster(i, c.members, c.mean_rgb, c.sem_rgb, c.n_pixels) for i, c in enumerate(out)]
@@ -107,9 +111,16 @@ def _nearest(
         gaps[-1] = step[-1]
     tol = np.minimum(0.5 * gaps + 0.01, max_distance)
     d = np.array([np.linalg.norm(table - c.mean_rgb[None, :], axis=1) for c in clusters])
+    # best-determined pairs first: distance in units of the cluster's uncertainty
+    z = (
+        d
+        / np.array([math.hypot(float(np.linalg.norm(c.sem_rgb)), _MODEL_SD) for c in clusters])[
+            :, None
+        ]
+    )
     out: list[int | None] = [None] * len(clusters)
     taken: set[int] = set()
-    for flat in np.argsort(d, axis=None):
+    for flat in np.argsort(z, axis=None):
         ci, li = divmod(int(flat), k)
         if d[ci, li] > tol[li]:
             continue
@@ -139,7 +150,7 @@ def _score(
     clusters: Sequence[Cluster], layers: tuple[int | None, ...], fit: PhysicsFit | None
 ) -> float:
     unassigned = sum(
-        _UNASSIGNED_PRICE + 0.5 * (len(c.members) - 1)
+        _UNASSIGNED_PRICE * min(1.0, c.n_pixels / _TRUSTED_PX) + 0.5 * (len(c.members) - 1)
         for c, n in zip(clusters, layers, strict=True)
         if n is None
     )
@@ -183,7 +194,7 @@ def assign_layers(
             start=p0,
             n_starts=1,
             max_nfev=60,
-            loss="soft_l1",
+            loss="linear",
             prior=base,
         )
 
@@ -191,10 +202,13 @@ def assign_layers(
     seeds: list[tuple[CameraOpticsParams, tuple[int | None, ...] | None]] = [
         (p0, None) for p0 in starts
     ]
-    # consecutive seed: clusters on the model's side of the substrate, faintest first, 1, 2, ...
+    # consecutive seed: well-measured clusters on the model's side of the substrate, faintest
+    # first, get 1, 2, 3, ...
     same_side = [
         i for i, c in enumerate(clusters) if np.all(np.sign(c.mean_rgb) == np.sign(base_table))
     ]
+    trusted = [i for i in same_side if clusters[i].n_pixels >= _TRUSTED_PX]
+    same_side = trusted or same_side
     if same_side:
         seq: list[int | None] = [None] * len(clusters)
         for rank, i in enumerate(same_side[:max_layers]):
