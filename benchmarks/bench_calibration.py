@@ -45,8 +45,8 @@ def main() -> None:
         "masks": [LabelledRegion(k, m, None) for k, m, n in thin],
         "no labels": None,
     }
-    print("\n| mode | regions | time (s) | goal (s) | measured layers | confidence |")
-    print("|---|---|---|---|---|---|")
+    print("\n| mode | regions | time (s) | goal (s) | measured layers | confidence | gamma |")
+    print("|---|---|---|---|---|---|---|")
     for mode, regions in cases.items():
         t0 = time.perf_counter()
         rep = calibrate(
@@ -57,7 +57,11 @@ def main() -> None:
             e.n_layers for e in rep.profile.table("graphene").layers if e.source == "measured"
         ]
         n_regions = len(regions) if regions is not None else len(rep.region_layers)
-        print(f"| {mode} | {n_regions} | {dt:.1f} | 30 | {measured} | {rep.confidence:.2f} |")
+        gamma = rep.profile.camera.gamma
+        print(
+            f"| {mode} | {n_regions} | {dt:.1f} | 30 | {measured} | {rep.confidence:.2f} "
+            f"| {gamma:.2f} |"
+        )
         if regions is not None and mode == "masks":
             got = np.array([-1 if n is None else n for n in rep.region_layers])
             want = np.array([n for _, _, n in thin])
