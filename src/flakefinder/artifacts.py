@@ -29,7 +29,9 @@ def sha256_file(path: str | Path) -> str:
 
 def canonical_json(data: Any) -> str:
     """JSON text with sorted keys and no insignificant white space: what a content hash covers."""
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+    return json.dumps(
+        data, sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+    )
 
 
 def sha256_json(data: Any) -> str:
