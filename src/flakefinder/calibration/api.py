@@ -33,7 +33,7 @@ __all__ = ["CalibrationReport", "ClusterReport", "LabelledRegion", "calibrate"]
 
 Mode = Literal["labels", "masks", "none"]
 MIN_INTERIOR_PX = 12
-MIN_CONFIDENCE_NO_LABELS = 0.7
+MIN_CONFIDENCE_NO_LABELS = 0.5
 SUBSTRATE_LOG_TOLERANCE = 0.12  # max spread of log substrate chromaticity within one setup
 
 

@@ -31,7 +31,7 @@ __all__ = ["Assignment", "Cluster", "assign_layers", "cluster_flakes"]
 
 _UNASSIGNED_PRICE = 3.0  # score per unassigned cluster (+ 0.5 per further flake in it)
 _TRUSTED_PX = 400  # clusters with fewer interior pixels get a larger uncertainty
-_MODEL_SD = 0.006  # how far the optics model may miss a real camera's colours (per channel)
+_MODEL_SD = 0.01  # how far the optics model may miss a real camera's colours (per channel)
 _GAMMA_STARTS = (0.55, 0.8, 1.0, 1.4, 2.0, 2.8)
 
 
