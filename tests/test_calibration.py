@@ -37,7 +37,7 @@ def test_forward_model_matches_contrast_model_at_default_camera() -> None:
 
     pred = predict_contrast("graphene", 90.0, CameraOpticsParams(numerical_aperture=0.45), [1, 3])
     ref = -ContrastModel(90.0, 0.45).contrast_table("graphene", [1, 3])
-    np.testing.assert_allclose(pred, ref, atol=1e-9)
+    np.testing.assert_allclose(pred, ref, atol=1e-4)  # (oxide, NA) grid interpolation
 
 
 def test_fit_graphene_on_two_layers_predicts_three_and_four() -> None:

@@ -399,7 +399,8 @@ def calibrate(
             for i in c.members:
                 groups.setdefault(n, []).append(stats[i].pixels)
                 region_layers[region_of[i]] = n
-            counts[n] = (c.n_pixels, len(c.members))
+            px, fl = counts.get(n, (0, 0))
+            counts[n] = (px + c.n_pixels, fl + len(c.members))
         for lay, score in result.alternatives[1:3]:
             alternatives.append(
                 "layers "

@@ -7,8 +7,9 @@
    predicted colour is nearest, or to *unassigned* (thick, bulk, residue) when none is within
    tolerance; at most one cluster per layer number. The optics model is refitted on the assigned
    clusters, and the two steps repeat until the assignment is stable.
-3. Every distinct assignment gets a score: the fit's chi-square (with the parameter priors) plus
-   a fixed price per unassigned flake. The best wins; its confidence is its share of
+3. Every distinct assignment gets a score: the fit's robust chi-square (with the parameter
+   priors) plus a price per unassigned cluster (smaller for clusters of few pixels, whose colour
+   is dominated by blurred edges). The best wins; its confidence is its share of
    ``exp(-score)`` among the distinct assignments found.
 
 The model predicts a monotone colour sequence, so the assignment is physically consistent by
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
 __all__ = ["Assignment", "Cluster", "assign_layers", "cluster_flakes"]
 
 _UNASSIGNED_PRICE = 3.0  # score per unassigned cluster (+ 0.5 per further flake in it)
+_TRUSTED_PX = 400  # clusters with fewer interior pixels get a larger uncertainty
+_MODEL_SD = 0.01  # how far the optics model may miss a real camera's colours (per channel)
 _GAMMA_STARTS = (0.55, 0.8, 1.0, 1.4, 2.0, 2.8)
 
 
@@ -85,34 +88,73 @@ def cluster_flakes(
             ) / math.sqrt(len(members))
         else:
             between = np.zeros(3)
-        sem = np.sqrt(between**2 + 0.01**2)
+        # small regions are dominated by blurred edges: their colour is trusted less
+        floor = 0.006 * math.sqrt(max(1.0, _TRUSTED_PX / float(w.sum())))
+        sem = np.sqrt(between**2 + floor**2)
         out.append(Cluster(len(out), members, mean, sem, int(w.sum())))
     out.sort(key=lambda c: float(np.linalg.norm(c.mean_rgb)))
     return [Cluster(i, c.members, c.mean_rgb, c.sem_rgb, c.n_pixels) for i, c in enumerate(out)]
 
 
-def _nearest(clusters: Sequence[Cluster], table: np.ndarray, tol: float) -> tuple[int | None, ...]:
-    """Each cluster to its nearest layer (1-based) within ``tol``; one cluster per layer."""
-    dist = np.array([np.linalg.norm(table - c.mean_rgb[None, :], axis=1) for c in clusters])
-    chosen: list[int | None] = [None] * len(clusters)
+def _nearest(
+    clusters: Sequence[Cluster], table: np.ndarray, max_distance: float
+) -> tuple[int | None, ...]:
+    """Each cluster to its nearest predicted layer, closest pairs first, one cluster per layer.
+
+    A cluster is accepted within half the distance from that layer's colour to its neighbours'
+    (so the tolerance follows the layer spacing, wide for strongly absorbing materials and
+    tight for faint ones), never beyond ``max_distance``; clusters off the thin-layer colour
+    trajectory (bulk, residue) or beyond the last layer stay unassigned.
+    """
+    k = len(table)
+    gaps = np.full(k, np.inf)
+    if k > 1:
+        step = np.linalg.norm(np.diff(table, axis=0), axis=1)
+        gaps[:-1] = np.minimum(gaps[:-1], step)
+        gaps[1:] = np.minimum(gaps[1:], step)
+        gaps[-1] = step[-1]
+    tol = np.minimum(0.5 * gaps + 0.01, max_distance)
+    d = np.array([np.linalg.norm(table - c.mean_rgb[None, :], axis=1) for c in clusters])
+    # best-determined pairs first: distance in units of the cluster's uncertainty
+    z = (
+        d
+        / np.array([math.hypot(float(np.linalg.norm(c.sem_rgb)), _MODEL_SD) for c in clusters])[
+            :, None
+        ]
+    )
+    out: list[int | None] = [None] * len(clusters)
     taken: set[int] = set()
-    order = np.argsort(dist.min(axis=1))
-    for ci in order:
-        for li in np.argsort(dist[ci]):
-            if dist[ci, li] > tol:
-                break
-            if int(li) not in taken:
-                taken.add(int(li))
-                chosen[int(ci)] = int(li) + 1
-                break
-    return tuple(chosen)
+    for flat in np.argsort(z, axis=None):
+        ci, li = divmod(int(flat), k)
+        if d[ci, li] > tol[li]:
+            continue
+        if out[ci] is None and li not in taken:
+            out[ci] = li + 1
+            taken.add(li)
+    return tuple(out)
+
+
+def _measured(
+    clusters: Sequence[Cluster], layers: tuple[int | None, ...]
+) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
+    """Pixel-weighted mean and uncertainty per assigned layer."""
+    acc: dict[int, list[Cluster]] = {}
+    for c, n in zip(clusters, layers, strict=True):
+        if n is not None:
+            acc.setdefault(n, []).append(c)
+    means, sems = {}, {}
+    for n, cs in acc.items():
+        w = np.array([c.n_pixels for c in cs], dtype=float)
+        means[n] = (np.array([c.mean_rgb for c in cs]) * w[:, None]).sum(axis=0) / w.sum()
+        sems[n] = np.min(np.array([c.sem_rgb for c in cs]), axis=0)
+    return means, sems
 
 
 def _score(
     clusters: Sequence[Cluster], layers: tuple[int | None, ...], fit: PhysicsFit | None
 ) -> float:
     unassigned = sum(
-        _UNASSIGNED_PRICE + 0.5 * (len(c.members) - 1)
+        _UNASSIGNED_PRICE * min(1.0, c.n_pixels / _TRUSTED_PX) + 0.5 * (len(c.members) - 1)
         for c, n in zip(clusters, layers, strict=True)
         if n is None
     )
@@ -125,7 +167,7 @@ def assign_layers(
     material: str,
     oxide_nm: float,
     max_layers: int = 10,
-    tolerance: float = 0.06,
+    tolerance: float = 0.25,
     start: CameraOpticsParams | None = None,
 ) -> Assignment:
     """Assign layer numbers 1..``max_layers`` to ``clusters`` (see the module docstring)."""
@@ -143,34 +185,60 @@ def assign_layers(
     ]
     results: dict[tuple[int | None, ...], tuple[float, PhysicsFit | None]] = {}
     layer_range = list(range(1, max_layers + 1))
-    for p0 in starts:
-        table = PhysicsFit(material, oxide_nm, p0, (), np.zeros((0, 3)), 0.0).predict(layer_range)
-        layers = _nearest(clusters, table, tolerance * 1.5)
+
+    def refit(layers: tuple[int | None, ...], p0: CameraOpticsParams) -> PhysicsFit | None:
+        measured, sigma = _measured(clusters, layers)
+        if not measured:
+            return None
+        return fit_physics(
+            material,
+            oxide_nm,
+            measured,
+            sigma={n: np.sqrt(v**2 + _MODEL_SD**2) for n, v in sigma.items()},
+            start=p0,
+            n_starts=1,
+            max_nfev=60,
+            loss="linear",
+            prior=base,
+        )
+
+    base_table = PhysicsFit(material, oxide_nm, base, (), np.zeros((0, 3)), 0.0).predict([1])[0]
+    seeds: list[tuple[CameraOpticsParams, tuple[int | None, ...] | None]] = [
+        (p0, None) for p0 in starts
+    ]
+    # consecutive seed: well-measured clusters on the model's side of the substrate, faintest
+    # first, get 1, 2, 3, ...
+    same_side = [
+        i for i, c in enumerate(clusters) if np.all(np.sign(c.mean_rgb) == np.sign(base_table))
+    ]
+    trusted = [i for i in same_side if clusters[i].n_pixels >= _TRUSTED_PX]
+    same_side = trusted or same_side
+    if same_side:
+        seq: list[int | None] = [None] * len(clusters)
+        for rank, i in enumerate(same_side[:max_layers]):
+            seq[i] = rank + 1
+        seeds.append((base, tuple(seq)))
+    for p0, seed in seeds:
+        if seed is None:
+            table = PhysicsFit(material, oxide_nm, p0, (), np.zeros((0, 3)), 0.0).predict(
+                layer_range
+            )
+            layers = _nearest(clusters, table, tolerance)
+        else:
+            layers = seed
         fit: PhysicsFit | None = None
         for _ in range(4):
-            measured = {n: c.mean_rgb for c, n in zip(clusters, layers, strict=True) if n}
-            if not measured:
-                fit = None
+            fit = refit(layers, p0)
+            if fit is None:
                 break
-            sigma = {n: c.sem_rgb for c, n in zip(clusters, layers, strict=True) if n}
-            fit = fit_physics(
-                material, oxide_nm, measured, sigma=sigma, start=p0, n_starts=1, max_nfev=60
-            )
             new = _nearest(clusters, fit.predict(layer_range), tolerance)
             if new == layers:
                 break
             layers = new
         if layers in results:
             continue
-        if fit is not None and tuple(sorted(n for n in layers if n)) != fit.fitted_layers:
-            measured = {n: c.mean_rgb for c, n in zip(clusters, layers, strict=True) if n}
-            if measured:
-                sigma = {n: c.sem_rgb for c, n in zip(clusters, layers, strict=True) if n}
-                fit = fit_physics(
-                    material, oxide_nm, measured, sigma=sigma, start=p0, n_starts=1, max_nfev=60
-                )
-            else:
-                fit = None
+        if fit is not None and tuple(sorted({n for n in layers if n})) != fit.fitted_layers:
+            fit = refit(layers, p0)
         results[layers] = (_score(clusters, layers, fit), fit)
     ranked = sorted(results.items(), key=lambda kv: kv[1][0])
     best_layers, (best_score, best_fit) = ranked[0]

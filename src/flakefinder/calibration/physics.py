@@ -141,16 +141,77 @@ class CameraOpticsParams:
             raise CalibrationError(f"the profile's optics fit lacks {exc.args[0]!r}") from None
 
 
-@lru_cache(maxsize=256)
+_OX_STEP_NM = 0.3  # oxide grid step
+_NA_STEP = 0.02  # aperture grid step
+_MAX_NODES = 4096
+_nodes: dict[tuple[str, float, float], dict[int, np.ndarray]] = {}
+
+
+def _node_spectra(material: str, oxide_nm: float, na: float, layers: tuple[int, ...]) -> np.ndarray:
+    """Reflectance (K + 1, W): the substrate (row 0) and ``layers``, at one grid node (cached)."""
+    from flakefinder.optics import get_material, oxide_nk, silicon_nk
+    from flakefinder.optics.tmm import reflectance_na
+
+    key = (material, oxide_nm, na)
+    cache = _nodes.get(key)
+    if cache is None:
+        if len(_nodes) >= _MAX_NODES:
+            _nodes.clear()
+        cache = _nodes[key] = {}
+    missing = [n for n in (0, *layers) if n not in cache]
+    if missing:
+        wl = _wavelengths()
+        ox, si = oxide_nk(wl), silicon_nk(wl)
+        mat = get_material(material)
+        if 0 in missing:
+            cache[0] = np.asarray(reflectance_na(wl, [(ox, oxide_nm)], si, numerical_aperture=na))
+        groups: dict[bool, list[int]] = {}
+        for n in missing:
+            if n > 0:
+                groups.setdefault(n == 1 and mat.monolayer_nk_file is not None, []).append(n)
+        for mono, ns in groups.items():
+            film = mat.nk(wl, n_layers=1 if mono else None)
+            thick = np.array([mat.thickness_nm(n) for n in ns])[:, None]
+            r = reflectance_na(wl, [(film, thick), (ox, oxide_nm)], si, numerical_aperture=na)
+            for n, row in zip(ns, np.broadcast_to(r, (len(ns), wl.size)), strict=True):
+                cache[n] = np.array(row)
+    return np.stack([cache[n] for n in (0, *layers)])
+
+
 def _spectra(
     material: str, oxide_nm: float, numerical_aperture: float, layers: tuple[int, ...]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Reflectance spectra (K, W) of the flakes and (W,) of the bare substrate."""
-    from flakefinder.optics import ContrastModel
+    """Reflectance spectra (K, W) of the flakes and (W,) of the bare substrate.
 
-    model = ContrastModel(oxide_thickness_nm=oxide_nm, numerical_aperture=numerical_aperture)
-    flakes = np.stack([model.reflectance_spectrum(material, n) for n in layers])
-    return flakes, np.asarray(model.substrate_reflectance)
+    Bilinear interpolation between cached transfer-matrix results on a fine (oxide, NA) grid, so
+    the many small parameter steps of a least-squares fit reuse a few exact evaluations.
+    """
+    step = _OX_STEP_NM
+    fo = oxide_nm / step
+    io = math.floor(fo)
+    to = fo - io
+    fn = min(max(numerical_aperture, 0.0), 0.9) / _NA_STEP
+    ina = min(math.floor(fn), round(0.9 / _NA_STEP) - 1)
+    tn = fn - ina
+    acc: np.ndarray | None = None
+    for do, wo in ((0, 1.0 - to), (1, to)):
+        for dn, wn in ((0, 1.0 - tn), (1, tn)):
+            w = wo * wn
+            if w == 0.0:
+                continue
+            node = _node_spectra(
+                material, round((io + do) * step, 6), round((ina + dn) * _NA_STEP, 6), layers
+            )
+            acc = node * w if acc is None else acc + node * w
+    assert acc is not None
+    return acc[1:], acc[0]
+
+
+@lru_cache(maxsize=64)
+def _canonical(material: str) -> str:
+    from flakefinder.optics import get_material
+
+    return get_material(material).name
 
 
 @lru_cache(maxsize=1)
@@ -160,20 +221,31 @@ def _wavelengths() -> np.ndarray:
     return np.asarray(CameraModel().wavelengths_nm)
 
 
-def _weights(p: CameraOpticsParams) -> np.ndarray:
+@lru_cache(maxsize=1)
+def _camera_base() -> tuple[np.ndarray, np.ndarray, tuple[float, ...]]:
+    """Wavelength grid, illuminant and the default peaks / widths of :class:`CameraModel`."""
     from flakefinder.optics import CameraModel
 
-    base = CameraModel()
-    cam = CameraModel(
-        red_peak_nm=base.red_peak_nm + p.red_shift_nm,
-        green_peak_nm=base.green_peak_nm + p.green_shift_nm,
-        blue_peak_nm=base.blue_peak_nm + p.blue_shift_nm,
-        red_fwhm_nm=base.red_fwhm_nm * p.width_scale,
-        green_fwhm_nm=base.green_fwhm_nm * p.width_scale,
-        blue_fwhm_nm=base.blue_fwhm_nm * p.width_scale,
+    cam = CameraModel()
+    shape = (
+        cam.red_peak_nm,
+        cam.green_peak_nm,
+        cam.blue_peak_nm,
+        cam.red_fwhm_nm,
+        cam.green_fwhm_nm,
+        cam.blue_fwhm_nm,
     )
-    w = np.asarray(cam.weights)
-    return cast("np.ndarray", (1.0 - p.crosstalk) * w + p.crosstalk * w.mean(axis=0, keepdims=True))
+    return np.asarray(cam.wavelengths_nm), np.asarray(cam.illuminant), shape
+
+
+def _weights(p: CameraOpticsParams) -> np.ndarray:
+    """Normalised channel weights (3, W): CameraModel's Gaussians, shifted, widened, mixed."""
+    wl, illum, (rp, gp, bp, rw, gw, bw) = _camera_base()
+    peaks = np.array([rp + p.red_shift_nm, gp + p.green_shift_nm, bp + p.blue_shift_nm])
+    sigma = np.array([rw, gw, bw]) * p.width_scale / (2.0 * math.sqrt(2.0 * math.log(2.0)))
+    w = illum[None, :] * np.exp(-0.5 * ((wl[None, :] - peaks[:, None]) / sigma[:, None]) ** 2)
+    w = w / w.sum(axis=1, keepdims=True)
+    return (1.0 - p.crosstalk) * w + p.crosstalk * w.mean(axis=0, keepdims=True)
 
 
 def predict_contrast(
@@ -182,9 +254,9 @@ def predict_contrast(
     """Stored-value contrast ``I / I_bg - 1`` (K, 3), RGB, of ``layers`` under ``params``."""
     if not layers:
         return np.zeros((0, 3))
-    ox = round(float(oxide_nm) * params.oxide_scale, 3)
-    na = round(min(max(params.numerical_aperture, 0.0), 0.95), 4)
-    flakes, sub = _spectra(material, ox, na, tuple(int(n) for n in layers))
+    name = _canonical(material)
+    ox = float(oxide_nm) * params.oxide_scale
+    flakes, sub = _spectra(name, ox, params.numerical_aperture, tuple(int(n) for n in layers))
     w = _weights(params)
     rel = (flakes @ w.T) / (sub @ w.T)[None, :]
     rel = (rel + params.flare) / (1.0 + params.flare)
@@ -245,6 +317,8 @@ def fit_physics(
     fixed: Sequence[str] = (),
     n_starts: int = len(_STARTS),
     max_nfev: int = 200,
+    loss: str = "linear",
+    prior: CameraOpticsParams | None = None,
 ) -> PhysicsFit:
     """Fit :class:`CameraOpticsParams` to measured contrasts ``{n_layers: (3,) RGB}``.
 
@@ -257,11 +331,18 @@ def fit_physics(
     sigma
         Uncertainty (3,) per layer; default 0.01 per channel.
     start
-        Starting point and prior centre (default: a typical microscope).
+        Starting point, and prior centre unless ``prior`` is given (default: a typical
+        microscope).
     fixed
         Names from :data:`PARAMETERS` held at the start value.
     n_starts
         How many starting points to try (1: only ``start``); the lowest cost wins.
+    max_nfev
+        Function evaluations per start.
+    loss
+        ``"linear"`` (least squares) or ``"soft_l1"`` (robust to a few badly matched layers).
+    prior
+        Centre of the parameter priors (default: ``start``); fixed parameters stay at ``start``.
 
     Returns
     -------
@@ -281,11 +362,12 @@ def fit_physics(
         ]
     )
     s = np.clip(s, 0.003, None)
-    centre = _DEFAULT if start is None else start.to_vector()
+    x_start = _DEFAULT if start is None else start.to_vector()
+    centre = x_start if prior is None else prior.to_vector()
     free = np.array([name not in fixed for name in PARAMETERS])
 
     def full(xf: np.ndarray) -> np.ndarray:
-        x = centre.copy()
+        x = x_start.copy()
         x[free] = xf
         return x
 
@@ -295,8 +377,8 @@ def fit_physics(
         return np.concatenate([((pred - y) / s).ravel(), ((x - centre) / _PRIOR)[free]])
 
     best: tuple[float, np.ndarray] | None = None
-    starts = [centre] + [
-        np.array([st.get(name, centre[i]) for i, name in enumerate(PARAMETERS)])
+    starts = [x_start] + [
+        np.array([st.get(name, x_start[i]) for i, name in enumerate(PARAMETERS)])
         for st in _STARTS[1:]
     ]
     for x0 in starts[: max(1, n_starts)]:
@@ -308,6 +390,7 @@ def fit_physics(
             x_scale=_PRIOR[free],
             max_nfev=max_nfev,
             diff_step=1e-3,
+            loss=loss,
         )
         if best is None or res.cost < best[0]:
             best = (float(res.cost), res.x)
