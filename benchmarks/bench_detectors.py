@@ -61,7 +61,7 @@ def time_detectors(repeats: int, seed: int) -> dict[str, float]:
     )
     c = TILE * UM_PER_PX / 2
     img = render_view(chip, c, c, TILE, TILE, UM_PER_PX, seed=seed)
-    ctx = ImagingContext(UM_PER_PX, 90.0, ("graphene",), 0.55, 1.0)
+    ctx = ImagingContext(UM_PER_PX, 90.0, ("graphene",))
     out = {}
     detectors: list[Detector] = [ContrastDetector(), RuleBasedDetector()]
     for det in detectors:
@@ -80,7 +80,7 @@ def evaluate(
 ) -> tuple[dict[tuple[str, str], list[int]], int, int]:
     """Per (material, layer bin): [n_gt, found, exact layer count]; total detections; matched."""
     chip = random_chip(chip_um, chip_um, materials, flakes_per_mm2=300.0, seed=seed)
-    ctx = ImagingContext(UM_PER_PX, 90.0, materials, 0.55, 1.0)
+    ctx = ImagingContext(UM_PER_PX, 90.0, materials)
     rows: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
     n_det = n_match = 0
     settings = RenderSettings(illumination=illumination)

@@ -14,6 +14,8 @@ if TYPE_CHECKING:
     from flakefinder.detect.setup_io import LoadedSetup
 
 AUTO = "auto"
+#: Detectors that use a setup profile (w10: maskrcnn = segment + classify by the profile, union).
+SETUP_DETECTORS = ("contrast", "maskrcnn", "union")
 
 
 def resolve_setup(
@@ -35,10 +37,10 @@ def resolve_setup(
     from flakefinder.errors import FlakefinderError, ImageError
     from flakefinder.imaging import load_image
 
-    if detector.strip().lower() != "contrast":
+    if detector.strip().lower() not in SETUP_DETECTORS:
         raise FlakefinderError(
-            f"--setup is used by the contrast detector; got --detector {detector!r} "
-            "(use --detector contrast)"
+            f"--setup is used by the {', '.join(SETUP_DETECTORS)} detectors; got --detector "
+            f"{detector!r} (use --detector contrast)"
         )
     if setup.strip().lower() != AUTO:
         return load_setup(Path(setup))

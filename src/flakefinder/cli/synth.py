@@ -15,7 +15,15 @@ OUT_DIR receives images/NNNNNN.png, annotations.json (COCO, RLE masks, categorie
 graphene_mono / graphene_few / graphene_thick with n_layers attributes) and chips/*.json
 (the virtual chips, to re-render or simulate a scan). Same --seed, same bytes.
 
+--style realistic renders crowded, randomised micrographs instead (each image draws its own
+oxide 70-300 nm, NA 0.3-0.9, magnification 5-100x, lamp, white balance on the substrate or on
+white, auto-exposure, sRGB/gamma, JPEG quality 60-95, per-channel defocus, vignetting, noise; bulk
+crystals, residue, glue streaks, particles, folds, cracks, overlapping flakes) and writes
+images/NNNNNN.jpg; --um-per-px, --oxide-nm, --flakes-per-mm2 and --gamma are then drawn per
+image and the options are not used.
+
 Example: flakefinder synth data/synth --images 200 --materials graphene,hBN --seed 0
+         flakefinder synth data/real-like --style realistic --images 500 --size 512
 """
 
 
@@ -31,6 +39,9 @@ def synth(
     flakes_per_mm2: float = typer.Option(40.0, help="Flake density on the virtual chips."),
     gamma: float = typer.Option(1.0, help="Camera gamma encoding (stored = linear ** (1/gamma))."),
     seed: int = typer.Option(0, help="Random seed (the whole dataset is deterministic)."),
+    style: str = typer.Option(
+        "legacy", help="legacy (sparse chips, PNG) or realistic (crowded, randomised camera, JPEG)."
+    ),
 ) -> None:
     """Render a synthetic COCO dataset of 2D flakes into OUT_DIR."""
     from flakefinder.cli import parse_materials
@@ -47,6 +58,14 @@ def synth(
         )
         raise typer.Exit(code=2)
 
+    if style not in ("legacy", "realistic"):
+        typer.secho(
+            f"error: --style must be legacy or realistic, got {style!r}",
+            fg=typer.colors.RED,
+            err=True,
+        )
+        raise typer.Exit(code=2)
+
     from flakefinder.synth.coco import export_coco
     from flakefinder.synth.render import RenderSettings
 
@@ -54,19 +73,32 @@ def synth(
         if done == total or done % max(1, total // 10) == 0:
             typer.echo(f"  {done}/{total} images")
 
-    path = export_coco(
-        out_dir,
-        n_images=images,
-        materials=mats,
-        width_px=size,
-        height_px=size,
-        um_per_px=um_per_px,
-        seed=seed,
-        oxide_thickness_nm=oxide_nm,
-        flakes_per_mm2=flakes_per_mm2,
-        settings=RenderSettings(gamma=gamma),
-        progress=progress,
-    )
+    if style == "realistic":
+        from flakefinder.synth.realistic_coco import export_realistic_coco
+
+        path = export_realistic_coco(
+            out_dir,
+            n_images=images,
+            materials=mats,
+            width_px=size,
+            height_px=size,
+            seed=seed,
+            progress=progress,
+        )
+    else:
+        path = export_coco(
+            out_dir,
+            n_images=images,
+            materials=mats,
+            width_px=size,
+            height_px=size,
+            um_per_px=um_per_px,
+            seed=seed,
+            oxide_thickness_nm=oxide_nm,
+            flakes_per_mm2=flakes_per_mm2,
+            settings=RenderSettings(gamma=gamma),
+            progress=progress,
+        )
     import json
 
     data = json.loads(path.read_text())

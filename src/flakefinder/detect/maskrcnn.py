@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -69,6 +70,15 @@ def mask_to_polygon(
     return tuple((float(x), float(y)) for x, y in pts)
 
 
+@dataclass(frozen=True, eq=False)
+class Segment:
+    """One instance mask of the network, before classification."""
+
+    mask: np.ndarray  # bool (H, W)
+    bbox_px: tuple[float, float, float, float]
+    score: float
+
+
 # Median grey level of the bare 90 nm SiO2/Si substrate in the synthetic training images at the
 # mean training illumination (0.95): RGB medians (121, 116, 150) -> grey 129.
 SUBSTRATE_GREY = 129.0
@@ -97,6 +107,8 @@ class MaskRCNNDetector:
         keep_masks: bool = True,
         version: str | None = None,
         exposure_target_grey: float | None = SUBSTRATE_GREY,
+        gamma: float = 1.0,
+        numerical_aperture: float = 0.55,
     ) -> None:
         if not 0.0 <= score_threshold <= 1.0:
             raise ModelError(f"score threshold must lie in [0, 1], got {score_threshold}")
@@ -109,8 +121,12 @@ class MaskRCNNDetector:
         self.only_context_materials = only_context_materials
         self.keep_masks = keep_masks
         self.exposure_target_grey = exposure_target_grey
+        self.gamma = float(gamma)  # camera encoding: stored = linear ** (1 / gamma)
+        self.numerical_aperture = float(numerical_aperture)
         self.version = version or f"{config.backbone}-cfg{config.version}"
-        self._parsed = [parse_category_name(n) for n in config.class_names]
+        self._parsed = (
+            [] if config.class_agnostic else [parse_category_name(n) for n in config.class_names]
+        )
 
     @classmethod
     def from_folder(
@@ -162,9 +178,41 @@ class MaskRCNNDetector:
         lut = np.clip(np.arange(256, dtype=np.float32) * gain + 0.5, 0, 255).astype(np.uint8)
         return lut[rgb]
 
-    def _detect_chunk(
-        self, images: Sequence[np.ndarray], context: ImagingContext
-    ) -> list[list[Detection]]:
+    def segment_batch(
+        self, images: Sequence[np.ndarray], *, batch_size: int = 4
+    ) -> list[tuple[np.ndarray, list[Segment]]]:
+        """Instance masks without classes, for any model (class-agnostic or not).
+
+        Returns, per image, the RGB uint8 image the network saw (before exposure scaling) and
+        its segments with score >= ``score_threshold``, best first.
+        """
+        out: list[tuple[np.ndarray, list[Segment]]] = []
+        for start in range(0, len(images), max(1, batch_size)):
+            for rgb, scale, pad, o in self._forward(images[start : start + batch_size]):
+                out.append((rgb, self._segments(rgb, scale, pad, o)))
+        return out
+
+    def _segments(
+        self, rgb: np.ndarray, scale: float, pad: tuple[int, int], output: dict[str, torch.Tensor]
+    ) -> list[Segment]:
+        h, w = rgb.shape[:2]
+        scores = output["scores"].float().cpu().numpy()
+        keep = np.flatnonzero(scores >= self.score_threshold)
+        if keep.size == 0:
+            return []
+        boxes = unletterbox_boxes(output["boxes"].float().cpu().numpy()[keep], scale, pad, (h, w))
+        masks = output["masks"][keep, 0].float().cpu().numpy()
+        segs = []
+        for i in range(keep.size):
+            mask = unletterbox_mask(masks[i], (h, w), threshold=self.mask_threshold)
+            if mask.any():
+                x0, y0, x1, y1 = (float(v) for v in boxes[i])
+                segs.append(Segment(mask, (x0, y0, x1, y1), float(scores[keep[i]])))
+        return segs
+
+    def _forward(
+        self, images: Sequence[np.ndarray]
+    ) -> list[tuple[np.ndarray, float, tuple[int, int], dict[str, torch.Tensor]]]:
         import torch
 
         rgbs = [to_rgb8(im, what=f"image {i}") for i, im in enumerate(images)]
@@ -179,8 +227,21 @@ class MaskRCNNDetector:
         ]
         with torch.inference_mode():
             outputs = self.model(tensors)
+        return [
+            (rgb, scale, pad, o)
+            for rgb, (_, scale, pad), o in zip(rgbs, boxed, outputs, strict=True)
+        ]
+
+    def _detect_chunk(
+        self, images: Sequence[np.ndarray], context: ImagingContext
+    ) -> list[list[Detection]]:
+        if self.config.class_agnostic:
+            raise ModelError(
+                "this Mask R-CNN model is class-agnostic (one 'flake' class): it needs a setup "
+                "profile to give each flake its material and layer number (--setup FILE)"
+            )
         results = []
-        for rgb, (_, scale, pad), o in zip(rgbs, boxed, outputs, strict=True):
+        for rgb, scale, pad, o in self._forward(images):
             dets = self._to_detections(rgb, scale, pad, o, context)
             results.append(self._refined(rgb, dets, context) if self.refine_layers else dets)
         return results
@@ -236,5 +297,15 @@ class MaskRCNNDetector:
             return dets
         from flakefinder.detect.refine import estimate_background, refine_layer_count
 
-        field = estimate_background(rgb, gamma=context.gamma)
-        return [refine_layer_count(rgb, d, context, background_field=field) for d in dets]
+        field = estimate_background(rgb, gamma=self.gamma)
+        return [
+            refine_layer_count(
+                rgb,
+                d,
+                context,
+                background_field=field,
+                gamma=self.gamma,
+                numerical_aperture=self.numerical_aperture,
+            )
+            for d in dets
+        ]

@@ -31,6 +31,10 @@ log = logging.getLogger(__name__)
 BACKBONES: tuple[str, ...] = ("resnet101_fpn", "resnet50_fpn", "mobilenet_v3_fpn")
 CONFIG_VERSION = 1
 
+#: The single class of a class-agnostic segmenter: material and layer number come from a setup
+#: profile (:mod:`flakefinder.detect.segment_classify`), not from the network.
+AGNOSTIC_CLASS = "flake"
+
 # Paper: (alpha, beta, gamma) = (0.6, 1.0, 1.0) for classification, box and mask losses;
 # torchvision's RPN losses keep weight 1.
 PAPER_LOSS_WEIGHTS: dict[str, float] = {
@@ -78,6 +82,8 @@ class ModelConfig:
     mask_predictor_channels: int | None = None
     anchor_sizes: tuple[tuple[int, ...], ...] | None = None  # None: torchvision default
     frozen_batchnorm: bool = True
+    class_agnostic: bool = False  # one "flake" class; needs a setup profile to classify
+    materials: tuple[str, ...] = ()  # materials seen in training (class-agnostic models)
     version: int = CONFIG_VERSION
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
@@ -89,7 +95,13 @@ class ModelConfig:
         names = tuple(self.class_names)
         if not names:
             raise ModelError("a model needs at least one class name")
-        for n in names:
+        object.__setattr__(self, "materials", tuple(str(m) for m in self.materials))
+        if self.class_agnostic:
+            if names != (AGNOSTIC_CLASS,):
+                raise ModelError(
+                    f"a class-agnostic model has the single class {AGNOSTIC_CLASS!r}, got {list(names)}"
+                )
+        for n in () if self.class_agnostic else names:
             try:
                 parse_category_name(n)
             except ValueError as exc:
@@ -115,6 +127,20 @@ class ModelConfig:
         """Config whose classes are ``ClassMap.for_materials(materials)`` (e.g. graphene_mono...)."""
         return cls(class_names=ClassMap.for_materials(materials).names, **kwargs)
 
+    @classmethod
+    def agnostic(cls, materials: list[str] | tuple[str, ...] = (), **kwargs: Any) -> ModelConfig:
+        """Class-agnostic config: one ``"flake"`` class; ``materials`` records the training data."""
+        return cls(
+            class_names=(AGNOSTIC_CLASS,), class_agnostic=True, materials=tuple(materials), **kwargs
+        )
+
+    @property
+    def known_materials(self) -> tuple[str, ...]:
+        """Materials the model was trained on (empty: not recorded)."""
+        if self.class_agnostic:
+            return self.materials
+        return ClassMap(self.class_names).materials
+
     @property
     def class_map(self) -> ClassMap:
         return ClassMap(self.class_names)
@@ -127,6 +153,7 @@ class ModelConfig:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["class_names"] = list(self.class_names)
+        d["materials"] = list(self.materials)
         return d
 
     @classmethod
@@ -136,6 +163,8 @@ class ModelConfig:
         if "class_names" not in kwargs:
             raise ModelError("model config has no class_names")
         kwargs["class_names"] = tuple(kwargs["class_names"])
+        if kwargs.get("materials") is not None:
+            kwargs["materials"] = tuple(kwargs["materials"])
         if kwargs.get("mask_head_channels") is not None:
             kwargs["mask_head_channels"] = tuple(kwargs["mask_head_channels"])
         if kwargs.get("anchor_sizes") is not None:

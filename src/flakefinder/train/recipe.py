@@ -78,6 +78,7 @@ class TrainRecipe:
     backbone: str = "resnet101_fpn"
     weights: str = "coco"  # initial weights when not transferring from a model folder
     materials: tuple[str, ...] = PAPER_MATERIALS
+    class_agnostic: bool = False  # one "flake" class; classes come from a setup profile
     train_fraction: float = 0.8
     num_workers: int = 2
     max_test_images: int = 0  # 0: evaluate the test loss on every held-out image each epoch
@@ -141,15 +142,25 @@ class TrainRecipe:
         iterations_per_epoch: int | None = None,
         epochs: int | None = None,
         materials: tuple[str, ...] | list[str] | None = None,
+        n_stages: int | None = None,
         **changes: Any,
     ) -> TrainRecipe:
-        """Copy with the iterations per epoch, the epochs of *every* stage, materials changed."""
+        """Copy with the iterations per epoch, the epochs of *every* stage, materials changed.
+
+        ``n_stages`` keeps only the first stages of the schedule (1 to the recipe's number).
+        """
         if iterations_per_epoch is not None:
             changes["iterations_per_epoch"] = int(iterations_per_epoch)
+        stages = tuple(changes.get("stages", self.stages))
+        if n_stages is not None:
+            if not 1 <= int(n_stages) <= len(stages):
+                raise RecipeError(
+                    f"recipe {self.name!r} has {len(stages)} stage(s); cannot run {n_stages}"
+                )
+            stages = stages[: int(n_stages)]
+            changes["stages"] = stages
         if epochs is not None:
-            changes["stages"] = tuple(
-                dataclasses.replace(s, epochs=int(epochs)) for s in self.stages
-            )
+            changes["stages"] = tuple(dataclasses.replace(s, epochs=int(epochs)) for s in stages)
         if materials is not None:
             changes["materials"] = tuple(materials)
         return dataclasses.replace(self, **changes)
@@ -211,6 +222,7 @@ def _validate(r: TrainRecipe) -> None:
         (f"backbone must be one of {BACKBONE_CHOICES}", r.backbone in BACKBONE_CHOICES),
         (f"weights must be one of {WEIGHT_CHOICES}", r.weights in WEIGHT_CHOICES),
         ("materials must be a non-empty list of names", bool(r.materials)),
+        ("class_agnostic must be true or false", isinstance(r.class_agnostic, bool)),
     ]
     for message, ok in checks:
         if not ok:
@@ -228,6 +240,11 @@ def _pos_int(v: Any) -> bool:
 
 def _num(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def auto_recipe_name(cuda_available: bool) -> str:
+    """The recipe ``--recipe auto`` picks: the paper's on a GPU, ``cpu_small`` without one."""
+    return "paper" if cuda_available else "cpu_small"
 
 
 def builtin_recipes() -> tuple[str, ...]:

@@ -93,7 +93,11 @@ def build_training_model(
     names = tuple(class_names)
     if init_from is None:
         config = ModelConfig(
-            class_names=names, backbone=recipe.backbone, image_size=recipe.image_size
+            class_names=names,
+            backbone=recipe.backbone,
+            image_size=recipe.image_size,
+            class_agnostic=recipe.class_agnostic,
+            materials=recipe.materials if recipe.class_agnostic else (),
         )
         model = build_model(config, weights=recipe.weights)
         apply_sampling(model, recipe)
@@ -101,7 +105,13 @@ def build_training_model(
     folder = Path(init_from)
     source = read_model_config(folder)
     config = dataclasses.replace(
-        source, class_names=names, image_size=recipe.image_size, min_size=None, max_size=None
+        source,
+        class_names=names,
+        image_size=recipe.image_size,
+        min_size=None,
+        max_size=None,
+        class_agnostic=recipe.class_agnostic,
+        materials=recipe.materials if recipe.class_agnostic else (),
     )
     model = build_model(config, weights="none")
     apply_sampling(model, recipe)
