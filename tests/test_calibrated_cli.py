@@ -83,7 +83,7 @@ def test_detect_bad_setup_writes_nothing(cli, data):
         "detect", str(data["images"]), "--out", str(out), "--detector", "rulebased",
         "--setup", str(data["setup"]),
     )  # fmt: skip
-    assert code == 2 and "contrast detector" in err and not out.exists()
+    assert code == 2 and "--setup is used by" in err and not out.exists()
 
 
 def test_evaluate_masks_with_setup_exact(cli, data):
@@ -151,9 +151,9 @@ def test_evaluate_few_shot_protocol(cli, data):
 
 def test_batch_spec_builds_the_calibrated_detector_from_a_file(data):
     from calibrated_helpers import ctx
-    from flakefinder.cluster.batch import DetectorSpec, detect_chunk
+    from flakefinder.cluster.batch import DetectorRecipe, detect_chunk
 
-    spec = DetectorSpec("contrast", (("setup_file", str(data["setup"])),))
+    spec = DetectorRecipe("contrast", setup=str(data["setup"]))
     paths = sorted(str(p) for p in data["images"].iterdir())
     res = detect_chunk(paths, spec, ctx())
     assert [sorted(d.layer_count for d in r.detections) for r in res] == [[1, 2, 4], [1, 2, 4]]

@@ -219,7 +219,7 @@ def camera_benchmark(
         name=f"synthetic {camera.name}",
     ).profile
     det = CalibratedContrastDetector(profile, min_area_um2=min_area_um2)
-    ctx = ImagingContext(um_per_px, 90.0, ("graphene",), camera.settings.numerical_aperture)
+    ctx = ImagingContext(um_per_px, 90.0, ("graphene",))
     floor_px = min_area_um2 / um_per_px**2
     n_truth = n_found = n_det = n_correct = n_exact = 0
     for img, gt in views[n_calibration:]:
