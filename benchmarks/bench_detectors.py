@@ -135,7 +135,7 @@ def bench_calibrated(repeats: int, seed: int, real_dir: Path | None, quick: bool
         oxide_nm=90.0,
         um_per_px=0.3844,
     )
-    ctx = ImagingContext(0.3844, 90.0, ("graphene",), 0.55, 1.0)
+    ctx = ImagingContext(0.3844, 90.0, ("graphene",))
     detectors: list[Detector] = [CalibratedContrastDetector(profile), ContrastDetector()]
     for det in detectors:
         runs = repeats if isinstance(det, CalibratedContrastDetector) else max(1, repeats // 5)

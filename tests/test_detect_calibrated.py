@@ -29,7 +29,9 @@ def test_is_a_detector_and_registry_builds_it():
 
 def test_registry_reads_a_profile_file(tmp_path):
     path = _profile().save(tmp_path / "setup.json")
-    det = create_detector("contrast", setup_file=str(path))
+    from flakefinder.detect.setup_io import load_setup
+
+    det = create_detector("contrast", setup=load_setup(path))
     assert isinstance(det, CalibratedContrastDetector)
     assert det.profile.sha256 == _profile().sha256
 
@@ -102,7 +104,7 @@ def test_synth_render_with_model_profile(gamma):
     c = chip()
     img = render(c, gamma=gamma, white_balance_rgb=(0.85, 0.7, 1.35))
     prof = model_profile(layers=(1, 2, 3, 4), gamma=gamma, um_per_px=0.2)
-    ctx = ImagingContext(0.2, 90.0, ("graphene",), 0.55, gamma)
+    ctx = ImagingContext(0.2, 90.0, ("graphene",))
     dets = CalibratedContrastDetector(prof).detect(img, ctx)
     gt = [g for g in instances(c) if g.n_layers <= 4]
     assert sorted(g.n_layers for g in gt) == [1, 3]

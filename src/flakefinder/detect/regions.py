@@ -79,7 +79,7 @@ class FilterSettings:
         Regions whose colour slides faster than this (see :class:`RegionFeatures`) are edges.
     """
 
-    min_width_um: float = 1.5
+    min_width_um: float = 2.0
     min_solidity: float = 0.3
     rim_other: float = 0.35
     rim_width_factor: float = 2.5
