@@ -34,7 +34,7 @@ def main() -> None:
     ap.add_argument("--keep", type=Path, default=None, help="write the set and outputs here")
     args = ap.parse_args()
 
-    from flakefinder.cli.evaluate import make_detector
+    from flakefinder.detect.registry import create_detector
     from flakefinder.evaluate.cocodata import load_coco
     from flakefinder.evaluate.run import evaluate_results, run_detector, write_report
     from flakefinder.synth import export_coco
@@ -51,7 +51,9 @@ def main() -> None:
         height_px=args.size, seed=args.seed, um_per_px=args.um_per_px,
     )  # fmt: skip
     t_gen = time.perf_counter() - t0
-    det = make_detector(args.detector, args.model, device=args.device, score=args.score)
+    det = create_detector(
+        args.detector, model=args.model, min_score=args.score, device=args.device
+    )
     gt, image_root = load_coco(root / "data")
     t0 = time.perf_counter()
     results, dropped = run_detector(det, gt, image_root)

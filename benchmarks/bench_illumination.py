@@ -30,17 +30,22 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None, help="also write CSV/markdown/PNG here")
     args = ap.parse_args()
 
-    from flakefinder.cli.evaluate import make_detector
+    from flakefinder.detect.registry import create_detector, detector_spec
     from flakefinder.evaluate.illumination import (
         SyntheticSweepConfig,
         illumination_sweep,
         synthetic_views,
     )
 
+    names = [n.strip() for n in args.detectors.split(",") if n.strip()]
     dets = [
-        make_detector(n.strip(), args.model, device=args.device, score=args.score)
-        for n in args.detectors.split(",")
-        if n.strip()
+        create_detector(
+            n,
+            model=args.model if detector_spec(n).model != "none" else None,
+            min_score=args.score,
+            device=args.device,
+        )
+        for n in names
     ]
     cfg = SyntheticSweepConfig(
         materials=tuple(m.strip() for m in args.materials.split(",") if m.strip()),

@@ -48,7 +48,7 @@ from flakefinder.synth.render import RenderSettings, render_view  # noqa: E402
 def diagnose(chip_um: float, seed: int, verbose: bool) -> None:
     det = ContrastDetector()
     chip = random_chip(chip_um, chip_um, MATERIALS, flakes_per_mm2=300.0, seed=seed)
-    ctx = ImagingContext(UM_PER_PX, 90.0, MATERIALS, 0.55, 1.0)
+    ctx = ImagingContext(UM_PER_PX, 90.0, MATERIALS)
     table = colour_table(90.0, 0.55, MATERIALS)
     min_px = max(4, int(np.ceil(det.min_area_um2 / UM_PER_PX**2)))
     reasons: Counter[str] = Counter()

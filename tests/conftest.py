@@ -12,22 +12,50 @@ Database fixtures
   using ``db_url`` or ``db`` runs once per backend.
 * ``db_url``: URL of a new, empty (never migrated) database on the current backend.
 * ``db``: a migrated, empty :class:`flakefinder.db.Database` on the current backend.
+
+Determinism
+-----------
+* ``_restore_rng_state`` (autouse): saves the global ``random`` and ``numpy.random`` state (and
+  torch's CPU generator when torch is already imported) before each test and restores it after,
+  so a test that seeds or draws from a global generator cannot change the next test's numbers.
 """
 
 from __future__ import annotations
 
 import os
 import pwd
+import random
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+
+# --------------------------------------------------------------------------------------------------
+# Determinism
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def _restore_rng_state() -> Iterator[None]:
+    """Restore the global RNG states (random, numpy, torch CPU if loaded) after every test."""
+    py_state = random.getstate()
+    np_state = np.random.get_state()  # noqa: NPY002 - the legacy global state is what we guard
+    torch = sys.modules.get("torch")
+    torch_state = torch.get_rng_state() if torch is not None else None
+    yield
+    random.setstate(py_state)
+    np.random.set_state(np_state)  # noqa: NPY002
+    if torch is not None and torch_state is not None:
+        torch.set_rng_state(torch_state)
+
 
 # --------------------------------------------------------------------------------------------------
 # Database

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from flakefinder.calibration.profile import LayerColour, MaterialTable, SetupProfile
 from flakefinder.domain import ImagingContext
 from flakefinder.synth.chip import Debris, SynthFlake, Terrace, VirtualChip
 from flakefinder.synth.instances import view_instances
@@ -45,8 +46,8 @@ def chip(*, flakes: bool = True, debris: bool = True, terraces: bool = False) ->
     return VirtualChip(70.0, 70.0, 90.0, ("graphene",), tuple(fl), tuple(db), 0)
 
 
-def context(gamma: float = 1.0, materials: tuple[str, ...] = ("graphene",)) -> ImagingContext:
-    return ImagingContext(UM_PER_PX, 90.0, materials, 0.55, gamma)
+def context(materials: tuple[str, ...] = ("graphene",)) -> ImagingContext:
+    return ImagingContext(UM_PER_PX, 90.0, materials)
 
 
 def render(c: VirtualChip, seed: int = 1, **settings: object) -> np.ndarray:
@@ -55,3 +56,10 @@ def render(c: VirtualChip, seed: int = 1, **settings: object) -> np.ndarray:
 
 def instances(c: VirtualChip) -> list:
     return view_instances(c, *VIEW)
+
+
+def setup_profile(name: str = "scope") -> SetupProfile:
+    """A small valid setup profile (one graphene layer colour)."""
+    cov = ((1e-4, 0.0, 0.0), (0.0, 1e-4, 0.0), (0.0, 0.0, 1e-4))
+    table = MaterialTable("graphene", (LayerColour(1, (-0.05, -0.06, -0.04), cov),))
+    return SetupProfile(name=name, um_per_px=0.2, oxide_nm=90.0, materials=(table,))

@@ -133,7 +133,7 @@ def test_detect_skips_corrupt_images_and_reads_16bit_grey_tiff(cli, tmp_path: Pa
     skipped = [line for line in res.err.splitlines() if line.startswith("skipped: ")]
     assert len(skipped) == 2, res.err
     assert any("corrupt.png" in s for s in skipped) and any("empty.png" in s for s in skipped)
-    assert "2 image(s) could not be read" in res.err
+    assert "2 images could not be read" in res.err
     recorded = json.loads((out / "images.json").read_text())["images"]
     assert [(Path(r["file_name"]).name, r["width"], r["height"]) for r in recorded] == [
         ("grey16.tif", 72, 48)

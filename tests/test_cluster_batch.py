@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from flakefinder.cli.main import create_app
-from flakefinder.cluster.batch import DetectorSpec, chunked, detect_chunk, detect_files
+from flakefinder.cluster.batch import DetectorRecipe, chunked, detect_chunk, detect_files
 from flakefinder.domain import ImagingContext
 from flakefinder.errors import FlakefinderError
 from flakefinder.imaging import save_image
@@ -44,7 +44,7 @@ def _summary(
 
 
 def test_cluster_results_equal_in_process_results(images: list[Path]) -> None:
-    spec = DetectorSpec("contrast")
+    spec = DetectorRecipe("contrast")
     local = detect_chunk([str(p) for p in images], spec, CTX)
     assert sum(len(r.detections) for r in local) > 0
     remote = detect_files(images, spec, CTX, n_workers=2, chunk_size=2)
@@ -71,8 +71,21 @@ def test_batch_detect_cli(images: list[Path], tmp_path: Path) -> None:
     lines = (out / "flakes.jsonl").read_text().splitlines()
     assert len(lines) == len(images)
     n_csv = len((out / "flakes.csv").read_text().splitlines()) - 1
-    local = detect_chunk([str(p) for p in images], DetectorSpec("contrast"), CTX)
+    local = detect_chunk([str(p) for p in images], DetectorRecipe("contrast", min_score=0.5), CTX)
     assert n_csv == sum(len(x.detections) for x in local)
+    # issue 11 #6: `detect` and `batch-detect` agree on the same images (same --score default)
+    det_out = tmp_path / "detect"
+    r = CliRunner().invoke(
+        create_app(),
+        ["detect", str(images[0].parent), "--out", str(det_out), "--um-per-px", "0.4",
+         "--no-overlays"],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    n_detect = len((det_out / "flakes.csv").read_text().splitlines()) - 1
+    assert n_detect == n_csv > 0
+    strict = detect_chunk([str(p) for p in images], DetectorRecipe("contrast", min_score=1.0), CTX)
+    assert all(d.confidence >= 1.0 for x in strict for d in x.detections)
+    assert sum(len(x.detections) for x in strict) < n_csv  # the score is applied on the worker
 
 
 def test_batch_detect_over_database_images(tmp_path: Path) -> None:

@@ -80,7 +80,7 @@ def test_illumination_changes_do_not_change_the_result(settings):
 
 
 def test_gamma_encoded_images():
-    dets = ContrastDetector().detect(render(chip(), gamma=2.2), context(gamma=2.2))
+    dets = ContrastDetector(gamma=2.2).detect(render(chip(), gamma=2.2), context())
     assert _summary(dets) == EXPECTED
 
 

@@ -2,28 +2,108 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from detect_helpers import setup_profile
 from flakefinder.detect.contrast import ContrastDetector
-from flakefinder.detect.registry import available_detectors, create_detector
+from flakefinder.detect.registry import (
+    DEFAULT_DETECTOR,
+    DETECTORS,
+    DetectorOptionError,
+    available_detectors,
+    check_detector,
+    create_detector,
+    detector_help,
+    detector_spec,
+    options_help,
+    parse_option_pairs,
+)
 from flakefinder.detect.rulebased import RuleBasedDetector
+from flakefinder.errors import UnknownDetectorError
 from flakefinder.evaluate.matching import mask_iou_matrix, match_masks
 
 
 def test_create_by_name():
-    assert set(available_detectors()) == {"contrast", "rulebased", "maskrcnn"}
-    det = create_detector("contrast", min_area_um2=2.0)
+    assert set(available_detectors()) == {"contrast", "rulebased", "maskrcnn", "union"}
+    det = create_detector("contrast", options={"min_area_um2": "2.0"})
     assert isinstance(det, ContrastDetector) and det.min_area_um2 == 2.0
     assert isinstance(create_detector("rulebased"), RuleBasedDetector)
+    assert isinstance(create_detector("Rule-Based"), RuleBasedDetector)
 
 
 def test_unknown_name_lists_the_available_ones():
     with pytest.raises(ValueError, match="contrast, rulebased, maskrcnn"):
         create_detector("yolo")
+
+
+def test_options_are_typed_and_validated_against_the_schema():
+    det = create_detector(
+        "contrast",
+        options={"gamma": "2.2", "report_saturated": "yes", "numerical_aperture": 0.3},
+    )
+    assert isinstance(det, ContrastDetector)
+    assert det.gamma == 2.2 and det.report_saturated is True and det.numerical_aperture == 0.3
+    with pytest.raises(DetectorOptionError, match="no option 'k_sigmaa'.*min_area_um2, k_sigma"):
+        create_detector("contrast", options={"k_sigmaa": "3"})
+    with pytest.raises(DetectorOptionError, match="must be a number, got 'abc'"):
+        create_detector("contrast", options={"k_sigma": "abc"})
+    with pytest.raises(DetectorOptionError, match="finite"):
+        create_detector("rulebased", options={"min_area_um2": "nan"})
+    with pytest.raises(DetectorOptionError, match=r"must lie in \[0.2, 5\]"):
+        create_detector("contrast", options={"gamma": "0"})
+    with pytest.raises(DetectorOptionError, match="true or false"):
+        create_detector("contrast", options={"report_saturated": "maybe"})
+
+
+def test_model_and_setup_only_where_the_detector_takes_them(tmp_path: Path):
+    with pytest.raises(UnknownDetectorError, match="takes no model folder.*only maskrcnn"):
+        create_detector("contrast", model=tmp_path)
+    profile = setup_profile()
+    with pytest.raises(UnknownDetectorError, match="cannot use a setup profile.*only contrast"):
+        create_detector("rulebased", setup=profile)
+    # the contrast entry accepts a setup and routes it to the calibrated constructor
+    assert detector_spec("contrast").accepts_setup
+
+
+def test_score_and_device_reach_only_detectors_that_have_them():
+    spec, parsed = check_detector("maskrcnn", min_score=0.2, device="cpu")
+    assert parsed == {"score_threshold": 0.2, "device": "cpu"}
+    spec, parsed = check_detector("contrast", min_score=0.2, device="cpu")
+    assert parsed == {}
+    _, parsed = check_detector("maskrcnn", min_score=0.2, options={"score_threshold": "0.7"})
+    assert parsed["score_threshold"] == 0.7  # an explicit option wins
+
+
+def test_help_text_is_built_from_the_registry():
+    text = detector_help()
+    for name in available_detectors():
+        assert name in text
+    assert "contrast (default)" in text and DEFAULT_DETECTOR == "contrast"
+    listing = options_help()
+    for spec in DETECTORS:
+        assert f"{spec.name}: " in listing
+        for opt in spec.options:
+            assert opt.name in listing
+    assert parse_option_pairs(["a=1", " b = x=y "]) == {"a": "1", "b": "x=y"}
+    with pytest.raises(DetectorOptionError, match="key=value"):
+        parse_option_pairs(["novalue"])
+
+
+def test_no_module_outside_detect_constructs_a_detector_class():
+    src = Path(__file__).resolve().parents[1] / "src" / "flakefinder"
+    classes = re.compile(r"\b(ContrastDetector|RuleBasedDetector|MaskRCNNDetector)\b[.(]")
+    offenders = [
+        str(p.relative_to(src))
+        for p in src.rglob("*.py")
+        if p.parent.name != "detect" and classes.search(p.read_text(encoding="utf-8"))
+    ]
+    assert offenders == []
 
 
 def test_detect_modules_do_not_import_torch():

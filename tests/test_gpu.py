@@ -1,4 +1,8 @@
-"""GPU checks (opt in with ``-m gpu``; skipped where CUDA is missing)."""
+"""GPU checks (opt in with ``-m gpu``; skipped where torch or CUDA is missing).
+
+torch is imported inside the tests (via the ``cuda`` fixture), so collecting this module in the
+default, CPU-only suite costs nothing.
+"""
 
 from __future__ import annotations
 
@@ -6,23 +10,26 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
-from flakefinder.detect.maskrcnn import MaskRCNNDetector
 from flakefinder.domain import ImagingContext
 from flakefinder.synth.chip import random_chip
 from flakefinder.synth.render import render_view
-from flakefinder.train.loop import train
-from flakefinder.train.recipe import Stage, TrainRecipe
 from test_train_helpers import make_dataset
 
-pytestmark = [
-    pytest.mark.gpu,
-    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
-]
+pytestmark = [pytest.mark.gpu, pytest.mark.usefixtures("cuda")]
+
+
+@pytest.fixture
+def cuda() -> None:
+    """Skip unless torch is installed and sees a CUDA device."""
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
 
 
 def test_shipped_model_gives_the_same_flakes_on_gpu_and_cpu() -> None:
+    from flakefinder.detect.maskrcnn import MaskRCNNDetector
+
     chip = random_chip(600.0, 600.0, ("graphene", "hBN"), seed=7)
     image = render_view(chip, 300.0, 300.0, 1024, 1024, 0.2, seed=0)
     ctx = ImagingContext(um_per_px=0.2, materials=("graphene", "hBN"))
@@ -35,6 +42,9 @@ def test_shipped_model_gives_the_same_flakes_on_gpu_and_cpu() -> None:
 
 
 def test_training_runs_on_gpu(tmp_path: Path) -> None:
+    from flakefinder.train.loop import train
+    from flakefinder.train.recipe import Stage, TrainRecipe
+
     data = make_dataset(tmp_path / "data", 6)
     recipe = TrainRecipe(
         backbone="mobilenet_v3_fpn", weights="none", image_size=128, batch_size=2, num_workers=0,

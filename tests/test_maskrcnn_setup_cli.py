@@ -90,7 +90,7 @@ def test_agnostic_detector_refuses_to_guess_classes(agnostic: Path) -> None:
 
 def test_agnostic_model_without_setup_exits_2(agnostic: Path, tmp_path: Path) -> None:
     code, out = _detect(str(_images(tmp_path)), "--out", str(tmp_path / "o"),
-                        "--model", str(agnostic), "--device", "cpu")  # fmt: skip
+                        "--model", str(agnostic), "--detector", "maskrcnn", "--device", "cpu")  # fmt: skip
     assert code == 2, out
     assert "class-agnostic" in out and "--setup" in out
     assert not (tmp_path / "o" / "detections.json").exists()
@@ -101,7 +101,7 @@ def test_agnostic_model_without_setup_real_exit_code(agnostic: Path, tmp_path: P
     import sys
 
     args = [sys.executable, "-m", "flakefinder.cli.main", "detect", str(_images(tmp_path)),
-            "--out", str(tmp_path / "o"), "--model", str(agnostic), "--device", "cpu"]  # fmt: skip
+            "--out", str(tmp_path / "o"), "--model", str(agnostic), "--detector", "maskrcnn", "--device", "cpu"]  # fmt: skip
     proc = subprocess.run(args, capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 2, proc.stderr
     assert "class-agnostic" in proc.stderr
@@ -124,12 +124,12 @@ def test_maskrcnn_with_setup_runs(agnostic: Path, tmp_path: Path, detector: str)
 def test_profile_for_other_materials_exits_2(graphene_model: Path, tmp_path: Path) -> None:
     prof = _profile(tmp_path, "WSe2")
     code, out = _detect(str(_images(tmp_path)), "--out", str(tmp_path / "o"),
-                        "--model", str(graphene_model), "--setup", str(prof),
+                        "--model", str(graphene_model), "--setup", str(prof), "--detector", "maskrcnn",
                         "--materials", "WSe2", "--device", "cpu")  # fmt: skip
     assert code == 2, out
     assert "trained on graphene, not on WSe2" in out
     code, out = _detect(str(_images(tmp_path)), "--out", str(tmp_path / "o2"),
-                        "--model", str(graphene_model), "--setup", str(prof),
+                        "--model", str(graphene_model), "--setup", str(prof), "--detector", "maskrcnn",
                         "--materials", "graphene", "--device", "cpu")  # fmt: skip
     assert code == 2, out
     assert "no colour table for 'graphene'" in out

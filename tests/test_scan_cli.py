@@ -5,6 +5,8 @@ from __future__ import annotations
 from typer.testing import CliRunner
 
 from flakefinder.cli.main import create_app
+from flakefinder.db import Database
+from flakefinder.scan.resume import NothingToResumeError
 
 
 def test_scan_simulated_and_resume(tmp_path):
@@ -18,9 +20,13 @@ def test_scan_simulated_and_resume(tmp_path):
     assert r.exit_code == 0, r.output
     assert "scan 1: 4 tiles scanned" in r.output
     assert len(list((tmp_path / "img" / "scan_1").glob("tile_*.png"))) == 4
+    # issue 11 #4: --resume with nothing unfinished refuses (it used to store every flake twice)
     r = runner.invoke(create_app(), [*args, "--resume"])
-    assert r.exit_code == 0, r.output
-    assert "no unfinished scan" in r.output and "scan 2:" in r.output
+    assert isinstance(r.exception, NothingToResumeError), r.output
+    assert "has no unfinished scan; nothing to resume" in str(r.exception)
+    db = Database(url)
+    assert [s.id for s in db.list_scans()] == [1]
+    db.close()
 
 
 def test_scan_needs_a_microscope(tmp_path):

@@ -144,3 +144,83 @@ def test_real_uvicorn_client_and_batching() -> None:
 def test_unreachable_server_message() -> None:
     with pytest.raises(ServerError, match="cannot reach inference server"):
         InferenceClient("http://127.0.0.1:9", timeout_s=2).health()
+
+
+# -- issue 7: one wire format, several setup profiles per server ---------------------------------
+
+
+def test_imaging_context_round_trips_through_the_query() -> None:
+    ctx = ImagingContext(um_per_px=0.123, oxide_thickness_nm=285.0, materials=("hBN", "graphene"),
+                         profile_id="scope@0123456789ab")  # fmt: skip
+    assert ImagingContext.from_query(ctx.to_query()) == ctx
+    plain = ImagingContext(materials=("WTe2",))
+    assert "profile_id" not in plain.to_query()
+    assert ImagingContext.from_query(plain.to_query()) == plain
+    defaults = ImagingContext(um_per_px=0.5, materials=("MoS2",))
+    assert ImagingContext.from_query({}, defaults=defaults) == defaults
+    for bad in ({"um_per_px": "nan"}, {"oxide_nm": "-1"}, {"um_per_px": "abc"}):
+        with pytest.raises(ValueError, match="must be"):
+            ImagingContext.from_query(bad)
+    upper = ImagingContext.from_query({"materials": "hbn, HBN"}, material_name=str.upper)
+    assert upper.materials == ("HBN",)
+
+
+class _NamedSquares(DarkSquareDetector):
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name = name
+        self.seen: list[str | None] = []
+
+    def detect(self, image: np.ndarray, context: ImagingContext) -> list:
+        self.seen.append(context.profile_id)
+        return super().detect(image, context)
+
+
+def test_one_server_holds_several_setups_chosen_by_profile_id() -> None:
+    a, b = _NamedSquares("det-a"), _NamedSquares("det-b")
+    app = create_app(SETTINGS, detectors={"scopeA@111": a, "scopeB@222": b})
+    files = {"image": ("a.png", _png(square_image()), "image/png")}
+    with TestClient(app) as c:
+        setups = c.get("/api/setups").json()
+        assert [(s["profile_id"], s["name"], s["detector"], s["default"]) for s in setups] == [
+            ("scopeA@111", "scopeA", "det-a", True),
+            ("scopeB@222", "scopeB", "det-b", False),
+        ]
+        assert c.get("/api/model").json()["setups"] == setups
+        assert c.post("/api/detect", files=files).json()["detector"] == "det-a"  # the default
+        r = c.post("/api/detect", files=files, params={"profile_id": "scopeB@222"})
+        assert r.status_code == 200 and r.json()["detector"] == "det-b"
+        r = c.post("/api/detect", files=files, params={"profile_id": "nope@0"})
+        assert r.status_code == 404
+        assert "unknown setup profile 'nope@0'" in r.json()["detail"]
+        assert "scopeA@111, scopeB@222" in r.json()["detail"]
+    assert a.seen == [None] and b.seen == ["scopeB@222"]
+
+
+def test_remote_detector_names_a_setup_and_sends_the_context() -> None:
+    b = _NamedSquares("det-b")
+    app = create_app(SETTINGS, detectors={"scopeA@111": _NamedSquares("det-a"), "scopeB@222": b})
+    with running_server(app) as url:
+        remote = RemoteDetector(url, profile_id="scopeB@222")
+        assert remote.name == "det-b"
+        ctx = ImagingContext(um_per_px=0.25, materials=("hBN",), profile_id="scopeB@222")
+        [d] = remote.detect(square_image(), ctx)
+        assert d.material == "hBN" and b.seen == ["scopeB@222"]
+        with pytest.raises(ServerError, match="does not hold setup profile 'x@1'.*scopeA@111"):
+            RemoteDetector(url, profile_id="x@1")
+
+
+def test_server_without_setups_refuses_a_profile_id(client: TestClient) -> None:
+    files = {"image": ("a.png", _png(square_image()), "image/png")}
+    r = client.post("/api/detect", files=files, params={"profile_id": "scope@1"})
+    assert r.status_code == 404 and "no setup profiles" in r.json()["detail"]
+    assert client.get("/api/setups").json() == []
+
+
+def test_batch_detector_protocol() -> None:
+    from flakefinder.detect.contrast import ContrastDetector
+    from flakefinder.domain import BatchDetector, Detector
+
+    assert isinstance(DarkSquareDetector(), BatchDetector)
+    assert isinstance(ContrastDetector(), Detector)
+    assert not isinstance(ContrastDetector(), BatchDetector)

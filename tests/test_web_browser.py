@@ -22,7 +22,7 @@ import pytest
 from flakefinder.server.app import create_app
 from flakefinder.server.settings import ServerSettings
 from server_helpers import running_server
-from web_helpers import populate
+from web_helpers import populate, populate_grid
 
 pytestmark = pytest.mark.browser
 
@@ -233,3 +233,87 @@ def test_designer_two_layer_stack_and_gds_export(page: Any, tmp_path: Path) -> N
         "10.0"
     )
     expect(page.locator("#pair-list .twist")).to_have_text("10.00")
+
+
+def test_chip_map_loads_flakes_in_view_and_more_on_pan(page: Any, db_url: str) -> None:
+    """1600 flakes (``populate_grid``): clusters at first, outlines once zoomed in, and a pan
+    fetches the flakes of the new area from the viewport API."""
+    from playwright.sync_api import expect
+
+    from flakefinder.db import Database
+
+    db = Database(db_url)
+    chip = populate_grid(db, 40)
+    db.close()
+    page.set_viewport_size({"width": 1000, "height": 700})
+    api_calls: list[str] = []
+    page.on("request", lambda req: api_calls.append(req.url) if "/map?" in req.url else None)
+    page.goto(f"/chips/{chip}")
+    svg = page.locator("#chipmap")
+    expect(svg).to_have_attribute("data-mode", "clusters")
+    clusters = page.locator("#chipmap .cluster")
+    assert clusters.count() > 1
+    counts = clusters.evaluate_all("els => els.map(e => Number(e.dataset.count))")
+    assert sum(counts) == 1600
+    expect(page.locator("#chip-total")).to_have_text("1600 flakes")
+    assert api_calls == []  # the first view comes with the page
+    # zoom in at the centre until the view holds few enough flakes for outlines
+    box = svg.bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    for _ in range(8):
+        page.mouse.wheel(0, -100)
+    expect(svg).to_have_attribute("data-mode", "flakes")
+    outlines = page.locator("#chipmap polygon.flake-outline")
+    expect(outlines.first).to_be_visible()
+    before = set(outlines.evaluate_all("els => els.map(e => Number(e.dataset.flakeId))"))
+    assert 0 < len(before) <= 1000 and api_calls
+    requests_before = int(svg.get_attribute("data-requests"))
+    # drag the map 600 px to the left: the view moves right, past the margin loaded so far
+    cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(cx, cy)
+    page.mouse.down()
+    page.mouse.move(cx - 300, cy, steps=5)
+    page.mouse.move(cx - 600, cy, steps=5)
+    page.mouse.up()
+    expect(svg).not_to_have_attribute("data-requests", str(requests_before))
+    expect(svg).to_have_attribute("data-mode", "flakes")
+    after = set(outlines.evaluate_all("els => els.map(e => Number(e.dataset.flakeId))"))
+    assert after - before, "the pan loaded no new flakes"
+    # flake ids are i * 40 + j + 1 for the flake at (10 i, 10 j): new ones lie further right
+    assert max((i - 1) // 40 for i in after) > max((i - 1) // 40 for i in before)
+    # outlines still link to their flakes: click a newly loaded one in the middle of the map
+    on_screen = svg.evaluate(
+        """svg => { const r = svg.getBoundingClientRect();
+        return [...svg.querySelectorAll("polygon.flake-outline")].filter(p => {
+          const b = p.getBoundingClientRect(), x = b.x + b.width / 2, y = b.y + b.height / 2;
+          return x > r.left + 50 && x < r.right - 50 && y > r.top + 50 && y < r.bottom - 50;
+        }).map(p => Number(p.dataset.flakeId)); }"""
+    )
+    new_id = min(set(on_screen) & (after - before))
+    page.locator(f'polygon.flake-outline[data-flake-id="{new_id}"]').click()
+    expect(page).to_have_url(re.compile(rf"/flakes/{new_id}$"))
+
+
+def test_api_docs_work_offline(page: Any, base_url: str) -> None:
+    """/docs renders Swagger UI with every request outside the server blocked."""
+    from playwright.sync_api import expect
+
+    outside: list[str] = []
+
+    def only_local(route: Any) -> None:
+        if route.request.url.startswith(base_url):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    page.context.route("**/*", only_local)
+    page.goto("/flakes")
+    page.get_by_role("link", name="API").click()
+    expect(page).to_have_url(re.compile(r"/docs$"))
+    expect(page.locator(".swagger-ui .info .title")).to_contain_text("flakefinder inference server")
+    expect(page.locator(".opblock-summary-path", has_text="/api/detect").first).to_be_visible()
+    assert outside == []
+    assert page.request.head("/").ok
+    favicon = page.request.get("/favicon.ico")
+    assert favicon.ok and favicon.headers["content-type"] == "image/x-icon"

@@ -81,3 +81,54 @@ def populate(url: str, image_dir: Path) -> Database:
         )
     db.finish_scan(scan)
     return db
+
+
+GRID_PITCH_UM = 10.0
+GRID_FLAKE_UM = 4.0
+
+
+def populate_grid(db: Database, n_side: int, name: str = "chip-G") -> int:
+    """Chip ``name`` with ``n_side`` × ``n_side`` square flakes (4 µm) on a 10 µm lattice.
+
+    Flake (i, j) covers x in [10 i, 10 i + 4] and y in [10 j, 10 j + 4] µm; it is hBN when
+    ``(i + j) % 4 == 0`` and graphene otherwise. One tile without a file spans -3 µm to
+    ``10 n_side - 3`` µm on both axes. Returns the chip id.
+    """
+    chip = db.add_chip(name, ["graphene", "hBN"], 90.0)
+    scan = db.start_scan(
+        chip,
+        settings={},
+        objective="50x",
+        um_per_px=UM_PER_PX,
+        detector="test",
+        detector_version="1",
+        n_tiles_planned=1,
+    )
+    records = []
+    for i in range(n_side):
+        for j in range(n_side):
+            x0, y0, s = i * GRID_PITCH_UM, j * GRID_PITCH_UM, GRID_FLAKE_UM
+            records.append(
+                FlakeRecord(
+                    material="hBN" if (i + j) % 4 == 0 else "graphene",
+                    layer_class=LayerClass.FEW,
+                    confidence=0.9,
+                    polygon_um=_square(x0, y0, s),
+                    bbox_um=(x0, y0, x0 + s, y0 + s),
+                    area_um2=s * s,
+                    polygon_px=_square(0, 0, s / UM_PER_PX),
+                    bbox_px=(0, 0, s / UM_PER_PX, s / UM_PER_PX),
+                    detector="test",
+                    detector_version="1",
+                    layer_count=3,
+                    tile_index=0,
+                )
+            )
+    side_um = n_side * GRID_PITCH_UM  # one tile (no file) over the lattice: extent -3 .. side - 3
+    size_px = round(side_um / UM_PER_PX)
+    centre = side_um / 2 - 3.0
+    db.record_tile(
+        scan, TileRecord(0, centre, centre, 0.0, size_px, size_px, UM_PER_PX, None), records
+    )
+    db.finish_scan(scan)
+    return chip

@@ -13,7 +13,7 @@ Conventions
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Protocol, runtime_checkable
@@ -99,13 +99,75 @@ class ClassMap:
 
 @dataclass(frozen=True)
 class ImagingContext:
-    """What a detector needs to know about the chip and optics besides the pixels."""
+    """What a detector needs to know about the chip besides the pixels.
+
+    The microscope itself (camera gamma, objective NA, colour tables) is described by a setup
+    profile (:class:`flakefinder.calibration.profile.SetupProfile`) or by detector options;
+    only the profile's hashable id travels here, so a server holding several setups can pick
+    the right one. :meth:`to_query` / :meth:`from_query` are the one wire format (HTTP query
+    parameters) used by the inference client and server.
+    """
 
     um_per_px: float = 0.2
     oxide_thickness_nm: float = 90.0
     materials: tuple[str, ...] = ("graphene",)
-    numerical_aperture: float = 0.55
-    gamma: float = 1.0  # camera encoding: stored = linear ** (1 / gamma)
+    profile_id: str | None = None
+
+    def to_query(self) -> dict[str, str]:
+        """Query parameters that :meth:`from_query` turns back into an equal context."""
+        query = {
+            "um_per_px": repr(float(self.um_per_px)),
+            "oxide_nm": repr(float(self.oxide_thickness_nm)),
+            "materials": ",".join(self.materials),
+        }
+        if self.profile_id is not None:
+            query["profile_id"] = self.profile_id
+        return query
+
+    @classmethod
+    def from_query(
+        cls,
+        params: Mapping[str, str | None],
+        *,
+        defaults: ImagingContext | None = None,
+        material_name: Callable[[str], str] | None = None,
+    ) -> ImagingContext:
+        """Parse :meth:`to_query` parameters; missing or empty ones come from ``defaults``.
+
+        ``material_name`` canonicalises each material name (and raises for unknown ones).
+        Raises ValueError for a number that is not finite and positive, or an empty material
+        list.
+        """
+        base = defaults or cls()
+
+        def number(key: str, default: float) -> float:
+            text = params.get(key)
+            if text is None or str(text).strip() == "":
+                return default
+            try:
+                value = float(text)
+            except ValueError:
+                raise ValueError(f"{key} must be a number, got {text!r}") from None
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{key} must be a finite number > 0, got {text!r}")
+            return value
+
+        materials = base.materials
+        text = params.get("materials")
+        if text is not None and text.strip():
+            names = [m.strip() for m in text.split(",") if m.strip()]
+            if material_name is not None:
+                names = [material_name(m) for m in names]
+            materials = tuple(dict.fromkeys(names))
+            if not materials:
+                raise ValueError(f"materials must name at least one material, got {text!r}")
+        profile = params.get("profile_id")
+        return cls(
+            um_per_px=number("um_per_px", base.um_per_px),
+            oxide_thickness_nm=number("oxide_nm", base.oxide_thickness_nm),
+            materials=materials,
+            profile_id=profile.strip() if profile and profile.strip() else base.profile_id,
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -127,6 +189,11 @@ class Detection:
         return category_name(self.material, self.layer_class)
 
 
+def keep_confident(detections: Sequence[Detection], min_score: float) -> list[Detection]:
+    """The detections with ``confidence >= min_score`` (the commands' ``--score``), in order."""
+    return [d for d in detections if d.confidence >= min_score]
+
+
 @runtime_checkable
 class Detector(Protocol):
     """Anything that finds flakes in an RGB uint8 image."""
@@ -135,6 +202,15 @@ class Detector(Protocol):
     version: str
 
     def detect(self, image: np.ndarray, context: ImagingContext) -> list[Detection]: ...
+
+
+@runtime_checkable
+class BatchDetector(Detector, Protocol):
+    """A :class:`Detector` that also detects on several images in one call (GPU batching)."""
+
+    def detect_batch(
+        self, images: Sequence[np.ndarray], context: ImagingContext
+    ) -> list[list[Detection]]: ...
 
 
 @dataclass(frozen=True)

@@ -48,3 +48,15 @@ class ProfileError(FlakefinderError, ValueError):
 
 class CalibrationError(FlakefinderError, ValueError):
     """Calibration input (images, labels, masks) that cannot determine a colour table."""
+
+
+class DesignError(FlakefinderError, ValueError):
+    """A heterostructure design that cannot be drawn (bad placement or outline)."""
+
+
+class UnknownFlakeError(DesignError):
+    """A design layer naming a flake that is not in the database."""
+
+
+class ScanLockedError(FlakefinderError):
+    """A scan that another process is running right now."""

@@ -2,11 +2,26 @@
 
 Label Studio stores polygon vertices in percent of the image width and height
 (``value.points``) together with ``original_width``/``original_height``; we convert exactly.
+
+Images: Label Studio serves local files only from a storage that is a *subfolder* of its
+document root (``LOCAL_FILES_DOCUMENT_ROOT``). The default URL prefix therefore names the image
+folder under the root: for images in ``/lab/run3/``, run Label Studio with
+``LOCAL_FILES_SERVING_ENABLED=true LOCAL_FILES_DOCUMENT_ROOT=/lab``, add a *Local files* storage
+with the absolute path ``/lab/run3``, and the tasks point at ``/data/local-files/?d=run3/NAME``
+(:func:`local_files_prefix`).
+
+Import rules (:func:`read_export`): the newest finished (not cancelled) annotation of a task
+is its labels; a task whose annotations were all skipped (cancelled) is left out; a task with
+no annotation is left out unless ``accept_predictions`` (then its newest prediction counts).
+Predictions exported as ids (Label Studio's default JSON export) are ignored. Two imported tasks
+for the same image are refused (delete the duplicate task). The label of a region wins over
+attributes kept in its ``meta``. JSON and JSON_MIN exports are both read.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
@@ -77,42 +92,82 @@ def to_tasks(
     return tasks
 
 
-def _file_name(url: str) -> str:
-    parsed = urlparse(url)
-    query = parse_qs(parsed.query)
-    if "d" in query:  # local-files storage: ?d=relative/path
-        path = query["d"][0]
-        return path.split("images/", 1)[-1] if "images/" in path else PurePosixPath(path).name
-    name = PurePosixPath(unquote(parsed.path)).name
+def local_files_prefix(folder_name: str) -> str:
+    """The URL prefix of images in ``<document root>/<folder_name>/`` (see module docstring)."""
+    name = folder_name.strip("/")
+    return f"/data/local-files/?d={name}/" if name else "/data/local-files/?d="
+
+
+def _strip_upload_hash(name: str) -> str:
     # Label Studio prefixes uploaded files with "<8 hex>-"
     if len(name) > 9 and name[8] == "-" and all(c in "0123456789abcdef" for c in name[:8]):
-        name = name[9:]
+        return name[9:]
     return name
 
 
+def file_name_from_path(path: str, known: Iterable[str] = ()) -> str:
+    """The dataset file name of an image path from an export.
+
+    The longest tail of ``path`` that is one of ``known`` (file names relative to the image
+    folder) wins; otherwise the part after the last ``images/``, else the base name. Upload hash
+    prefixes are removed; ``..`` never survives.
+    """
+    parts = [p for p in PurePosixPath(path.replace("\\", "/")).parts if p not in ("/", ".", "..")]
+    if parts:
+        parts[-1] = _strip_upload_hash(parts[-1])
+    known_set = set(known)
+    for k in range(len(parts)):
+        tail = "/".join(parts[k:])
+        if tail in known_set:
+            return tail
+    if "images" in parts[:-1]:
+        last = len(parts) - 1 - parts[::-1].index("images")
+        if last < len(parts) - 1:
+            return "/".join(parts[last + 1 :])
+    return parts[-1] if parts else path
+
+
+def _file_name(url: str, known: Iterable[str] = ()) -> str:
+    parsed = urlparse(url)
+    query = parse_qs(parsed.query)
+    if "d" in query:  # local-files storage: ?d=relative/path
+        return file_name_from_path(query["d"][0], known)
+    return file_name_from_path(unquote(parsed.path), known)
+
+
 def _shapes(
-    results: Iterable[Mapping[str, Any]], where: str
+    results: Iterable[Any], where: str, size: tuple[int, int]
 ) -> tuple[tuple[LabeledShape, ...], int, int]:
+    """Shapes of one annotation; ``size`` (w, h) stands in for missing original sizes."""
     shapes = []
-    width = height = 0
+    width, height = size
     for r in results:
+        if not isinstance(r, Mapping):
+            raise DatasetError(f"{where}: a result is not an object: {r!r}")
         rtype = r.get("type")
         value = r.get("value", {})
         if rtype not in ("polygonlabels", "rectanglelabels"):
             if rtype in ("brushlabels",):
                 raise DatasetError(f"{where}: brush masks are not supported; label with polygons")
             continue  # choices, text areas: not shapes
-        width = int(r.get("original_width", width) or width)
-        height = int(r.get("original_height", height) or height)
+        width = int(r.get("original_width") or width)
+        height = int(r.get("original_height") or height)
         if not width or not height:
             raise DatasetError(
-                f"{where}: result {r.get('id')} lacks original_width/original_height"
+                f"{where}: result {r.get('id')} lacks original_width/original_height and the "
+                "image size is unknown; pass the image folder (--images)"
             )
-        labels = value.get(rtype) or []
-        if len(labels) != 1:
-            raise DatasetError(
-                f"{where}: result {r.get('id')} has {len(labels)} labels; expected 1"
-            )
+        shapes.append(_shape(rtype, value, r.get("meta"), width, height, where, r.get("id")))
+    return tuple(shapes), width, height
+
+
+def _shape(
+    rtype: str, value: Mapping[str, Any], meta: Any, width: int, height: int, where: str, rid: Any
+) -> LabeledShape:
+    labels = value.get(rtype) or []
+    if len(labels) != 1:
+        raise DatasetError(f"{where}: result {rid} has {len(labels)} labels; expected 1")
+    try:
         if rtype == "polygonlabels":
             pts = tuple(
                 (float(x) * width / 100.0, float(y) * height / 100.0) for x, y in value["points"]
@@ -125,40 +180,108 @@ def _shapes(
             x1 = x0 + float(value["width"]) * width / 100.0
             y1 = y0 + float(value["height"]) * height / 100.0
             pts = ((x0, y0), (x1, y0), (x1, y1), (x0, y1))
-        attrs = dict((r.get("meta") or {}).get("attributes", {}))
-        shapes.append(LabeledShape(str(labels[0]), pts, None, attrs))
-    return tuple(shapes), width, height
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DatasetError(f"{where}: result {rid} has malformed coordinates ({exc})") from None
+    attrs = dict((meta or {}).get("attributes", {})) if isinstance(meta, Mapping) else {}
+    return LabeledShape(str(labels[0]), pts, None, attrs)
+
+
+@dataclass
+class ExportRead:
+    """What :func:`read_export` found: the images to import and the tasks left out."""
+
+    images: list[LabeledImage] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # tasks whose annotations were cancelled
+    unreviewed: list[str] = field(default_factory=list)  # tasks with no annotation at all
+    from_predictions: list[str] = field(default_factory=list)  # accepted unreviewed predictions
+
+
+def _min_to_full(task: Mapping[str, Any]) -> dict[str, Any]:
+    """A JSON_MIN record (``{"image": url, "<from_name>": [values], ...}``) as a full task."""
+    results = []
+    for key, values in task.items():
+        if not isinstance(values, list):
+            continue
+        for v in values:
+            if not isinstance(v, Mapping):
+                continue
+            rtype = next((t for t in ("polygonlabels", "rectanglelabels", "brushlabels")
+                          if t in v), None)  # fmt: skip
+            if rtype is None:
+                continue
+            results.append({"from_name": key, "type": rtype, "value": dict(v),
+                            "original_width": v.get("original_width"),
+                            "original_height": v.get("original_height")})  # fmt: skip
+    return {"id": task.get("id"), "data": {"image": task["image"]},
+            "annotations": [{"result": results, "was_cancelled": False}]}  # fmt: skip
+
+
+def read_export(
+    tasks: Any,
+    *,
+    image_sizes: Mapping[str, tuple[int, int]] | None = None,
+    accept_predictions: bool = False,
+    where: str = "Label Studio export",
+) -> ExportRead:
+    """Read a Label Studio JSON or JSON_MIN export by the rules of the module docstring.
+
+    ``image_sizes`` (file name -> (w, h)) gives image sizes where the export has none and the
+    names image URLs are matched against.
+    """
+    if not isinstance(tasks, list):
+        raise DatasetError(f"{where}: expected a JSON list of tasks")
+    sizes = dict(image_sizes or {})
+    out = ExportRead()
+    seen: dict[str, Any] = {}
+    for t in tasks:
+        if not isinstance(t, Mapping):
+            raise DatasetError(f"{where}: a task is not an object: {str(t)[:60]}")
+        if "data" not in t and "image" in t:
+            t = _min_to_full(t)
+        url = (t.get("data") or {}).get("image")
+        if not url:
+            raise DatasetError(f"{where}: task {t.get('id')} has no data.image")
+        name = _file_name(str(url), sizes)
+        tid = f"task {t.get('id', name)}"
+        annotations = [a for a in t.get("annotations") or [] if isinstance(a, Mapping)]
+        done = [a for a in annotations if not a.get("was_cancelled")]
+        predictions = [p for p in t.get("predictions") or [] if isinstance(p, Mapping)]
+        if done:
+            source: Mapping[str, Any] = done[-1]
+        elif annotations:
+            out.skipped.append(f"{tid} ({name})")
+            continue
+        elif accept_predictions and predictions:
+            source = predictions[-1]
+            out.from_predictions.append(f"{tid} ({name})")
+        else:
+            out.unreviewed.append(f"{tid} ({name})")
+            continue
+        if name in seen:
+            raise DatasetError(
+                f"{where}: image {name} is labelled in two tasks ({seen[name]} and "
+                f"{t.get('id')}); delete the duplicate task in Label Studio and export again"
+            )
+        seen[name] = t.get("id")
+        meta = t.get("meta") or {}
+        size = (int(meta.get("width", 0) or 0), int(meta.get("height", 0) or 0))
+        if not all(size) and name in sizes:
+            size = sizes[name]
+        shapes, w, h = _shapes(source.get("result") or [], f"{where} {tid}", size)
+        if not w or not h:
+            raise DatasetError(f"{where}: size of image {name} unknown; pass the image folder")
+        out.images.append(LabeledImage(name, w, h, shapes))
+    return out
 
 
 def from_export(
     tasks: Any,
     *,
     image_sizes: Mapping[str, tuple[int, int]] | None = None,
+    accept_predictions: bool = False,
     where: str = "Label Studio export",
 ) -> list[LabeledImage]:
-    """Read a Label Studio JSON export: the newest non-cancelled annotation of each task.
-
-    Tasks without a finished annotation fall back to their predictions (unreviewed
-    pre-annotations are kept, so nothing is lost). ``image_sizes`` (file name -> (w, h))
-    supplies sizes for images whose annotation holds no shapes.
-    """
-    if not isinstance(tasks, list):
-        raise DatasetError(f"{where}: expected a JSON list of tasks")
-    out = []
-    for t in tasks:
-        url = (t.get("data") or {}).get("image")
-        if not url:
-            raise DatasetError(f"{where}: task {t.get('id')} has no data.image")
-        name = _file_name(str(url))
-        done = [a for a in t.get("annotations", []) if not a.get("was_cancelled")]
-        source = done[-1] if done else (t.get("predictions") or [{}])[-1]
-        shapes, w, h = _shapes(source.get("result", []), f"{where} task {t.get('id', name)}")
-        if not w:
-            meta = t.get("meta") or {}
-            w, h = int(meta.get("width", 0)), int(meta.get("height", 0))
-        if not w and image_sizes and name in image_sizes:
-            w, h = image_sizes[name]
-        if not w:
-            raise DatasetError(f"{where}: size of image {name} unknown; pass the image folder")
-        out.append(LabeledImage(name, w, h, shapes))
-    return out
+    """The images of :func:`read_export` (tasks left out are not reported)."""
+    return read_export(
+        tasks, image_sizes=image_sizes, accept_predictions=accept_predictions, where=where
+    ).images

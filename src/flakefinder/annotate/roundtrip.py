@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import tempfile
 from collections.abc import Callable, Mapping
-from pathlib import Path
+from dataclasses import dataclass, field, replace
+from pathlib import Path, PurePosixPath
 
 from flakefinder.annotate import labelbox, labelme, labelstudio
 from flakefinder.annotate.shapes import (
@@ -22,32 +25,59 @@ from flakefinder.errors import DatasetError
 FORMATS = ("labelstudio", "cvat", "coco", "labelme", "labelbox")
 
 
+@dataclass
+class Predicted:
+    """Images run through a detector, and the ones that could not be read."""
+
+    images: list[LabeledImage] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # "path: reason"
+
+
 def predict_images(
     image_paths: list[Path],
     detector: Detector,
     context: ImagingContext,
     *,
     root: Path | None = None,
-) -> list[LabeledImage]:
-    """Run ``detector`` over images; file names are kept relative to ``root`` (or bare names)."""
+) -> Predicted:
+    """Run ``detector`` over images; file names are kept relative to ``root`` (or bare names).
+
+    An image that cannot be read is named in ``skipped`` and left out; the others go on.
+    """
+    from flakefinder.errors import ImageError
     from flakefinder.imaging import load_image
 
-    out = []
+    out = Predicted()
     for p in image_paths:
-        image = load_image(p)
-        name = str(p.relative_to(root)) if root is not None else p.name
+        try:
+            image = load_image(p)
+        except ImageError as exc:
+            out.skipped.append(str(exc))
+            continue
+        name = p.relative_to(root).as_posix() if root is not None else p.name
         shapes = shapes_from_detections(detector.detect(image, context))
-        out.append(LabeledImage(name, image.shape[1], image.shape[0], shapes))
+        out.images.append(LabeledImage(name, image.shape[1], image.shape[0], shapes))
     return out
 
 
 def export_preannotations(
-    images: list[LabeledImage], out_dir: Path, *, class_map: ClassMap, model_version: str = ""
+    images: list[LabeledImage],
+    out_dir: Path,
+    *,
+    class_map: ClassMap,
+    model_version: str = "",
+    image_url_prefix: str = "/data/local-files/?d=",
 ) -> dict[str, Path]:
-    """Write Label Studio tasks (+ labelling config), COCO for CVAT, and labelme files."""
+    """Write Label Studio tasks (+ labelling config), COCO for CVAT, and labelme files.
+
+    ``image_url_prefix`` + file name is each task's image URL (see
+    :func:`flakefinder.annotate.labelstudio.local_files_prefix`).
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
-    tasks = labelstudio.to_tasks(images, model_version=model_version)
+    tasks = labelstudio.to_tasks(
+        images, model_version=model_version, image_url_prefix=image_url_prefix
+    )
     written["labelstudio"] = out_dir / "labelstudio_tasks.json"
     written["labelstudio"].write_text(json.dumps(tasks, indent=1))
     written["labelstudio_config"] = out_dir / "labelstudio_config.xml"
@@ -74,20 +104,63 @@ def _image_sizes(image_dir: Path | None) -> dict[str, tuple[int, int]]:
     sizes = {}
     for p in sorted(image_dir.rglob("*")):
         if p.suffix.lower() in IMAGE_SUFFIXES:
-            with Image.open(p) as im:
-                sizes[str(p.relative_to(image_dir))] = im.size
-                sizes.setdefault(p.name, im.size)
+            try:
+                with Image.open(p) as im:
+                    size = im.size
+            except (OSError, ValueError, Image.DecompressionBombError):
+                continue  # unreadable: no size from here (training names it when it loads it)
+            sizes[p.relative_to(image_dir).as_posix()] = size
+            sizes.setdefault(p.name, size)
     return sizes
 
 
-def read_annotations(
-    paths: list[Path], fmt: str, *, image_dir: Path | None = None
-) -> list[LabeledImage]:
-    """Read corrected annotations in one of :data:`FORMATS`; images from several files are merged."""
+@dataclass
+class ReadReport:
+    """Images read from annotation files, and the Label Studio tasks left out."""
+
+    images: list[LabeledImage] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    unreviewed: list[str] = field(default_factory=list)
+    from_predictions: list[str] = field(default_factory=list)
+
+
+def _normalise_names(images: list[LabeledImage], known: Mapping[str, object]) -> list[LabeledImage]:
+    """File names as the image folder knows them (tool exports write ``../../images/x.png``)."""
+    out = []
+    for im in images:
+        name = im.file_name
+        if ".." in PurePosixPath(name).parts or (known and name not in known):
+            name = labelstudio.file_name_from_path(name, known)
+        out.append(replace(im, file_name=name))
+    return out
+
+
+def read_report(
+    paths: list[Path],
+    fmt: str,
+    *,
+    image_dir: Path | None = None,
+    accept_predictions: bool = False,
+) -> ReadReport:
+    """Read corrected annotations in one of :data:`FORMATS`; images from several files are merged.
+
+    Label Studio tasks are read by the rules of :mod:`flakefinder.annotate.labelstudio`
+    (``accept_predictions`` imports unreviewed pre-annotations). File names are mapped onto
+    the images in ``image_dir`` when one is given.
+    """
+    sizes = _image_sizes(image_dir)
+    report = ReadReport()
+
+    def studio(p: Path) -> list[LabeledImage]:
+        r = labelstudio.read_export(read_json(p), image_sizes=sizes,
+                                    accept_predictions=accept_predictions, where=str(p))  # fmt: skip
+        report.skipped += r.skipped
+        report.unreviewed += r.unreviewed
+        report.from_predictions += r.from_predictions
+        return r.images
+
     readers: dict[str, Callable[[Path], list[LabeledImage]]] = {
-        "labelstudio": lambda p: labelstudio.from_export(
-            read_json(p), image_sizes=_image_sizes(image_dir), where=str(p)
-        ),
+        "labelstudio": studio,
         "cvat": lambda p: from_coco(read_json(p), where=str(p)),
         "coco": lambda p: from_coco(read_json(p), where=str(p)),
         "labelme": lambda p: [labelme.from_file(p)],
@@ -100,7 +173,7 @@ def read_annotations(
         files.extend(sorted(p.glob("*.json")) if p.is_dir() else [p])
     merged: dict[str, LabeledImage] = {}
     for f in files:
-        for im in readers[fmt](f):
+        for im in _normalise_names(readers[fmt](f), sizes):
             prev = merged.get(im.file_name)
             if prev is None:
                 merged[im.file_name] = im
@@ -112,7 +185,15 @@ def read_annotations(
                 merged[im.file_name] = LabeledImage(
                     im.file_name, im.width_px, im.height_px, prev.shapes + im.shapes
                 )
-    return list(merged.values())
+    report.images = list(merged.values())
+    return report
+
+
+def read_annotations(
+    paths: list[Path], fmt: str, *, image_dir: Path | None = None
+) -> list[LabeledImage]:
+    """The images of :func:`read_report`."""
+    return read_report(paths, fmt, image_dir=image_dir).images
 
 
 def import_dataset(
@@ -123,25 +204,43 @@ def import_dataset(
     image_dir: Path | None = None,
     label_map: Mapping[str, str] | None = None,
     class_map: ClassMap | None = None,
+    accept_predictions: bool = False,
+    report: ReadReport | None = None,
 ) -> Path:
     """Corrected labels -> ``out_dir/annotations.json`` (+ ``images/`` copied from ``image_dir``).
 
     Every image the annotations name must exist in ``image_dir`` when one is given; a
-    missing image is an error rather than a silently shorter dataset.
+    missing image is an error rather than a silently shorter dataset. Everything is checked
+    before anything is written, and the files appear together (written into a temporary
+    sibling folder, then moved into ``out_dir``). ``report``, when given, receives what was
+    read (tasks left out included).
     """
-    images = apply_label_map(read_annotations(paths, fmt, image_dir=image_dir), label_map or {})
+    read = read_report(paths, fmt, image_dir=image_dir, accept_predictions=accept_predictions)
+    if report is not None:
+        report.__dict__.update(read.__dict__)
+    images = apply_label_map(read.images, label_map or {})
     coco = to_coco(images, class_map)
-    out_dir.mkdir(parents=True, exist_ok=True)
     if image_dir is not None:
         missing = [im.file_name for im in images if not (image_dir / im.file_name).is_file()]
         if missing:
             raise DatasetError(
                 f"{len(missing)} annotated images are not in {image_dir}: {missing[:5]}"
             )
-        for im in images:
-            dst = out_dir / "images" / im.file_name
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(image_dir / im.file_name, dst)
-    path = out_dir / "annotations.json"
-    path.write_text(json.dumps(coco, indent=1))
-    return path
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        if image_dir is not None:
+            for im in images:
+                dst = tmp / "images" / im.file_name
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(image_dir / im.file_name, dst)
+        (tmp / "annotations.json").write_text(json.dumps(coco, indent=1))
+        out_dir.mkdir(exist_ok=True)
+        for entry in sorted(tmp.iterdir(), key=lambda e: e.name == "annotations.json"):
+            target = out_dir / entry.name
+            if target.is_dir() and entry.is_dir():
+                shutil.rmtree(target)
+            os.replace(entry, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir / "annotations.json"

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flakefinder.domain import ClassMap, Detection, parse_category_name
+from flakefinder.domain import ClassMap, Detection, LayerClass, parse_category_name
 from flakefinder.errors import DatasetError
 from flakefinder.geometry import polygon_area, polygon_bbox
 
@@ -98,6 +98,26 @@ def class_map_for(images: Iterable[LabeledImage], class_map: ClassMap | None) ->
     return class_map
 
 
+def label_attributes(label: str, attributes: Mapping[str, Any]) -> dict[str, Any]:
+    """The attributes of a shape with the label winning over stale ones.
+
+    A region relabelled in a tool (say from ``graphene_few`` to ``graphene_thick``) may keep
+    the attributes of its old label; ``material`` and ``layer_class`` always follow the label,
+    and an ``n_layers`` outside the label's class is dropped.
+    """
+    material, layer_class = parse_category_name(label)
+    attrs = {k: v for k, v in attributes.items() if k not in ("material", "layer_class")}
+    n = attrs.get("n_layers")
+    if n is not None:
+        try:
+            consistent = LayerClass.from_layers(int(n)) == layer_class
+        except (TypeError, ValueError):
+            consistent = False
+        if not consistent:
+            del attrs["n_layers"]
+    return {"material": material, "layer_class": layer_class.value, **attrs}
+
+
 def to_coco(images: list[LabeledImage], class_map: ClassMap | None = None) -> dict[str, Any]:
     """One COCO instance-segmentation dataset (polygon segmentation) from labelled images."""
     cmap = class_map_for(images, class_map)
@@ -119,7 +139,7 @@ def to_coco(images: list[LabeledImage], class_map: ClassMap | None = None) -> di
         for s in im.shapes:
             poly = check_polygon(s.polygon_px, where=f"{im.file_name} label {s.label}")
             material, layer_class = parse_category_name(s.label)
-            attrs = {"material": material, "layer_class": layer_class.value, **dict(s.attributes)}
+            attrs = label_attributes(s.label, s.attributes)
             ann: dict[str, Any] = {
                 "id": len(annotations) + 1,
                 "image_id": image_id,

@@ -441,14 +441,14 @@ def calibrate(
     else:
         by_n = {e.n_layers: e for e in entries}
         for c, n in zip(clusters, result.layers, strict=True):
-            e = by_n.get(n) if n is not None else None
+            entry = by_n.get(n) if n is not None else None
             clusters_out.append(
                 ClusterReport(
                     n,
                     (float(c.mean_rgb[0]), float(c.mean_rgb[1]), float(c.mean_rgb[2])),
                     len(c.members),
                     c.n_pixels,
-                    None if e is None else e.fit_residual_rgb,
+                    None if entry is None else entry.fit_residual_rgb,
                     tuple(region_of[i] for i in c.members),
                 )
             )

@@ -70,7 +70,7 @@ def cluster_flakes(
 
         z = linkage(x, method="average", metric="euclidean")
         labels = fcluster(z, t=cut, criterion="distance") - 1
-    out = []
+    out: list[Cluster] = []
     for k in range(int(labels.max()) + 1):
         members = tuple(int(i) for i in np.nonzero(labels == k)[0])
         w = np.array([flakes[i].n_pixels for i in members], dtype=float)

@@ -85,7 +85,7 @@ def estimate_background(image: np.ndarray, *, what: str = "image") -> Background
         (xx.ravel() + 0.5) / gw * 2.0 - 1.0, (yy.ravel() + 0.5) / gh * 2.0 - 1.0
     ).astype(np.float64)
     rel = np.abs(flat / np.maximum(mode, 1.0) - 1.0).max(axis=1)
-    keep = rel < 0.12
+    keep = rel < 0.04  # first pass: close to the mode; corners rejoin once the surface fits
     coef = np.zeros((6, 3))
     for _ in range(3):
         if keep.sum() < 12:
@@ -94,7 +94,7 @@ def estimate_background(image: np.ndarray, *, what: str = "image") -> Background
         fit = design @ coef
         resid = flat / np.maximum(fit, 1.0) - 1.0
         sd = 1.4826 * np.median(np.abs(resid[keep]), axis=0)
-        thr = np.maximum(4.0 * sd, 0.015)
+        thr = np.clip(3.5 * sd, 0.012, 0.04)
         keep = np.all(np.abs(resid) < thr[None, :], axis=1)
     # per-pixel noise of the substrate: from full-resolution pixels of a central crop
     cy, cx = h // 2, w // 2

@@ -80,11 +80,13 @@ def flake_stat(
 
     ``mask`` may be a crop whose top-left pixel is at ``offset`` (y, x) of the image.
     """
-    ys, xs = np.nonzero(mask)
-    if len(ys) == 0:
+    rows = np.flatnonzero(mask.any(axis=1))
+    if len(rows) == 0:
         return None
-    y0, y1 = max(ys.min() - 3, 0), ys.max() + 4
-    x0, x1 = max(xs.min() - 3, 0), xs.max() + 4
+    cols = np.flatnonzero(mask[rows[0] : rows[-1] + 1].any(axis=0))
+    y0, y1 = max(int(rows[0]) - 3, 0), int(rows[-1]) + 4
+    x0, x1 = max(int(cols[0]) - 3, 0), int(cols[-1]) + 4
+    area = int(np.count_nonzero(mask[y0:y1, x0:x1]))
     inner = _erode(mask[y0:y1, x0:x1])
     oy, ox = offset
     window = contrast[oy + y0 : oy + y0 + inner.shape[0], ox + x0 : ox + x0 + inner.shape[1]]
@@ -103,6 +105,6 @@ def flake_stat(
         median_rgb=med.astype(np.float64),
         spread_rgb=spread.astype(np.float64),
         n_pixels=len(px),
-        area_px=len(ys),
+        area_px=area,
         pixels=np.asarray(sample, dtype=np.float32),
     )

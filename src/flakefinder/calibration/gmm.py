@@ -102,7 +102,9 @@ def import_gmm(
     except UnknownMaterialError as exc:
         raise CalibrationError(str(exc)) from None
     table = table_from_gmm(read_gmm(path), mat, where=str(path))
-    fit = fit_physics(mat, oxide_nm, {e.n_layers: e.mean for e in table.layers})
+    fit = fit_physics(
+        mat, oxide_nm, {e.n_layers: e.mean for e in table.layers}, n_starts=1, max_nfev=80
+    )
     if check_layers and fit.rms_residual > MAX_LAYER_RESIDUAL:
         raise CalibrationError(
             f"{path}: the thin-film model of {mat} on {oxide_nm:g} nm SiO2 cannot reproduce this "

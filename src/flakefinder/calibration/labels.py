@@ -267,17 +267,17 @@ def read_labels(
     skipped = 0
     seen: set[str] = set()
     for idx, mask, label, attrs in raw:
-        mat, n = parse_layer_label(label, attrs)
+        mat, n_layers = parse_layer_label(label, attrs)
         canon = _canonical(mat) if mat else None
         if canon is not None:
             seen.add(canon)
         if canon is not None and canon != want:
             skipped += 1
             continue
-        if n is None or not mask.any():
+        if n_layers is None or not mask.any():
             skipped += 1
             continue
-        regions.append(LabelledRegion(idx, mask, n))
+        regions.append(LabelledRegion(idx, mask, n_layers))
     if not regions:
         if seen and want not in seen:
             raise CalibrationError(

@@ -27,8 +27,21 @@ def export_cmd(
     materials: str = typer.Option("graphene", help="Comma-separated materials on the chips."),
     oxide_nm: float = typer.Option(90.0, help="SiO2 thickness of the chips (nm)."),
     um_per_px: float = typer.Option(0.2, help="Pixel size on the sample (µm)."),
+    image_url_prefix: str | None = typer.Option(
+        None,
+        "--image-url-prefix",
+        help="Prefix of each Label Studio task's image URL (default: "
+        "/data/local-files/?d=FOLDER/ with FOLDER the image folder's name, for a Label Studio "
+        "whose LOCAL_FILES_DOCUMENT_ROOT is that folder's parent).",
+    ),
 ) -> None:
-    """Run a detector over IMAGES and write its predictions as pre-annotations."""
+    """Run a detector over IMAGES and write its predictions as pre-annotations.
+
+    Unreadable images are named and skipped. For Label Studio, serve the images as local
+    files: LOCAL_FILES_SERVING_ENABLED=true, LOCAL_FILES_DOCUMENT_ROOT=<parent of the image
+    folder>, and a "Local files" storage with the image folder's absolute path.
+    """
+    from flakefinder.annotate.labelstudio import local_files_prefix
     from flakefinder.annotate.roundtrip import export_preannotations, predict_images
     from flakefinder.cli import parse_materials
     from flakefinder.detect.registry import create_detector
@@ -40,17 +53,31 @@ def export_cmd(
     files = iter_image_files(images)
     root = images[0] if len(images) == 1 and images[0].is_dir() else None
     ctx = ImagingContext(um_per_px=um_per_px, oxide_thickness_nm=oxide_nm, materials=mats)
-    labeled = predict_images(files, det, ctx, root=root)
+    predicted = predict_images(files, det, ctx, root=root)
+    for reason in predicted.skipped:
+        typer.secho(f"skipped: {reason}", fg=typer.colors.YELLOW, err=True)
+    if not predicted.images:
+        from flakefinder.errors import ImageError
+
+        raise ImageError(f"none of the {len(files)} image(s) could be read")
+    if image_url_prefix is None:
+        folder = root if root is not None else files[0].parent
+        image_url_prefix = local_files_prefix(folder.resolve().name)
+    labeled = predicted.images
     written = export_preannotations(
         labeled,
         out,
         class_map=ClassMap.for_materials(mats),
         model_version=f"{det.name}-{det.version}",
+        image_url_prefix=image_url_prefix,
     )
     n = sum(len(im.shapes) for im in labeled)
-    typer.echo(f"{n} flakes in {len(labeled)} images exported:")
+    typer.echo(f"{n} flake(s) in {len(labeled)} image(s) exported:")
     for key, path in written.items():
         typer.echo(f"  {key}: {path}")
+    if predicted.skipped:
+        typer.echo(f"{len(predicted.skipped)} unreadable image(s) skipped")
+    typer.echo(f"Label Studio image URLs: {image_url_prefix}<file name>")
 
 
 @annotate_app.command("import")
@@ -64,13 +91,23 @@ def import_cmd(
     label_map: list[str] = typer.Option(
         [], help="Rename a label, e.g. --label-map 'graphene 1L=graphene_mono' (repeatable)."
     ),
+    accept_predictions: bool = typer.Option(
+        False,
+        "--accept-predictions",
+        help="Label Studio: import the pre-annotations of tasks nobody annotated as labels "
+        "(default: such tasks are left out; skipped tasks are always left out).",
+    ),
 ) -> None:
     """Import corrected labels into one COCO dataset ready for `flakefinder train`.
 
     Labels must be detection categories (<material>_<mono|few|thick>) or be renamed with
     --label-map. Empty polygons are dropped; RLE/brush masks are refused with a message.
+    Label Studio JSON and JSON_MIN exports are read; of each task the newest finished
+    annotation counts, skipped tasks and tasks without an annotation are left out (named),
+    two tasks for one image are refused. COCO exports whose file names point elsewhere
+    (../../images/x.png) are matched to the files in --images.
     """
-    from flakefinder.annotate.roundtrip import import_dataset
+    from flakefinder.annotate.roundtrip import ReadReport, import_dataset
 
     mapping = {}
     for item in label_map:
@@ -78,8 +115,18 @@ def import_cmd(
         if not sep:
             raise typer.BadParameter(f"--label-map {item!r} is not of the form old=new")
         mapping[old] = new
-    path = import_dataset(files, fmt, out, image_dir=images, label_map=mapping)
-    typer.echo(f"COCO dataset written: {path}")
+    report = ReadReport()
+    path = import_dataset(files, fmt, out, image_dir=images, label_map=mapping,
+                          accept_predictions=accept_predictions, report=report)  # fmt: skip
+    for what, tasks in (("skipped in Label Studio", report.skipped),
+                        ("without an annotation (use --accept-predictions to import their "
+                         "pre-annotations)", report.unreviewed),
+                        ("imported from unreviewed pre-annotations", report.from_predictions)):  # fmt: skip
+        if tasks:
+            shown = ", ".join(tasks[:5]) + (" ..." if len(tasks) > 5 else "")
+            typer.echo(f"{len(tasks)} task(s) {what}: {shown}")
+    n = sum(len(im.shapes) for im in report.images)
+    typer.echo(f"COCO dataset written: {path} ({len(report.images)} image(s), {n} flake(s))")
 
 
 def register(app: typer.Typer) -> None:

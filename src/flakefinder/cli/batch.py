@@ -6,15 +6,40 @@ from pathlib import Path
 
 import typer
 
+from flakefinder.cli.options import (
+    DEFAULT_MATERIALS,
+    DEFAULT_OXIDE_NM,
+    DEFAULT_SCORE,
+    DEFAULT_UM_PER_PX,
+    DetectorOpt,
+    DetectorOptionsOpt,
+    DeviceOpt,
+    MaterialsOpt,
+    ModelOpt,
+    OptionalOxideNmOpt,
+    OptionalUmPerPxOpt,
+    ScoreOpt,
+    SetupOpt,
+)
+from flakefinder.detect.registry import DEFAULT_DETECTOR
+
 
 def batch_detect(
     images: list[Path] = typer.Argument(None, help="Image files or folders (or use --db)."),
     out: Path = typer.Option(..., "--out", help="Folder for flakes.jsonl and flakes.csv."),
-    detector: str = typer.Option("maskrcnn", help="maskrcnn, contrast or rulebased."),
-    model: Path | None = typer.Option(
-        None, help="Model folder for maskrcnn (default: shipped model)."
+    detector: DetectorOpt = DEFAULT_DETECTOR,
+    model: ModelOpt = None,
+    setup: SetupOpt = None,
+    detector_option: DetectorOptionsOpt = None,
+    score: ScoreOpt = DEFAULT_SCORE,
+    device: DeviceOpt = "auto",
+    db: str | None = typer.Option(
+        None,
+        "--db",
+        help="Take the images of a flakefinder database instead (default when no images are"
+        " given: $FLAKEFINDER_DATABASE_URL, if set).",
+        show_default=False,
     ),
-    db: str | None = typer.Option(None, help="Take the images of a flakefinder database instead."),
     scan: int | None = typer.Option(None, help="With --db: only this scan's images."),
     scheduler: str | None = typer.Option(
         None, help="Dask scheduler address (tcp://host:8786); default: a local cluster."
@@ -25,9 +50,9 @@ def batch_detect(
     chunk_size: int = typer.Option(
         16, help="Images per task (the detector is built once per task)."
     ),
-    materials: str = typer.Option("graphene", help="Comma-separated materials on the chips."),
-    oxide_nm: float = typer.Option(90.0, help="SiO2 thickness (nm)."),
-    um_per_px: float = typer.Option(0.2, help="Pixel size on the sample (µm)."),
+    materials: MaterialsOpt = DEFAULT_MATERIALS,
+    oxide_nm: OptionalOxideNmOpt = None,
+    um_per_px: OptionalUmPerPxOpt = None,
 ) -> None:
     """Run a detector over a folder or a database of images on a Dask cluster.
 
@@ -35,33 +60,71 @@ def batch_detect(
     """
     import csv
     import json
+    import os
 
     from rich.progress import Progress
 
     from flakefinder.cli import parse_materials
+    from flakefinder.cli.options import check_detector, database_url
     from flakefinder.cluster.batch import (
-        DetectorSpec,
+        DetectorRecipe,
         ImageResult,
         database_image_paths,
         detect_files,
     )
+    from flakefinder.db.settings import DATABASE_URL_ENV
     from flakefinder.detect.flake_csv import FLAKE_CSV_FIELDS, flake_csv_row
+    from flakefinder.detect.registry import parse_option_pairs
     from flakefinder.domain import ClassMap, ImagingContext
     from flakefinder.imaging import iter_image_files
     from flakefinder.server.schemas import FlakeOut
+    from flakefinder.text import plural
 
+    if not db and not images and os.environ.get(DATABASE_URL_ENV, "").strip():
+        db = database_url(None)
     if db:
         files = database_image_paths(db, scan)
     elif images:
         files = iter_image_files(list(images))
     else:
         raise typer.BadParameter("give image files/folders or --db")
-    options = (("model", str(model)),) if model else ()
-    spec = DetectorSpec(detector, options)
+    mats = parse_materials(materials)
+    profile = None
+    setup_file: Path | None = None
+    if setup is not None:
+        from flakefinder.calibration.profile import check_compatible
+        from flakefinder.cli.setup_option import resolve_setup
+
+        # loaded here so that a bad profile fails before the cluster starts
+        loaded = resolve_setup(setup, detector, files, mats, oxide_nm, um_per_px)
+        profile = loaded.profile
+        check_compatible(profile, materials=mats, oxide_nm=oxide_nm)
+        if loaded.source == "self-calibrated":
+            out.mkdir(parents=True, exist_ok=True)
+            setup_file = profile.save(out / "setup_profile.json")
+            typer.echo(f"self-calibrated setup profile written to {setup_file}")
+        else:
+            setup_file = Path(setup)
+    # Check name, options, model and profile here so that they fail before the cluster starts.
+    check_detector(detector, model=model, setup=setup_file, options=detector_option)
+
+    recipe = DetectorRecipe(
+        detector,
+        tuple(parse_option_pairs(detector_option).items()),
+        model=None if model is None else str(model.resolve()),
+        setup=None if setup_file is None else str(setup_file.resolve()),
+        min_score=score,
+        device=device,
+    )
     ctx = ImagingContext(
-        um_per_px=um_per_px,
-        oxide_thickness_nm=oxide_nm,
-        materials=parse_materials(materials),
+        um_per_px=um_per_px
+        if um_per_px is not None
+        else (profile.um_per_px if profile else DEFAULT_UM_PER_PX),
+        oxide_thickness_nm=(
+            oxide_nm if oxide_nm is not None else (profile.oxide_nm if profile else DEFAULT_OXIDE_NM)
+        ),
+        materials=mats,
+        profile_id=None if profile is None else profile.profile_id,
     )
     with Progress() as progress:
         task = progress.add_task("detecting", total=len(files))
@@ -71,7 +134,7 @@ def batch_detect(
 
         results = detect_files(
             files,
-            spec,
+            recipe,
             ctx,
             scheduler=scheduler,
             n_workers=workers,
@@ -105,7 +168,9 @@ def batch_detect(
                 cat_id = class_map.id_of(d.material, d.layer_class)
                 writer.writerow(flake_csv_row(d, image_id, r.path, k, cat_id, ctx.um_per_px))
     bad = [r for r in results if r.error]
-    typer.echo(f"{n_flakes} flakes in {len(results) - len(bad)} images -> {out}")
+    typer.echo(
+        f"{plural(n_flakes, 'flake')} in {plural(len(results) - len(bad), 'image')} -> {out}"
+    )
     for r in bad:
         typer.echo(f"skipped {r.path}: {r.error}", err=True)
 

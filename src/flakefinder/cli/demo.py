@@ -20,12 +20,23 @@ def demo(
     ),
     seed: int = typer.Option(7, help="Seed of the virtual chip and camera noise."),
     progress: bool = typer.Option(True, help="Show a progress bar."),
+    real: bool = typer.Option(
+        False,
+        "--real",
+        help="Instead: calibrate (imported table and no-label self-calibration) and detect on "
+        "the real 2DMatGMM micrographs shipped with flakefinder, with overlays.",
+    ),
 ) -> None:
     """Make a virtual chip, scan it with the simulated microscope, detect and store every flake.
 
     Prints how the stored flakes compare with the chip's known flakes, and where the database,
     tile images and CSV/JSON exports are. Browse them with the command it prints at the end.
     """
+    if real:
+        from flakefinder.cli.demo_real import run_real_demo
+
+        run_real_demo(out)
+        return
     from flakefinder.cli import parse_materials
     from flakefinder.db import Database, FlakeQuery, flakes_to_csv, flakes_to_json
     from flakefinder.detect.registry import create_detector

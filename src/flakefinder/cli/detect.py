@@ -9,10 +9,27 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from flakefinder.cli.options import (
+    DEFAULT_MATERIALS,
+    DEFAULT_OXIDE_NM,
+    DEFAULT_SCORE,
+    DEFAULT_UM_PER_PX,
+    DetectorOpt,
+    DetectorOptionsOpt,
+    DeviceOpt,
+    MaterialsOpt,
+    ModelOpt,
+    OptionalOxideNmOpt,
+    OptionalUmPerPxOpt,
+    ScoreOpt,
+    SetupOpt,
+)
+from flakefinder.detect.registry import DEFAULT_DETECTOR
+
 if TYPE_CHECKING:
     import numpy as np
 
-    from flakefinder.domain import ClassMap, Detection, Detector
+    from flakefinder.domain import ClassMap, Detection, Detector, ImagingContext
 
 
 def register(app: typer.Typer) -> None:
@@ -24,36 +41,16 @@ def detect_cmd(
     out: Path = typer.Option(
         ..., "--out", help="Output folder: detections.json, images.json, flakes.csv, overlays/."
     ),
-    detector: str = typer.Option(
-        "maskrcnn",
-        help=(
-            "Detector: maskrcnn, contrast, rulebased, or union (Mask R-CNN + calibrated contrast; "
-            "needs --setup). With --setup, maskrcnn outlines flakes and the profile gives each "
-            "its material and layer number (class-agnostic models need --setup)."
-        ),
-    ),
-    model: Path | None = typer.Option(
-        None, help="Mask R-CNN model folder (default: the shipped model, if installed)."
-    ),
-    materials: str = typer.Option("graphene", help="Comma-separated materials on the chips."),
-    oxide_nm: float | None = typer.Option(
-        None, help="SiO2 thickness of the chips (nm; default: the setup profile's, else 90)."
-    ),
-    um_per_px: float | None = typer.Option(
-        None, help="Pixel size on the sample (µm; default: the setup profile's, else 0.2)."
-    ),
-    setup: str | None = typer.Option(
-        None,
-        "--setup",
-        help=(
-            "Setup profile JSON: the contrast detector classifies colours against its calibrated "
-            "tables; maskrcnn and union classify each outlined flake by them. 'auto': calibrate a profile on these images without labels first (written "
-            "to OUT/setup_profile.json)."
-        ),
-    ),
-    score: float = typer.Option(0.5, help="Keep detections with confidence >= SCORE."),
-    device: str = typer.Option("auto", help="maskrcnn only: cpu, cuda or auto."),
-    batch_size: int = typer.Option(1, help="maskrcnn only: images per forward pass."),
+    detector: DetectorOpt = DEFAULT_DETECTOR,
+    model: ModelOpt = None,
+    setup: SetupOpt = None,
+    detector_option: DetectorOptionsOpt = None,
+    materials: MaterialsOpt = DEFAULT_MATERIALS,
+    oxide_nm: OptionalOxideNmOpt = None,
+    um_per_px: OptionalUmPerPxOpt = None,
+    score: ScoreOpt = DEFAULT_SCORE,
+    device: DeviceOpt = "auto",
+    batch_size: int = typer.Option(1, help="Images per detector call (batching detectors)."),
     overlays: bool = typer.Option(True, help="Write overlay PNGs (mask, outline, box, label)."),
 ) -> None:
     """Find flakes in IMAGES and write COCO results JSON, a CSV of flakes and overlay PNGs.
@@ -61,12 +58,12 @@ def detect_cmd(
     Unreadable images are reported and skipped; the others are still processed.
     """
     from flakefinder.cli import parse_materials
+    from flakefinder.cli.options import build_detector
     from flakefinder.domain import ImagingContext
     from flakefinder.imaging import iter_image_files
+    from flakefinder.text import plural
 
     mats = parse_materials(materials)
-    if not 0.0 <= score <= 1.0:
-        raise typer.BadParameter("must lie in [0, 1]", param_hint="--score")
     files = iter_image_files(images)
     if not files:
         typer.secho("no image files found", fg=typer.colors.YELLOW, err=True)
@@ -75,16 +72,24 @@ def detect_cmd(
         from flakefinder.cli.setup_option import resolve_setup
 
         loaded = resolve_setup(setup, detector, files, mats, oxide_nm, um_per_px)
-        det = _setup_detector(loaded, detector, model, device, score, mats)
-    else:
-        det = _make_detector(detector, model, device, score)
-    um = um_per_px if um_per_px is not None else (loaded.profile.um_per_px if loaded else 0.2)
-    ox = oxide_nm if oxide_nm is not None else (loaded.profile.oxide_nm if loaded else 90.0)
-    ctx = ImagingContext(um_per_px=um, oxide_thickness_nm=ox, materials=mats)
-    if loaded is not None:
         from flakefinder.calibration.profile import check_compatible
 
-        check_compatible(loaded.profile, materials=mats, oxide_nm=ox)
+        check_compatible(
+            loaded.profile,
+            materials=mats,
+            oxide_nm=oxide_nm if oxide_nm is not None else loaded.profile.oxide_nm,
+        )
+    det = build_detector(
+        detector, model=model, setup=loaded, options=detector_option, score=score, device=device
+    )
+    um = um_per_px if um_per_px is not None else (loaded.profile.um_per_px if loaded else None)
+    ox = oxide_nm if oxide_nm is not None else (loaded.profile.oxide_nm if loaded else None)
+    ctx = ImagingContext(
+        um_per_px=DEFAULT_UM_PER_PX if um is None else um,
+        oxide_thickness_nm=DEFAULT_OXIDE_NM if ox is None else ox,
+        materials=mats,
+        profile_id=None if loaded is None else loaded.profile.profile_id,
+    )
     class_map = _class_map(det, mats)
     out.mkdir(parents=True, exist_ok=True)
     summary = _run(
@@ -102,76 +107,13 @@ def detect_cmd(
         loaded.profile.save(out / "setup_profile.json")
         typer.echo(f"self-calibrated setup profile written to {out / 'setup_profile.json'}")
     typer.echo(
-        f"{summary['flakes']} flakes in {summary['images']} images ({det.name} {det.version}); "
-        f"results in {out}"
+        f"{plural(summary['flakes'], 'flake')} in {plural(summary['images'], 'image')} "
+        f"({det.name} {det.version}); results in {out}"
     )
     if summary["failed"]:
-        typer.secho(f"{summary['failed']} image(s) could not be read and were skipped", err=True)
-
-
-def _setup_detector(
-    loaded: Any,
-    name: str = "contrast",
-    model: Path | None = None,
-    device: str = "auto",
-    score: float = 0.5,
-    materials: tuple[str, ...] = (),
-) -> Detector:
-    from flakefinder.detect.registry import create_detector
-
-    key = name.strip().lower()
-    if key in ("maskrcnn", "union"):  # w10: Mask R-CNN outlines classified by the profile
-        _check_model_installed(model)
-        return create_detector(
-            key,
-            setup=loaded.profile,
-            flatfield=loaded.flatfield,
-            model=model,
-            device=device,
-            score_threshold=score,
-            materials=materials,
+        typer.secho(
+            f"{plural(summary['failed'], 'image')} could not be read and were skipped", err=True
         )
-    return create_detector("contrast", setup=loaded.profile, flatfield=loaded.flatfield)
-
-
-def _check_model_installed(model: Path | None) -> None:
-    from flakefinder.detect.maskrcnn import default_model_folder
-    from flakefinder.errors import FlakefinderError
-
-    if model is None and not default_model_folder().is_dir():
-        raise FlakefinderError(
-            f"no default Mask R-CNN model is installed (looked in {default_model_folder()}); "
-            "pass --model DIR with a trained model folder, or use --detector contrast"
-        )
-
-
-def _make_detector(name: str, model: Path | None, device: str, score: float) -> Detector:
-    from flakefinder.errors import FlakefinderError
-
-    if name == "maskrcnn":
-        from flakefinder.detect.maskrcnn import MaskRCNNDetector, default_model_folder
-
-        if model is None and not default_model_folder().is_dir():
-            raise FlakefinderError(
-                f"no default Mask R-CNN model is installed (looked in {default_model_folder()}); "
-                "pass --model DIR with a trained model folder, or use --detector contrast"
-            )
-        from flakefinder.detect.model_folder import read_model_config
-
-        if read_model_config(model or default_model_folder()).class_agnostic:
-            raise FlakefinderError(
-                f"the model {model or default_model_folder()} is class-agnostic (it outlines "
-                "flakes; material and layer number come from a setup profile): pass --setup "
-                "FILE (or --setup auto with --oxide-nm and --um-per-px)"
-            )
-        return MaskRCNNDetector.from_folder(model, device=device, score_threshold=score)
-    try:
-        from flakefinder.detect.registry import create_detector
-    except ImportError:
-        raise FlakefinderError(
-            f"detector {name!r} is not available in this installation (no detector registry)"
-        ) from None
-    return create_detector(name)
 
 
 def _class_map(det: Any, materials: tuple[str, ...]) -> ClassMap:
@@ -187,7 +129,7 @@ def _class_map(det: Any, materials: tuple[str, ...]) -> ClassMap:
 def _run(
     det: Detector,
     files: list[Path],
-    ctx: Any,
+    ctx: ImagingContext,
     class_map: ClassMap,
     out: Path,
     score: float,
@@ -197,6 +139,7 @@ def _run(
     setup_info: dict[str, str] | None = None,
 ) -> dict[str, int]:
     from flakefinder.detect.flake_csv import FLAKE_CSV_FIELDS, flake_csv_row
+    from flakefinder.domain import BatchDetector, keep_confident
     from flakefinder.errors import ImageError
     from flakefinder.imaging import load_image
 
@@ -206,7 +149,7 @@ def _run(
     overlay_dir = out / "overlays"
     used_names: set[str] = set()
     failed = 0
-    batched = hasattr(det, "detect_batch") and batch_size > 1
+    batched = isinstance(det, BatchDetector) and batch_size > 1
     with (out / "flakes.csv").open("w", newline="", encoding="utf-8") as fcsv:
         writer = csv.DictWriter(fcsv, fieldnames=FLAKE_CSV_FIELDS)
         writer.writeheader()
@@ -220,8 +163,8 @@ def _run(
                     typer.secho(f"skipped: {exc}", fg=typer.colors.YELLOW, err=True)
             if not chunk:
                 continue
-            if batched:
-                found = det.detect_batch([im for _, im in chunk], ctx)  # type: ignore[attr-defined]
+            if batched and isinstance(det, BatchDetector):
+                found = det.detect_batch([im for _, im in chunk], ctx)
             else:
                 found = [det.detect(im, ctx) for _, im in chunk]
             for (path, image), dets in zip(chunk, found, strict=True):
@@ -230,7 +173,7 @@ def _run(
                 image_records.append(
                     {"id": image_id, "file_name": str(path), "width": w, "height": h}
                 )
-                kept = [d for d in dets if d.confidence >= score]
+                kept = keep_confident(dets, score)
                 for k, d in enumerate(kept):
                     if d.category not in names:
                         names.append(d.category)

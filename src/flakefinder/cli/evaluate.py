@@ -12,10 +12,26 @@ from typing import TYPE_CHECKING, Any
 import typer
 from typer.core import TyperGroup
 
-if TYPE_CHECKING:
-    from flakefinder.domain import Detector
+from flakefinder.cli.options import (
+    DEFAULT_MATERIALS,
+    DEFAULT_UM_PER_PX,
+    DetectorOpt,
+    DetectorOptionsOpt,
+    DeviceOpt,
+    FramePxOpt,
+    MaterialsOpt,
+    ModelOpt,
+    OptionalOxideNmOpt,
+    OptionalUmPerPxOpt,
+    SetupOpt,
+    UmPerPxOpt,
+)
+from flakefinder.detect.registry import DEFAULT_DETECTOR
 
-ALL_DETECTORS = ("maskrcnn", "rulebased", "contrast")
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from flakefinder.domain import Detector
 
 
 class _DatasetByDefault(TyperGroup):
@@ -42,26 +58,31 @@ def register(app: typer.Typer) -> None:
 
 
 def make_detector(
-    name: str, model: Path | None, *, device: str = "auto", score: float = 0.5
+    name: str,
+    model: Path | None = None,
+    *,
+    setup: str | Path | None = None,
+    options: list[str] | None = None,
+    device: str = "auto",
+    score: float = 0.5,
+    optics: Mapping[str, float] | None = None,
 ) -> Detector:
-    """A detector by name; maskrcnn needs ``model`` or an installed default model."""
-    from flakefinder.detect.registry import create_detector
-    from flakefinder.errors import ModelError
+    """A detector from the registry; ``optics`` (e.g. a dataset's gamma and NA) fills those of
+    its options that ``options`` does not set and that the detector has."""
+    from flakefinder.cli.options import build_detector
+    from flakefinder.detect.registry import detector_spec, parse_option_pairs
 
-    key = name.strip().lower()
-    if key == "maskrcnn":
-        from flakefinder.detect.maskrcnn import default_model_folder
-
-        if model is None and not default_model_folder().is_dir():
-            raise ModelError(
-                f"no default Mask R-CNN model is installed (looked in {default_model_folder()}); "
-                "pass --model DIR with a trained model folder, or use another detector"
-            )
-        return create_detector("maskrcnn", model=model, device=device, score_threshold=score)
-    try:
-        return create_detector(key)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--detector") from None
+    given = parse_option_pairs(options)
+    known = {o.name for o in detector_spec(name).options}
+    extra = [f"{k}={v!r}" for k, v in (optics or {}).items() if k in known and k not in given]
+    return build_detector(
+        name,
+        model=model,
+        setup=setup,
+        options=[*(options or []), *extra],
+        score=score,
+        device=device,
+    )
 
 
 def dataset_cmd(
@@ -77,37 +98,45 @@ def dataset_cmd(
         None, help="Real images: folder of instance-mask PNGs named by image stem (0 = none)."
     ),
     coco: Path | None = typer.Option(None, help="Real images: COCO ground-truth file."),
-    setup: Path | None = typer.Option(
-        None, "--setup", help="Real images: setup profile for the calibrated contrast detector."
-    ),
     calibrate_on: int | None = typer.Option(
         None, help="Real images: few-shot protocol, calibrate on N images from their outlines."
     ),
     splits: int = typer.Option(3, help="Few-shot: number of random splits."),
     seed: int = typer.Option(0, help="Few-shot: seed of the splits."),
-    materials: str = typer.Option("graphene", help="Real images: materials on the chips."),
-    oxide_nm: float | None = typer.Option(None, help="Real images: SiO2 thickness (nm)."),
-    um_per_px: float | None = typer.Option(None, help="Real images: pixel size (µm)."),
+    materials: MaterialsOpt = DEFAULT_MATERIALS,
+    oxide_nm: OptionalOxideNmOpt = None,
+    um_per_px: OptionalUmPerPxOpt = None,
     max_layers: int = typer.Option(4, help="Real images: count detections of 1..N layers."),
-    detector: str = typer.Option("maskrcnn", help="Detector: maskrcnn, contrast or rulebased."),
-    model: Path | None = typer.Option(None, help="Mask R-CNN model folder (maskrcnn only)."),
+    detector: DetectorOpt = DEFAULT_DETECTOR,
+    model: ModelOpt = None,
+    setup: SetupOpt = None,
+    detector_option: DetectorOptionsOpt = None,
     results: Path | None = typer.Option(
         None, help="Score this COCO results JSON instead of running a detector."
     ),
     score: float = typer.Option(
-        0.5, help="maskrcnn only: confidence floor of the detector (use ~0.05 for COCO mAP)."
+        0.5,
+        "--score",
+        help="Confidence floor inside detectors that have one (use ~0.05 for COCO mAP);"
+        " every detection the detector returns is scored.",
     ),
     decision_score: float = typer.Option(
         0.0, help="Image-level P/R and confusion use detections with confidence >= this."
     ),
     iou: float = typer.Option(0.5, help="Mask IoU for a correct detection (image level)."),
-    device: str = typer.Option("auto", help="maskrcnn only: cpu, cuda or auto."),
+    device: DeviceOpt = "auto",
 ) -> None:
     """Detect over DATASET_DIR and write results.json, metrics.json, metrics.md and confusion
     matrices (CSV + PNG): COCO mask/box mAP, mAP@50 per material and class, image-level
     precision/recall (the paper's definition) and thickness confusion."""
     from flakefinder.evaluate.cocodata import load_coco, load_results
-    from flakefinder.evaluate.run import evaluate_results, run_detector, write_report
+    from flakefinder.evaluate.run import (
+        dataset_optics,
+        evaluate_results,
+        run_detector,
+        write_report,
+    )
+    from flakefinder.text import plural
 
     if not 0.0 < iou <= 1.0:
         raise typer.BadParameter("must lie in (0, 1]", param_hint="--iou")
@@ -120,7 +149,7 @@ def dataset_cmd(
                 out=out,
                 masks=masks,
                 coco=coco,
-                setup=setup,
+                setup=None if setup is None else Path(setup),
                 calibrate_on=calibrate_on,
                 splits=splits,
                 seed=seed,
@@ -132,8 +161,10 @@ def dataset_cmd(
             )
         )
         return
-    if setup is not None or calibrate_on is not None:
-        raise typer.BadParameter("needs real images with --masks or --coco", param_hint="--setup")
+    if calibrate_on is not None:
+        raise typer.BadParameter(
+            "needs real images with --masks or --coco", param_hint="--calibrate-on"
+        )
     if len(paths) != 1:
         raise typer.BadParameter("give one COCO dataset folder (or real images with --masks)")
     dataset_dir = paths[0]
@@ -143,14 +174,22 @@ def dataset_cmd(
         res = load_results(results, gt)
         name, version = results.name, ""
     else:
-        det = make_detector(detector, model, device=device, score=score)
+        det = make_detector(
+            detector,
+            model,
+            setup=setup,
+            options=detector_option,
+            device=device,
+            score=score,
+            optics=dataset_optics(gt),
+        )
         n = len(gt["images"])
 
         def progress(k: int, total: int) -> None:
             if k == total or k % 50 == 0:
-                typer.echo(f"  {k}/{total} images", err=True)
+                typer.echo(f"  {k}/{plural(total, 'image')}", err=True)
 
-        typer.echo(f"running {det.name} {det.version} on {n} images", err=True)
+        typer.echo(f"running {det.name} {det.version} on {plural(n, 'image')}", err=True)
         res, dropped = run_detector(det, gt, root, progress=progress)
         name, version = str(det.name), str(det.version)
     report = evaluate_results(
@@ -171,23 +210,26 @@ def illumination_cmd(
     out: Path = typer.Option(..., "--out", help="Output folder: illumination.csv/.md/.png."),
     detectors: str | None = typer.Option(
         None,
-        help="Comma-separated detectors (default maskrcnn,rulebased,contrast; maskrcnn is "
-        "skipped when no model is available).",
+        help="Comma-separated detectors (default: every registered detector; one that needs a"
+        " model is skipped when none is available).",
     ),
-    model: Path | None = typer.Option(None, help="Mask R-CNN model folder."),
+    model: ModelOpt = None,
     levels: str = typer.Option(
         "1.0,0.9,0.8,0.7,0.6,0.5,0.4", help="Relative illumination intensities."
     ),
     views: int = typer.Option(8, help="Fields of view, each centred on a known flake."),
-    materials: str = typer.Option("graphene", help="Comma-separated materials on the chip."),
+    materials: MaterialsOpt = DEFAULT_MATERIALS,
     seed: int = typer.Option(0, help="Seed of the synthetic chip and camera noise."),
-    size_px: int = typer.Option(512, help="Image width and height (px)."),
-    um_per_px: float = typer.Option(0.2, help="Pixel size on the sample (µm)."),
+    frame_px: FramePxOpt = 512,
+    size_px: int | None = typer.Option(None, "--size-px", hidden=True, help="Old --frame-px."),
+    um_per_px: UmPerPxOpt = DEFAULT_UM_PER_PX,
     class_agnostic: bool = typer.Option(
         False, help="Count a detection as correct whatever its class."
     ),
-    score: float = typer.Option(0.5, help="maskrcnn only: confidence floor."),
-    device: str = typer.Option("auto", help="maskrcnn only: cpu, cuda or auto."),
+    score: float = typer.Option(
+        0.5, "--score", help="Confidence floor inside detectors that have one."
+    ),
+    device: DeviceOpt = "auto",
 ) -> None:
     """Reproduce the paper's Fig. 2: render the same synthetic views at decreasing illumination
     and report each detector's recall and precision (flake and image level)."""
@@ -207,13 +249,22 @@ def illumination_cmd(
     if not lv or any(v <= 0 for v in lv):
         raise typer.BadParameter("give positive intensities", param_hint="--levels")
     from flakefinder.cli import parse_materials
+    from flakefinder.cli.options import deprecated_alias
+    from flakefinder.detect.registry import available_detectors, detector_spec
 
+    deprecated_alias(size_px, "--size-px", "--frame-px")
+    if size_px is not None:
+        frame_px = size_px
     mats = parse_materials(materials)
-    names = [d.strip() for d in (detectors or ",".join(ALL_DETECTORS)).split(",") if d.strip()]
+    names = [d.strip() for d in (detectors or ",".join(available_detectors())).split(",")]
+    names = [n for n in names if n]
     dets: list[Any] = []
     for name in names:
         try:
-            dets.append(make_detector(name, model, device=device, score=score))
+            takes_model = detector_spec(name).model != "none"
+            dets.append(
+                make_detector(name, model if takes_model else None, device=device, score=score)
+            )
         except ModelError as exc:
             if detectors is not None:
                 raise
@@ -223,8 +274,8 @@ def illumination_cmd(
     config = SyntheticSweepConfig(
         materials=mats,
         n_views=views,
-        width_px=size_px,
-        height_px=size_px,
+        width_px=frame_px,
+        height_px=frame_px,
         um_per_px=um_per_px,
         seed=seed,
     )

@@ -3,9 +3,39 @@
 from __future__ import annotations
 
 import math
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+
+from flakefinder.cli.options import (
+    DEFAULT_FRAME_PX,
+    DEFAULT_MATERIALS,
+    DEFAULT_OXIDE_NM,
+    ChipSizeMmOpt,
+    DbOpt,
+    DetectorOpt,
+    DetectorOptionsOpt,
+    FramePxOpt,
+    MaterialsOpt,
+    ModelOpt,
+    OptionalUmPerPxOpt,
+    OxideNmOpt,
+    SetupOpt,
+)
+from flakefinder.detect.registry import DEFAULT_DETECTOR
+
+if TYPE_CHECKING:
+    from flakefinder.db import Database
+    from flakefinder.domain import Detector, ImagingContext
+    from flakefinder.hardware.protocols import Microscope
+    from flakefinder.scan.plan import TilePlan
+    from flakefinder.synth.chip import VirtualChip
 
 
 def register(app: typer.Typer) -> None:
@@ -50,10 +80,20 @@ def chip_frame_settings(
     return frame.to_dict(), warning
 
 
+@dataclass(frozen=True)
+class _Setup:
+    """The microscope of a scan and where the chip lies."""
+
+    microscope: Microscope
+    corners: list[tuple[float, float]]
+    chip_name: str
+    oxide_nm: float
+
+
 def scan_cmd(
     simulated: bool = typer.Option(False, "--simulated", help="Scan a virtual chip."),
     chip: Path | None = typer.Option(None, help="Simulated: virtual chip JSON (synth save_chip)."),
-    chip_size_mm: float = typer.Option(2.0, help="Simulated: side of a random square chip (mm)."),
+    chip_size_mm: ChipSizeMmOpt = 2.0,
     seed: int = typer.Option(0, help="Simulated: random chip and camera noise seed."),
     mm_config: Path | None = typer.Option(None, help="Micro-Manager configuration file."),
     corners: str | None = typer.Option(
@@ -63,145 +103,269 @@ def scan_cmd(
         " second corner (B); give them in order around the chip.",
     ),
     chip_name: str | None = typer.Option(None, help="Chip name in the database."),
-    db: str = typer.Option("sqlite:///flakefinder.db", help="Database URL."),
-    detector: str = typer.Option("contrast", help="Detector: contrast, rulebased or maskrcnn."),
-    model: Path | None = typer.Option(None, help="maskrcnn: model folder."),
+    db: DbOpt = None,
+    detector: DetectorOpt = DEFAULT_DETECTOR,
+    model: ModelOpt = None,
+    setup: SetupOpt = None,
+    detector_option: DetectorOptionsOpt = None,
     server: str | None = typer.Option(
-        None, help="Detect on a remote inference server (flakefinder serve) at this URL instead."
+        None,
+        help="Detect on a remote inference server (flakefinder serve) at this URL instead; with"
+        " --setup FILE, the server's detector for that setup profile.",
     ),
     api_key: str | None = typer.Option(
         None, envvar="FLAKEFINDER_API_KEY", help="API key of the inference server, if it needs one."
     ),
-    oxide_nm: float = typer.Option(90.0, help="SiO2 thickness (nm)."),
-    materials: str = typer.Option("graphene", help="Comma-separated materials on the chip."),
-    out: Path | None = typer.Option(None, help="Folder for tile images (scan_<id>/tile_*.png)."),
+    oxide_nm: OxideNmOpt = DEFAULT_OXIDE_NM,
+    materials: MaterialsOpt = DEFAULT_MATERIALS,
+    out: Path | None = typer.Option(
+        None, help="Folder for tile images (scan_<id>/tile_*.png; about 1.7 MB per 1024² tile)."
+    ),
     resume: bool = typer.Option(False, "--resume", help="Continue the chip's unfinished scan."),
     overlap: float = typer.Option(0.1, help="Tile overlap, fraction of the field of view."),
-    frame_px: int = typer.Option(1024, help="Simulated: frame width and height (px)."),
-    um_per_px: float | None = typer.Option(
-        None, help="Pixel size (µm); simulated default 0.2, real: from Micro-Manager."
-    ),
+    frame_px: FramePxOpt = DEFAULT_FRAME_PX,
+    um_per_px: OptionalUmPerPxOpt = None,
     autofocus: bool = typer.Option(False, help="Measure a 3x3 focus map before scanning."),
-    progress: bool = typer.Option(True, help="Show a progress bar."),
+    progress: bool = typer.Option(True, help="Show progress bars."),
 ) -> None:
     """Scan a chip tile by tile, detect flakes and store them in the database.
 
-    Stop with Ctrl-C at any time; run again with --resume to continue where it stopped.
+    Stop with Ctrl-C (or SIGTERM) at any time; run again with --resume to continue where it
+    stopped. --resume refuses when the chip has no unfinished scan.
     """
     from flakefinder.cli import parse_materials
+    from flakefinder.cli.options import build_detector, open_database
     from flakefinder.domain import ImagingContext
-    from flakefinder.scan.focus import focus_points, measure_focus_map
-    from flakefinder.scan.loop import run_scan
-    from flakefinder.scan.plan import plan_bounds_um, plan_raster
+    from flakefinder.scan.plan import plan_raster
+    from flakefinder.scan.resume import NewScan, open_scan
 
     mats = parse_materials(materials)
     if not 0.0 <= overlap < 1.0:
         raise typer.BadParameter("must lie in [0, 1)", param_hint="--overlap")
-    if frame_px < 1 or (um_per_px is not None and not um_per_px > 0):
-        raise typer.BadParameter("--frame-px and --um-per-px must be > 0")
     if simulated == (mm_config is not None):
         raise typer.BadParameter("give exactly one of --simulated or --mm-config FILE")
     if simulated:
-        from flakefinder.hardware.sim import simulated_microscope
-        from flakefinder.synth.chip import load_chip, random_chip
-
-        if chip is not None:
-            vchip = load_chip(chip)
-            name = chip_name or chip.stem
-        else:
-            side = chip_size_mm * 1000.0
-            vchip = random_chip(side, side, mats, oxide_thickness_nm=oxide_nm, seed=seed)
-            name = chip_name or f"sim-{chip_size_mm:g}mm-seed{seed}"
-        microscope = simulated_microscope(
-            vchip, shape_px=(frame_px, frame_px), um_per_px=um_per_px or 0.2, seed=seed
-        )
-        chip_corners = (
-            _parse_corners(corners) if corners else [(0.0, 0.0), (vchip.width_um, vchip.height_um)]
-        )
-        oxide = float(getattr(vchip, "oxide_thickness_nm", oxide_nm))
+        where = _simulated_setup(
+            chip, chip_size_mm, seed, chip_name, corners, mats, oxide_nm, frame_px,
+            um_per_px, overlap, progress,
+        )  # fmt: skip
     else:
-        from flakefinder.hardware.mmcore import mmcore_microscope
-
-        if corners is None:
-            raise typer.BadParameter("a real chip needs --corners", param_hint="--corners")
-        microscope = mmcore_microscope(mm_config, um_per_px=um_per_px)
-        chip_corners = _parse_corners(corners)
-        name = chip_name or "chip"
-        oxide = oxide_nm
-
-    frame, frame_warning = chip_frame_settings(simulated, chip_corners)
+        assert mm_config is not None
+        where = _real_setup(mm_config, corners, chip_name, oxide_nm, um_per_px)
+    frame, frame_warning = chip_frame_settings(simulated, where.corners)
+    microscope = where.microscope
     h_px, w_px = microscope.camera.shape_px
     pixel = microscope.camera.um_per_px
     plan = plan_raster(
-        chip_corners, w_px * pixel, h_px * pixel, overlap, limits=microscope.stage.limits
+        where.corners, w_px * pixel, h_px * pixel, overlap, limits=microscope.stage.limits
     )
-
-    from flakefinder.db import Database
-    from flakefinder.detect.registry import create_detector
-    from flakefinder.domain import Detector
-
+    profile_id = _profile_id(setup)
     det: Detector
     if server is not None:
         from flakefinder.server.client import RemoteDetector
 
-        det = RemoteDetector(server, api_key=api_key)
+        det = RemoteDetector(server, api_key=api_key, profile_id=profile_id)
     else:
-        det = create_detector(detector, **({"model": model} if model is not None else {}))
-    database = Database(db)
+        det = build_detector(detector, model=model, setup=setup, options=detector_option)
+    database = open_database(db)
     database.migrate()
-    chip_id = database.add_chip(name, mats, oxide, get_or_create=True)
-    scan_id = None
-    if resume:
-        found = database.find_resumable_scan(chip_id)
-        if found is not None:
-            scan_id = found.id
-            typer.echo(f"resuming scan {scan_id} of chip {name!r}")
-        else:
-            typer.echo(f"chip {name!r} has no unfinished scan; starting a new one")
-    if scan_id is None:
-        if frame_warning:
-            typer.secho(f"warning: {frame_warning}", fg=typer.colors.YELLOW, err=True)
-        scan_id = database.start_scan(
-            chip_id,
+    opened = open_scan(
+        database,
+        NewScan(
+            chip_name=where.chip_name,
+            materials=mats,
+            oxide_thickness_nm=where.oxide_nm,
+            objective=microscope.objective,
+            um_per_px=pixel,
+            detector=str(det.name),
+            detector_version=str(det.version),
+            n_tiles_planned=len(plan),
             settings={
                 "overlap": overlap,
-                "corners_um": chip_corners,
+                "corners_um": where.corners,
                 "simulated": simulated,
                 "chip_frame": frame,
             },
-            objective=microscope.objective,
-            um_per_px=pixel,
-            detector=str(getattr(det, "name", detector)),
-            detector_version=str(getattr(det, "version", "")),
-            n_tiles_planned=len(plan),
+        ),
+        resume=resume,
+    )
+    scan_id = opened.scan_id
+    if opened.resumed:
+        typer.echo(f"resuming scan {scan_id} of chip {where.chip_name!r}")
+    elif frame_warning:
+        typer.secho(f"warning: {frame_warning}", fg=typer.colors.YELLOW, err=True)
+    context = ImagingContext(
+        um_per_px=pixel, oxide_thickness_nm=where.oxide_nm, materials=mats, profile_id=profile_id
+    )
+    _run(microscope, det, database, scan_id, plan, context, autofocus, out, progress)
+
+
+def _profile_id(setup: Path | None) -> str | None:
+    if setup is None:
+        return None
+    from flakefinder.calibration.profile import SetupProfile
+
+    return SetupProfile.load(setup).profile_id
+
+
+def _simulated_setup(
+    chip: Path | None,
+    chip_size_mm: float,
+    seed: int,
+    chip_name: str | None,
+    corners: str | None,
+    mats: tuple[str, ...],
+    oxide_nm: float,
+    frame_px: int,
+    um_per_px: float | None,
+    overlap: float,
+    progress: bool,
+) -> _Setup:
+    from flakefinder.hardware.sim import simulated_microscope
+    from flakefinder.synth.chip import load_chip
+
+    pixel = um_per_px or 0.2
+    if chip is not None:
+        vchip = load_chip(chip)
+        name = chip_name or chip.stem
+    else:
+        vchip = _random_chip(
+            chip_size_mm, mats, oxide_nm, seed, frame_px * pixel, overlap, progress
         )
-    focus_map = None
-    if autofocus:
-        focus_map, _ = measure_focus_map(microscope, focus_points(plan_bounds_um(plan), 3))
-        typer.echo(f"focus map: {focus_map}")
-    context = ImagingContext(um_per_px=pixel, oxide_thickness_nm=oxide, materials=mats)
+        name = chip_name or f"sim-{chip_size_mm:g}mm-seed{seed}"
+    microscope = simulated_microscope(
+        vchip, shape_px=(frame_px, frame_px), um_per_px=pixel, seed=seed
+    )
+    chip_corners = (
+        _parse_corners(corners) if corners else [(0.0, 0.0), (vchip.width_um, vchip.height_um)]
+    )
+    return _Setup(microscope, chip_corners, name, float(vchip.oxide_thickness_nm))
+
+
+def _random_chip(
+    chip_size_mm: float,
+    mats: tuple[str, ...],
+    oxide_nm: float,
+    seed: int,
+    fov_um: float,
+    overlap: float,
+    progress: bool,
+) -> VirtualChip:
+    """A random virtual chip; says the plan size first and shows generation progress."""
+    from flakefinder.scan.plan import plan_raster
+    from flakefinder.synth.chip import random_chip
+    from flakefinder.text import plural
+
+    side = chip_size_mm * 1000.0
+    n_tiles = len(plan_raster([(0.0, 0.0), (side, side)], fov_um, fov_um, overlap))
+    typer.echo(
+        f"virtual {chip_size_mm:g} x {chip_size_mm:g} mm chip: {plural(n_tiles, 'tile')} of"
+        f" {fov_um:.0f} x {fov_um:.0f} µm planned; generating the chip",
+        err=True,
+    )
+    if not progress:
+        return random_chip(side, side, mats, oxide_thickness_nm=oxide_nm, seed=seed)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    with Progress(TextColumn("chip flakes"), BarColumn(), MofNCompleteColumn()) as bar:
+        task = bar.add_task("chip", total=None)
+
+        def advance(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        return random_chip(
+            side, side, mats, oxide_thickness_nm=oxide_nm, seed=seed, progress=advance
+        )
+
+
+def _real_setup(
+    mm_config: Path,
+    corners: str | None,
+    chip_name: str | None,
+    oxide_nm: float,
+    um_per_px: float | None,
+) -> _Setup:
+    from flakefinder.hardware.mmcore import mmcore_microscope
+
+    if not mm_config.is_file():
+        raise typer.BadParameter(
+            f"no such Micro-Manager configuration file: {mm_config}", param_hint="--mm-config"
+        )
+    if corners is None:
+        raise typer.BadParameter("a real chip needs --corners", param_hint="--corners")
+    chip_corners = _parse_corners(corners)
+    microscope = mmcore_microscope(mm_config, um_per_px=um_per_px)
+    return _Setup(microscope, chip_corners, chip_name or "chip", oxide_nm)
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into an interrupt so that a scan stops as cleanly as on Ctrl-C."""
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Inside the block, SIGTERM raises :class:`_Terminated` (a KeyboardInterrupt) in the main
+    thread; the previous handler comes back afterwards. Outside the main thread: no change."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: object) -> None:
+        raise _Terminated
+
+    previous = signal.signal(signal.SIGTERM, handler)
     try:
-        summary = run_scan(
-            microscope,
-            det,
-            database,
-            scan_id,
-            plan,
-            context,
-            focus_map=focus_map,
-            image_dir=out.resolve() / f"scan_{scan_id}" if out is not None else None,
-            progress=progress,
-        )
-    except KeyboardInterrupt:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run(
+    microscope: Microscope,
+    det: Detector,
+    database: Database,
+    scan_id: int,
+    plan: list[TilePlan],
+    context: ImagingContext,
+    autofocus: bool,
+    out: Path | None,
+    progress: bool,
+) -> None:
+    from flakefinder.scan.focus import focus_points, measure_focus_map
+    from flakefinder.scan.loop import run_scan
+    from flakefinder.scan.plan import plan_bounds_um
+    from flakefinder.text import plural
+
+    typer.echo(f"scan {scan_id}: {plural(len(plan), 'tile')} planned", err=True)
+    try:
+        with sigterm_as_interrupt():
+            focus_map = None
+            if autofocus:
+                focus_map, _ = measure_focus_map(microscope, focus_points(plan_bounds_um(plan), 3))
+                typer.echo(f"focus map: {focus_map}")
+            summary = run_scan(
+                microscope,
+                det,
+                database,
+                scan_id,
+                plan,
+                context,
+                focus_map=focus_map,
+                image_dir=out.resolve() / f"scan_{scan_id}" if out is not None else None,
+                progress=progress,
+            )
+    except KeyboardInterrupt as exc:
+        why = "terminated (SIGTERM)" if isinstance(exc, _Terminated) else "interrupted"
         typer.secho(
-            f"scan {scan_id} interrupted; continue with the same command and --resume",
+            f"scan {scan_id} {why}; continue with the same command and --resume",
             fg=typer.colors.YELLOW,
             err=True,
         )
-        raise typer.Exit(130) from None
+        raise typer.Exit(143 if isinstance(exc, _Terminated) else 130) from None
+    merged = summary.duplicates_merged + summary.border_dropped
     typer.echo(
-        f"scan {scan_id}: {summary.tiles_done} tiles scanned, {summary.tiles_skipped} skipped, "
-        f"{summary.flakes_stored} flakes stored, {summary.duplicates_merged + summary.border_dropped}"
-        f" duplicate views merged, {summary.wall_s:.1f} s ({summary.tiles_per_s:.2f} tiles/s, "
-        f"{summary.detect_s:.1f} s detecting)"
+        f"scan {scan_id}: {plural(summary.tiles_done, 'tile')} scanned, "
+        f"{summary.tiles_skipped} skipped, {plural(summary.flakes_stored, 'flake')} stored, "
+        f"{plural(merged, 'duplicate view')} merged, {summary.wall_s:.1f} s "
+        f"({summary.tiles_per_s:.2f} tiles/s, {summary.detect_s:.1f} s detecting)"
     )

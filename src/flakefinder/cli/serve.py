@@ -6,51 +6,131 @@ from pathlib import Path
 
 import typer
 
+from flakefinder.cli.options import (
+    DEFAULT_MATERIALS,
+    DEFAULT_OXIDE_NM,
+    DEFAULT_UM_PER_PX,
+    DetectorOptionsOpt,
+    DeviceOpt,
+    MaterialsOpt,
+    ModelOpt,
+    OxideNmOpt,
+    UmPerPxOpt,
+)
+from flakefinder.detect.registry import DEFAULT_DETECTOR, detector_help
+
 
 def serve(
     host: str = typer.Option(
         "127.0.0.1", help="Interface to listen on (0.0.0.0 for the lab network)."
     ),
     port: int = typer.Option(8000, help="TCP port."),
-    detector: str = typer.Option("maskrcnn", help="maskrcnn, contrast or rulebased."),
-    model: Path | None = typer.Option(None, help="Model folder (default: the shipped model)."),
-    device: str = typer.Option("auto", help="auto, cpu or cuda."),
-    materials: str = typer.Option("graphene,hBN,MoS2,WTe2", help="Default materials of requests."),
-    oxide_nm: float = typer.Option(90.0, help="Default SiO2 thickness (nm)."),
-    um_per_px: float = typer.Option(0.2, help="Default pixel size on the sample (µm)."),
+    detector: str = typer.Option(
+        DEFAULT_DETECTOR, "--detector", help=f"{detector_help()} 'none': web UI only."
+    ),
+    model: ModelOpt = None,
+    setup: list[Path] | None = typer.Option(
+        None,
+        "--setup",
+        help="Setup profile JSON (repeatable): one detector per microscope setup, chosen by the"
+        " request's profile_id; the first serves requests that name none.",
+    ),
+    detector_option: DetectorOptionsOpt = None,
+    device: DeviceOpt = "auto",
+    materials: MaterialsOpt = DEFAULT_MATERIALS,
+    oxide_nm: OxideNmOpt = DEFAULT_OXIDE_NM,
+    um_per_px: UmPerPxOpt = DEFAULT_UM_PER_PX,
     db: str | None = typer.Option(
-        None, help="Database URL: also serve the web UI (flakes, chip map, designer) from it."
+        None,
+        "--db",
+        help="Database URL: also serve the web UI (flakes, chip map, designer) from it"
+        " (default: $FLAKEFINDER_DATABASE_URL if set, else no web UI).",
+        show_default=False,
     ),
     api_key: str | None = typer.Option(
-        None, envvar="FLAKEFINDER_API_KEY", help="Require this X-API-Key header on /api calls."
+        None,
+        envvar="FLAKEFINDER_API_KEY",
+        help="Require this key (X-API-Key header, or a login in the browser) for every change,"
+        " and for reading unless --public-read. An empty key is an error.",
+    ),
+    public_read: bool = typer.Option(
+        False, "--public-read", help="With --api-key: let anyone browse and read without the key."
+    ),
+    allow_no_key: bool = typer.Option(
+        False,
+        "--allow-no-key",
+        help="Listen on a non-loopback --host without an API key (anyone on the network can"
+        " change flakes and designs).",
     ),
     max_upload_mb: float = typer.Option(25.0, help="Largest accepted upload."),
     max_batch: int = typer.Option(8, help="Images per model call when requests arrive together."),
 ) -> None:
     """Serve detection over HTTP so microscopes without a GPU can use a shared GPU machine.
 
-    POST /api/detect (one image) or /api/detect/batch; GET /api/health, /api/model;
-    OpenAPI docs at /docs. With --db, the web UI is at /.
+    POST /api/detect (one image) or /api/detect/batch; GET /api/health, /api/model,
+    /api/setups; OpenAPI docs at /docs. With --db, the web UI is at /.
     """
+    import os
+
     import uvicorn
 
     from flakefinder.cli import parse_materials
+    from flakefinder.cli.options import check_detector, database_url
+    from flakefinder.db.settings import DATABASE_URL_ENV
+    from flakefinder.detect.registry import parse_option_pairs
     from flakefinder.server.app import create_app
+    from flakefinder.server.security import check_api_key
     from flakefinder.server.settings import ServerSettings
 
+    if api_key is None and "FLAKEFINDER_API_KEY" in os.environ:
+        api_key = os.environ["FLAKEFINDER_API_KEY"]  # click reads an empty variable as unset
+    try:
+        api_key = check_api_key(api_key, source="--api-key / FLAKEFINDER_API_KEY")
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--api-key") from None
+    if public_read and api_key is None:
+        raise typer.BadParameter("--public-read needs --api-key", param_hint="--public-read")
+    if api_key is None and not allow_no_key and not _is_loopback(host):
+        raise typer.BadParameter(
+            f"without an API key the server listens on 127.0.0.1 only; give --api-key, or"
+            f" --allow-no-key to open {host} to everyone",
+            param_hint="--host",
+        )
+    setups = tuple(str(p) for p in setup or ())
+    if detector != "none":
+        for path in setup or [None]:
+            check_detector(detector, model=model, setup=path, options=detector_option)
+    elif setup:
+        raise typer.BadParameter("--setup needs a detector", param_hint="--setup")
+    if db is None and os.environ.get(DATABASE_URL_ENV, "").strip():
+        db = database_url(None)
     settings = ServerSettings(
         detector=detector,
+        setups=setups,
+        detector_options=parse_option_pairs(detector_option),
         model_dir=str(model) if model else None,
         device=device,
         materials=parse_materials(materials),
         oxide_thickness_nm=oxide_nm,
         um_per_px=um_per_px,
         api_key=api_key,
+        public_read=public_read,
         max_upload_mb=max_upload_mb,
         max_batch=max_batch,
         database_url=db,
     )
     uvicorn.run(create_app(settings), host=host, port=port)
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def register(app: typer.Typer) -> None:

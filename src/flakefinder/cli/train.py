@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from flakefinder.train.recipe import TrainRecipe
 
 
 def register(app: typer.Typer) -> None:
@@ -14,33 +18,57 @@ def register(app: typer.Typer) -> None:
 
 def train_cmd(
     dataset: Path = typer.Argument(
-        ..., help="Dataset folder (annotations.json + images/) or a COCO annotation file."
+        ...,
+        help="Dataset folder (annotations.json + images/), a COCO file, or labels to fine-tune "
+        "on: a Label Studio JSON export, labelme JSON (file or folder), Labelbox NDJSON.",
     ),
     out: Path = typer.Option(..., "--out", help="Model folder to write (also history, plots)."),
     recipe: str = typer.Option(
-        "paper", "--recipe", help="Built-in recipe (paper, cpu_small) or a recipe .toml file."
+        "auto",
+        "--recipe",
+        help="Built-in recipe (paper, cpu_small) or a recipe .toml file; auto: paper on a GPU, "
+        "cpu_small without one.",
     ),
-    init_from: Path | None = typer.Option(
-        None, "--init-from", help="Model folder to start from (transfer learning)."
+    init_from: str | None = typer.Option(
+        None,
+        "--init-from",
+        help="Model folder to start from (transfer learning / fine-tuning); 'default' is the "
+        "shipped model.",
     ),
     materials: list[str] | None = typer.Option(
         None,
         "--materials",
         help="Train only these materials (repeat or comma-separate), e.g. --materials WTe2.",
     ),
+    input_format: str = typer.Option(
+        "auto",
+        "--format",
+        help="Format of DATASET: auto, coco, labelstudio, labelme, labelbox or cvat.",
+    ),
+    images: Path | None = typer.Option(
+        None, "--images", help="Folder holding the labelled images (for non-COCO DATASET)."
+    ),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
-    iterations: int | None = typer.Option(
-        None, "--iterations", min=1, help="Override the iterations per epoch."
+    stages: int | None = typer.Option(
+        None, "--stages", min=1, help="Run only the first N stages of the recipe."
     ),
     epochs: int | None = typer.Option(
         None, "--epochs", min=1, help="Override the number of epochs of every stage."
+    ),
+    iterations: int | None = typer.Option(
+        None, "--iterations", min=1, help="Override the iterations per epoch."
     ),
     batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Images per step."),
     resume: bool = typer.Option(
         True, "--resume/--no-resume", help="Continue from OUT/checkpoint.pt when it exists."
     ),
-    minutes: float | None = typer.Option(
-        None, "--minutes", min=0.0, help="Stop at the first epoch end after this much time."
+    max_minutes: float | None = typer.Option(
+        None,
+        "--max-minutes",
+        "--minutes",
+        min=0.0,
+        help="Stop at a checkpoint before this many minutes are up (at least one step runs); "
+        "run the same command again to continue exactly where it stopped.",
     ),
     skip_missing: bool = typer.Option(
         False, "--skip-missing", help="Leave out images named in the COCO file but not on disk."
@@ -55,39 +83,86 @@ def train_cmd(
     """Train Mask R-CNN on a COCO dataset with the paper's staged schedule.
 
     Two-step training as in the paper: first on all materials, then per material with
-    `--init-from FIRST_MODEL --materials WTe2`. Multi-GPU: run under torchrun.
+    `--init-from FIRST_MODEL --materials WTe2`. Fine-tune the shipped model on your own labels
+    with `--init-from default`. Without a GPU the cpu_small recipe is used (say --recipe paper
+    to force the paper's). Multi-GPU: run under torchrun.
     """
-    from flakefinder.train.loop import train
-    from flakefinder.train.recipe import load_recipe
+    import tempfile
 
-    rec = load_recipe(recipe).with_overrides(iterations_per_epoch=iterations, epochs=epochs)
+    from flakefinder.train.inputs import training_dataset
+    from flakefinder.train.loop import train
+
+    rec = _recipe(recipe, device, stages=stages, epochs=epochs, iterations=iterations,
+                  batch_size=batch_size)  # fmt: skip
     if download_weights and rec.weights in ("coco", "imagenet"):
         from flakefinder.detect.maskrcnn_model import download_pretrained
 
         for path in download_pretrained(rec.backbone, rec.weights):
             typer.echo(f"pretrained weights: {path}")
-    if batch_size is not None:
-        rec = rec.with_overrides(batch_size=batch_size)
     from flakefinder.cli import parse_materials
 
     mats = list(parse_materials(materials)) if materials else []
-    if init_from is not None and not mats:
-        from flakefinder.detect.model_folder import read_model_config
-
-        mats = list(read_model_config(init_from).class_map.materials)
-    train(
-        rec,
-        dataset,
-        out,
-        init_from=init_from,
-        materials=mats or None,
-        resume=resume,
-        device=device,
-        time_budget_s=minutes * 60.0 if minutes is not None else None,
-        skip_missing=skip_missing,
-        log=lambda m: typer.echo(m),
-    )
+    source = _init_folder(init_from)
+    with tempfile.TemporaryDirectory(prefix="flakefinder-train-") as scratch:
+        data = training_dataset(dataset, input_format, images=images, scratch=Path(scratch))
+        if data != dataset:
+            typer.echo(f"{dataset}: converted to a COCO dataset for training")
+        train(
+            rec,
+            data,
+            out,
+            init_from=source,
+            materials=mats or None,
+            resume=resume,
+            device=device,
+            time_budget_s=max_minutes * 60.0 if max_minutes is not None else None,
+            skip_missing=skip_missing,
+            log=lambda m: typer.echo(m),
+        )
     typer.echo(f"done: {out}")
+
+
+def _init_folder(init_from: str | None) -> Path | None:
+    """``--init-from``: a model folder, or ``default`` for the shipped model."""
+    if init_from is None:
+        return None
+    if init_from == "default" and not Path(init_from).exists():
+        from flakefinder.detect.maskrcnn import default_model_folder
+
+        return default_model_folder()
+    return Path(init_from)
+
+
+def _recipe(
+    name: str,
+    device: str,
+    *,
+    stages: int | None,
+    epochs: int | None,
+    iterations: int | None,
+    batch_size: int | None,
+) -> TrainRecipe:
+    """The recipe to run: ``auto`` resolved (and said), then the command-line overrides."""
+    from flakefinder.train.recipe import auto_recipe_name, load_recipe
+
+    if name == "auto":
+        import torch
+
+        gpu = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+        name = auto_recipe_name(gpu)
+        rec = load_recipe(name)
+        typer.echo(
+            f"recipe {name}: {'a GPU is available' if gpu else 'no GPU found'} "
+            f"({rec.backbone}, {rec.image_size} px, {len(rec.stages)} stage(s), "
+            f"{rec.total_epochs} epochs x {rec.iterations_per_epoch} iterations); "
+            "choose another with --recipe"
+        )
+    else:
+        rec = load_recipe(name)
+    rec = rec.with_overrides(iterations_per_epoch=iterations, epochs=epochs, n_stages=stages)
+    if batch_size is not None:
+        rec = rec.with_overrides(batch_size=batch_size)
+    return rec
 
 
 def dataset_stats_cmd(

@@ -19,21 +19,44 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from flakefinder.domain import Detection, Detector, ImagingContext
+from flakefinder.domain import Detection, Detector, ImagingContext, keep_confident
 from flakefinder.errors import FlakefinderError
 
 
 @dataclass(frozen=True)
-class DetectorSpec:
-    """A picklable recipe for a detector: the registry name and its options."""
+class DetectorRecipe:
+    """A picklable recipe for a detector, built on each worker by the registry.
+
+    ``name``, ``model`` (folder path), ``setup`` (profile file path), ``options`` (the
+    ``--detector-option`` strings) and ``device`` are passed to
+    :func:`flakefinder.detect.registry.create_detector`; ``min_score`` is the commands'
+    ``--score``: detections below it are dropped, exactly as ``flakefinder detect`` does.
+    """
 
     name: str
     options: tuple[tuple[str, str], ...] = ()
+    model: str | None = None
+    setup: str | None = None
+    min_score: float | None = None
+    device: str | None = None
 
     def build(self) -> Detector:
+        """The detector this recipe names (profiles are loaded on the worker)."""
         from flakefinder.detect.registry import create_detector
 
-        return create_detector(self.name, **dict(self.options))
+        loaded = None
+        if self.setup is not None:
+            from flakefinder.detect.setup_io import load_setup
+
+            loaded = load_setup(self.setup)
+        return create_detector(
+            self.name,
+            model=self.model,
+            setup=loaded,
+            options=dict(self.options),
+            min_score=self.min_score,
+            device=self.device,
+        )
 
 
 @dataclass(frozen=True)
@@ -46,7 +69,7 @@ class ImageResult:
 
 
 def detect_chunk(
-    paths: Sequence[str], spec: DetectorSpec, context: ImagingContext
+    paths: Sequence[str], spec: DetectorRecipe, context: ImagingContext
 ) -> list[ImageResult]:
     """One task: build the detector, run it over ``paths``; bad images are reported, not fatal."""
     from flakefinder.imaging import load_image
@@ -60,6 +83,8 @@ def detect_chunk(
             out.append(ImageResult(p, 0, 0, (), str(exc)))
             continue
         dets = detector.detect(image, context)
+        if spec.min_score is not None:
+            dets = keep_confident(dets, spec.min_score)
         # masks stay on the worker: polygons describe the flakes and are cheap to send
         light = tuple(dataclasses.replace(d, mask=None) for d in dets)
         out.append(ImageResult(p, image.shape[1], image.shape[0], light))
@@ -75,7 +100,7 @@ def chunked(items: Sequence[str], size: int) -> Iterator[list[str]]:
 
 def detect_files(
     paths: Sequence[Path | str],
-    spec: DetectorSpec,
+    spec: DetectorRecipe,
     context: ImagingContext,
     *,
     scheduler: str | None = None,

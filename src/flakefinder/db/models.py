@@ -99,6 +99,15 @@ class FlakeRow(Base):
         Index("ix_flakes_bbox_x", "bbox_x_min_um", "bbox_x_max_um"),
         Index("ix_flakes_bbox_y", "bbox_y_min_um", "bbox_y_max_um"),
         Index("ix_flakes_material_layer_class", "material", "layer_class"),
+        # the chip map's viewport queries (flakefinder.db.viewport): one chip, a bbox range
+        Index(
+            "ix_flakes_chip_bbox",
+            "chip_id",
+            "bbox_x_min_um",
+            "bbox_x_max_um",
+            "bbox_y_min_um",
+            "bbox_y_max_um",
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

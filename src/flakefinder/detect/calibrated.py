@@ -11,8 +11,9 @@ of Uslu et al. 2024, 2DMatGMM, re-implemented for speed with numpy/cv2):
 3. each pixel goes to the most likely of the substrate and the profile's (material, layers)
    Gaussians, a layer only within ``max_sigma`` Mahalanobis distance
    (:mod:`flakefinder.detect.gaussians`); clipped pixels and far colours are "other" (bulk);
-4. per layer class: a 3 x 3 opening removes speckle, connected components are the instances, so a
-   multi-terrace flake splits into one region per thickness; regions under ``min_area_um2`` go;
+4. per layer class: connected components are the instances, so a multi-terrace flake splits into
+   one region per thickness; parts without a 3 x 3 core (speckle, one- or two-pixel rims) and
+   regions under ``min_area_um2`` go;
 5. the false-positive filter (:mod:`flakefinder.detect.regions`) drops edge rims of bulk
    crystals, ragged noise clusters and off-colour residue;
 6. masks are upsampled bilinearly to the full image; material, exact layer number and a confidence
@@ -33,6 +34,7 @@ import numpy as np
 from flakefinder.calibration.profile import SetupProfile, check_compatible
 from flakefinder.detect.contrast import mask_polygon
 from flakefinder.detect.gaussians import (
+    OTHER,
     LayerGaussian,
     PixelClasses,
     background_gaussian,
@@ -197,7 +199,7 @@ class CalibratedContrastDetector:
             lab_crop = labels[sl]
             for k in np.unique(lab_crop[blob]):
                 for comp in self._class_parts(lab_crop, blob, int(k), min_px):
-                    det = self._region(comp, sl, prep, gaussians[int(k) - 1], f, um_work, h, w)
+                    det = self._region(comp, sl, prep, gaussians, int(k) - 1, f, um_work, h, w)
                     if det is not None:
                         dets.append(det)
         dets.sort(key=lambda d: (d.bbox_px[1], d.bbox_px[0]))
@@ -207,31 +209,48 @@ class CalibratedContrastDetector:
     def _class_parts(
         lab_crop: np.ndarray, blob: np.ndarray, k: int, min_px: int
     ) -> list[np.ndarray]:
-        """Connected parts of class ``k`` inside ``blob`` after a 3 x 3 opening and closing."""
+        """Connected parts of class ``k`` inside ``blob`` that have a 3 x 3 core.
+
+        Substrate pinholes are closed (3 x 3); a part is kept whole when a 3 x 3 opening leaves
+        some of it (a reconstruction by opening), so one- and two-pixel rims and speckle go while
+        small or narrow flakes keep their full outline.
+        """
         is_k = (lab_crop == k) & blob
         if int(is_k.sum()) < min_px:
             return []
         kernel = np.ones((3, 3), np.uint8)
-        m = cv2.morphologyEx(is_k.view(np.uint8), cv2.MORPH_OPEN, kernel)
-        m = cv2.morphologyEx(m, cv2.MORPH_CLOSE, kernel)
-        m = np.asarray(m, dtype=np.uint8) & (is_k | (lab_crop == 0)).view(
-            np.uint8
-        )  # closing only fills substrate pinholes
+        core = cv2.morphologyEx(is_k.view(np.uint8), cv2.MORPH_OPEN, kernel)
+        m = cv2.morphologyEx(is_k.view(np.uint8), cv2.MORPH_CLOSE, kernel)
+        m = np.asarray(m, dtype=np.uint8) & (is_k | (lab_crop == 0)).view(np.uint8)
         n, cc, st, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
-        return [(cc == j).view(np.uint8) for j in range(1, n) if st[j, cv2.CC_STAT_AREA] >= min_px]
+        has_core = np.bincount(cc[np.asarray(core, dtype=bool)], minlength=n) > 0
+        return [
+            (cc == j).view(np.uint8)
+            for j in range(1, n)
+            if has_core[j] and st[j, cv2.CC_STAT_AREA] >= min_px
+        ]
 
     def _region(
         self,
         comp: np.ndarray,
         sl: tuple[slice, slice],
         prep: Prepared,
-        g: LayerGaussian,
+        gaussians: Sequence[LayerGaussian],
+        index: int,
         f: int,
         um_work: float,
         h: int,
         w: int,
     ) -> Detection | None:
-        feats = region_features(comp, prep.classes.labels[sl], prep.classes.distance[sl])
+        g = gaussians[index]
+        feats = region_features(
+            comp,
+            prep.classes.labels[sl],
+            prep.classes.distance[sl],
+            prep.contrast[sl],
+            g.spread,
+            thicker_labels(gaussians, g),
+        )
         if self.filter_settings is not None:
             if rejection_reason(feats, self.filter_settings, um_work) is not None:
                 return None
@@ -262,6 +281,16 @@ class CalibratedContrastDetector:
             contrast_rgb=(float(-med[0]), float(-med[1]), float(-med[2])),
             mask=full,
         )
+
+
+def thicker_labels(gaussians: Sequence[LayerGaussian], g: LayerGaussian) -> np.ndarray:
+    """(256,) bool: labels thicker than ``g`` (``OTHER`` and classes of stronger contrast)."""
+    out = np.zeros(256, bool)
+    out[OTHER] = True
+    strength = float(np.linalg.norm(g.mean))
+    for k, other in enumerate(gaussians, start=1):
+        out[k] = float(np.linalg.norm(other.mean)) > strength
+    return out
 
 
 def upsample_mask(

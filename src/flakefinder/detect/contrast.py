@@ -2,7 +2,7 @@
 
 Pipeline (numpy + cv2, float32 throughout):
 
-1. undo the camera gamma (``context.gamma``) -> linear light;
+1. undo the camera gamma (the ``gamma`` option) -> linear light;
 2. fit the smooth substrate background field (:func:`flakefinder.detect.refine.fit_background`:
    dominant colour mode + robust low-order polynomial) and form the relative image
    ``rel = I / I_bg`` per channel, which is 1 on bare substrate whatever the illumination level,
@@ -78,6 +78,8 @@ class ContrastDetector:
         min_support_px: int | None = None,
         report_saturated: bool = False,
         saturated_confidence: float = 0.25,
+        gamma: float = 1.0,
+        numerical_aperture: float = 0.55,
     ) -> None:
         if min_area_um2 < 0:
             raise ValueError(f"min_area_um2 must be >= 0, got {min_area_um2}")
@@ -92,12 +94,14 @@ class ContrastDetector:
         self.min_support_px = None if min_support_px is None else int(min_support_px)
         self.report_saturated = bool(report_saturated)
         self.saturated_confidence = float(saturated_confidence)
+        self.gamma = float(gamma)  # camera encoding: stored = linear ** (1 / gamma)
+        self.numerical_aperture = float(numerical_aperture)
 
     def relative_image(
         self, image: np.ndarray, context: ImagingContext
     ) -> tuple[np.ndarray, np.ndarray]:
         """(rel, smoothed rel) float32 (H, W, 3): ``I / I_bg`` per channel in linear light."""
-        lin = linearize(check_rgb_image(image), context.gamma)
+        lin = linearize(check_rgb_image(image), self.gamma)
         fit = fit_background(lin)
         rel = lin / fit.field
         s = self.smooth_px
@@ -116,7 +120,7 @@ class ContrastDetector:
         img = check_rgb_image(image)
         h, w = img.shape[:2]
         table = colour_table(
-            context.oxide_thickness_nm, context.numerical_aperture, tuple(context.materials)
+            context.oxide_thickness_nm, self.numerical_aperture, tuple(context.materials)
         )
         rel, rel_s = self.relative_image(img, context)
         sigma = self._noise(rel_s)

@@ -41,6 +41,8 @@ class LayerGaussian:
         (3, 4) float32 matrix ``[W | -W mean]`` with ``W^T W = inverse covariance``.
     log_det : float
         Log-determinant of the covariance (for likelihood comparison across classes).
+    spread : float
+        Root mean of the covariance diagonal (a typical per-channel standard deviation).
     """
 
     material: str
@@ -48,6 +50,7 @@ class LayerGaussian:
     mean: np.ndarray
     whitening: np.ndarray
     log_det: float
+    spread: float = 0.01
 
     @classmethod
     def build(
@@ -59,11 +62,14 @@ class LayerGaussian:
         w = np.linalg.cholesky(inv).T  # W^T W = inv
         m = np.asarray(mean, dtype=np.float64)
         mat = np.hstack([w, (-w @ m)[:, None]]).astype(np.float32)
-        return cls(material, int(n_layers), m, mat, float(np.linalg.slogdet(c)[1]))
+        spread = float(np.sqrt(np.trace(c) / 3.0))
+        return cls(material, int(n_layers), m, mat, float(np.linalg.slogdet(c)[1]), spread)
 
     def distance2_points(self, points: np.ndarray) -> np.ndarray:
         """Squared Mahalanobis distance of (N, 3) float32 contrasts -> (N,)."""
         pts = np.ascontiguousarray(points, dtype=np.float32).reshape(-1, 1, 3)
+        if pts.shape[0] == 0:
+            return np.zeros(0, np.float32)
         y = cv2.transform(pts, self.whitening)
         d2 = cv2.transform(cv2.multiply(y, y), np.ones((1, 3), np.float32))
         return np.asarray(d2, dtype=np.float32).reshape(-1)

@@ -107,6 +107,8 @@ class MaskRCNNDetector:
         keep_masks: bool = True,
         version: str | None = None,
         exposure_target_grey: float | None = SUBSTRATE_GREY,
+        gamma: float = 1.0,
+        numerical_aperture: float = 0.55,
     ) -> None:
         if not 0.0 <= score_threshold <= 1.0:
             raise ModelError(f"score threshold must lie in [0, 1], got {score_threshold}")
@@ -119,6 +121,8 @@ class MaskRCNNDetector:
         self.only_context_materials = only_context_materials
         self.keep_masks = keep_masks
         self.exposure_target_grey = exposure_target_grey
+        self.gamma = float(gamma)  # camera encoding: stored = linear ** (1 / gamma)
+        self.numerical_aperture = float(numerical_aperture)
         self.version = version or f"{config.backbone}-cfg{config.version}"
         self._parsed = (
             [] if config.class_agnostic else [parse_category_name(n) for n in config.class_names]
@@ -311,5 +315,15 @@ class MaskRCNNDetector:
             return dets
         from flakefinder.detect.refine import estimate_background, refine_layer_count
 
-        field = estimate_background(rgb, gamma=context.gamma)
-        return [refine_layer_count(rgb, d, context, background_field=field) for d in dets]
+        field = estimate_background(rgb, gamma=self.gamma)
+        return [
+            refine_layer_count(
+                rgb,
+                d,
+                context,
+                background_field=field,
+                gamma=self.gamma,
+                numerical_aperture=self.numerical_aperture,
+            )
+            for d in dets
+        ]

@@ -1,7 +1,8 @@
 """Substrate background estimation and layer-count refinement from optical contrast (numpy, cv2).
 
-:func:`estimate_background` is the one background implementation in flakefinder: the contrast
-detector uses it, and :func:`refine_layer_count` uses it to turn any detector's mask (e.g. Mask
+:func:`fit_background` is the one background implementation in flakefinder (with
+:func:`estimate_background`, its field-only wrapper): the contrast detector uses it, and
+:func:`refine_layer_count` uses it to turn any detector's mask (e.g. Mask
 R-CNN's) into an exact layer count, the colour-contrast post-process the paper left as future work.
 
 Background model: the image is cut into blocks; each block's per-channel median (robust to a flake
@@ -233,6 +234,8 @@ def refine_layer_count(
     background_rgb: tuple[float, float, float] | np.ndarray | None = None,
     *,
     background_field: np.ndarray | None = None,
+    gamma: float = 1.0,
+    numerical_aperture: float = 0.55,
 ) -> Detection:
     """Return ``detection`` with ``layer_count`` (and contrast, class) from its optical contrast.
 
@@ -242,7 +245,8 @@ def refine_layer_count(
     ``background_rgb`` is the bare-substrate colour as stored in the image (0..255 per channel);
     ``background_field`` is a linear (H, W, 3) field from :func:`estimate_background`, passed
     when refining several detections of one image so the fit runs once. With neither, the
-    field is fitted here.
+    field is fitted here. ``gamma`` is the camera encoding (stored = linear ** (1 / gamma)) and
+    ``numerical_aperture`` the objective's NA, both properties of the microscope, not the chip.
     """
     img = check_rgb_image(image)
     h, w = img.shape[:2]
@@ -253,10 +257,10 @@ def refine_layer_count(
     background = background_field
     if background_rgb is not None:
         bg8 = np.asarray(background_rgb, dtype=np.float64).reshape(3)
-        background = ((np.clip(bg8, 0, 255) / 255.0) ** context.gamma).astype(np.float32)
-    rel = measure_relative_rgb(img, mask, gamma=context.gamma, background=background)
+        background = ((np.clip(bg8, 0, 255) / 255.0) ** gamma).astype(np.float32)
+    rel = measure_relative_rgb(img, mask, gamma=gamma, background=background)
     table = colour_table(
-        context.oxide_thickness_nm, context.numerical_aperture, (detection.material,)
+        context.oxide_thickness_nm, numerical_aperture, (detection.material,)
     )
     row_idx, _res = table.nearest(rel[None, :], table.rows_for(detection.material))
     n = table.label(int(row_idx[0]))[1]

@@ -9,7 +9,7 @@ Tuning (documented, reproducible): the target colours are the optics model's pre
 colours at **nominal illumination 1.0**, i.e. ``ContrastModel(oxide, NA).relative_rgb(m, n)`` times
 the bare-substrate camera signal at the nominal exposure (``substrate_level`` = 0.55 of full scale
 on average, the auto-exposure level of the simulated camera in ``flakefinder.synth``), gamma-encoded
-with ``context.gamma`` into 0..255 values. A real installation would instead pass the substrate
+with the detector's ``gamma`` into 0..255 values. A real installation would instead pass the substrate
 colour it measured once (``substrate_rgb8``), as an expert does when tuning.
 
 Rules, all with fixed thresholds in camera units (DN = 8-bit digital numbers):
@@ -90,6 +90,8 @@ class RuleBasedDetector:
         max_entropy_bits: float = 2.0,
         max_area_fraction: float = 0.5,
         smooth_px: int = 5,
+        gamma: float = 1.0,
+        numerical_aperture: float = 0.55,
     ) -> None:
         self.min_area_um2 = float(min_area_um2)
         self.colour_tolerance_dn = float(colour_tolerance_dn)
@@ -102,15 +104,17 @@ class RuleBasedDetector:
         self.max_entropy_bits = float(max_entropy_bits)
         self.max_area_fraction = float(max_area_fraction)
         self.smooth_px = int(smooth_px) | 1
+        self.gamma = float(gamma)  # camera encoding: stored = linear ** (1 / gamma)
+        self.numerical_aperture = float(numerical_aperture)
 
     def detect(self, image: np.ndarray, context: ImagingContext) -> list[Detection]:
         img = check_rgb_image(image)
         h, w = img.shape[:2]
         targets, mat_idx, n_layers, sub = _targets(
             round(context.oxide_thickness_nm, 6),
-            round(context.numerical_aperture, 6),
+            round(self.numerical_aperture, 6),
             tuple(context.materials),
-            float(context.gamma),
+            self.gamma,
             self.substrate_rgb8,  # type: ignore[arg-type]
             self.substrate_level,
         )

@@ -5,12 +5,12 @@ convention of :mod:`flakefinder.calibration.profile`. ``I_bg`` comes from the im
 
 1. the dominant colour: per-channel mode of a histogram of the (small) image, the substrate
    covering most of a field of view of an exfoliated chip;
-2. a smooth field: the image is cut into coarse cells; each cell's mean over pixels within a
-   band around the current estimate is a sample of the substrate there (flakes, bulk crystals and
-   residue fall outside the band); cells with too few substrate pixels take their neighbours'
-   value (normalised convolution); the cell grid is interpolated bilinearly to the image. The band
-   is first loose around the global mode, then tight around the first field, so vignetting of
-   10-20 % is followed without letting thin flakes into the estimate.
+2. a smooth field: a quadratic surface in log intensity per channel, fitted by least squares to
+   the pixels within a band around the current estimate (on a copy shrunk 4x more). The band is
+   first around the global mode and narrower than the weakest layer contrast, so flakes,
+   bulk crystals and residue never enter the fit, then around the fitted surface (twice), which
+   lets the fit follow vignetting and illumination gradients into the corners. A surface, unlike
+   local cell means, cannot be pulled onto a flake larger than a cell.
 
 An optional flat-field image (bare substrate of the same setup) is divided out first.
 """
@@ -25,9 +25,6 @@ import cv2
 import numpy as np
 
 from flakefinder.errors import ImageError
-
-CELL_FRACTION = 1.0 / 8.0  # a background cell spans 1/8 of the shorter image side
-MIN_CELL_FILL = 0.15  # a cell needs this fraction of substrate pixels to be trusted
 
 
 @dataclass(frozen=True, eq=False)
@@ -73,27 +70,23 @@ def histogram_mode(small_u8: np.ndarray) -> np.ndarray:
     return out
 
 
-def _cell_grid(img: np.ndarray, ok: np.ndarray, cell_px: int) -> np.ndarray:
-    """(gh, gw, 3) mean of ``img`` over ``ok`` pixels per cell, gaps filled from neighbours."""
+def _design(h: int, w: int) -> np.ndarray:
+    """(h * w, 6) quadratic terms 1, u, v, u^2, uv, v^2 on pixel centres in [-1, 1]."""
+    vv, uu = np.meshgrid(
+        (np.arange(h) + 0.5) / h * 2.0 - 1.0, (np.arange(w) + 0.5) / w * 2.0 - 1.0, indexing="ij"
+    )
+    u, v = uu.ravel(), vv.ravel()
+    return np.stack([np.ones_like(u), u, v, u * u, u * v, v * v], axis=1)
+
+
+def _poly_field(log_img: np.ndarray, ok: np.ndarray, design: np.ndarray) -> np.ndarray:
+    """exp of the quadratic least-squares fit of ``log_img`` over ``ok`` pixels -> (h, w, 3)."""
     h, w = ok.shape
-    gh, gw = max(1, round(h / cell_px)), max(1, round(w / cell_px))
-    okf = ok.astype(np.float32)
-    sums = cv2.resize(img * okf[..., None], (gw, gh), interpolation=cv2.INTER_AREA)
-    fill = cv2.resize(okf, (gw, gh), interpolation=cv2.INTER_AREA)
-    if gh * gw > 1:
-        # normalised convolution: trusted cells dominate, empty cells borrow from neighbours
-        wts = np.where(fill >= MIN_CELL_FILL, fill, 0.0).astype(np.float32)
-        sums = sums * (wts / np.maximum(fill, 1e-6))[..., None]
-        for _ in range(3):
-            if np.all(wts > 0):
-                break
-            bs = cv2.GaussianBlur(sums, (3, 3), 0.8, borderType=cv2.BORDER_REPLICATE)
-            bw = cv2.GaussianBlur(wts, (3, 3), 0.8, borderType=cv2.BORDER_REPLICATE)
-            gap = wts <= 0
-            sums[gap] = bs[gap]
-            wts[gap] = bw[gap]
-        fill = wts
-    return (sums / np.maximum(fill, 1e-6)[..., None]).astype(np.float32)
+    sel = ok.ravel()
+    a = design[sel]
+    y = log_img.reshape(-1, 3)[sel]
+    coef, *_ = np.linalg.lstsq(a, y, rcond=None)
+    return np.exp(design @ coef).reshape(h, w, 3).astype(np.float32)
 
 
 def estimate_substrate(small: np.ndarray, *, band: float = 0.04) -> Substrate:
@@ -125,21 +118,23 @@ def estimate_substrate(small: np.ndarray, *, band: float = 0.04) -> Substrate:
     tiny = cv2.resize(img, (w // shrink, h // shrink), interpolation=cv2.INTER_AREA)
     tiny = np.ascontiguousarray(tiny)
     mode = np.maximum(histogram_mode(np.clip(tiny, 0, 255).astype(np.uint8)), 1.0)
-    cell = max(4, round(min(tiny.shape[:2]) * CELL_FRACTION))
-    loose = max(3.0 * band, 0.1)
-    ok = _within(tiny / mode.astype(np.float32) - 1.0, loose)
+    # first pass: near the global mode, tighter than the weakest layer, so no flake gets in
+    ok = _within(tiny / mode.astype(np.float32) - 1.0, 2.0 * band)
     if ok.mean() < 0.05:
         raise ImageError(
             "no bare substrate found in the image (less than 5 % of it is near its dominant colour)"
         )
-    grid = _cell_grid(tiny, ok, cell)
-    for tol in (2.0 * band, band):
-        field_t = cv2.resize(grid, (tiny.shape[1], tiny.shape[0]), interpolation=cv2.INTER_LINEAR)
-        ok = _within(tiny / np.maximum(field_t, 1.0) - 1.0, tol)
-        if ok.mean() < 0.05:
+    th, tw = tiny.shape[:2]
+    design = _design(th, tw)
+    log_tiny = np.log(np.maximum(tiny, 1.0))
+    field_t = _poly_field(log_tiny, ok, design)
+    for tol in (1.5 * band, band):
+        ok_next = _within(tiny / field_t - 1.0, tol)
+        if ok_next.mean() < 0.05:
             break
-        grid = _cell_grid(tiny, ok, cell)
-    field = np.maximum(cv2.resize(grid, (w, h), interpolation=cv2.INTER_LINEAR), 1.0)
+        ok = ok_next
+        field_t = _poly_field(log_tiny, ok, design)
+    field = np.maximum(cv2.resize(field_t, (w, h), interpolation=cv2.INTER_LINEAR), 1.0)
     contrast = np.asarray(cv2.divide(img, field), dtype=np.float32)
     contrast -= np.float32(1.0)
     on = _within(contrast, band)

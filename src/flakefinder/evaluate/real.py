@@ -278,19 +278,27 @@ def summarize_splits(scores: Sequence[RealScore]) -> dict[str, Any]:
 def split_indices(n: int, k: int, n_splits: int, seed: int) -> list[tuple[list[int], list[int]]]:
     """``n_splits`` random (calibration, test) splits of ``n`` items with ``k`` calibration items.
 
+    Calibration sets are distinct while there are enough of them.
+
     Raises
     ------
     DatasetError
         When fewer than ``k + 1`` items are given.
     """
+    from itertools import combinations
+
     if k < 1 or n < k + 1:
         raise DatasetError(f"--calibrate-on {k} needs at least {k + 1} images, got {n}")
     rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(n_splits):
-        perm = rng.permutation(n)
-        out.append((sorted(int(i) for i in perm[:k]), sorted(int(i) for i in perm[k:])))
-    return out
+    if math.comb(n, k) <= 5000:
+        combos = list(combinations(range(n), k))
+        order = rng.permutation(len(combos))
+        picks = [list(combos[int(i)]) for i in order[:n_splits]]
+        while len(picks) < n_splits:  # fewer distinct sets than splits: repeat them
+            picks.append(picks[len(picks) % len(combos)])
+    else:
+        picks = [sorted(int(i) for i in rng.permutation(n)[:k]) for _ in range(n_splits)]
+    return [(cal, [i for i in range(n) if i not in cal]) for cal in picks]
 
 
 def truth_from_mapping(

@@ -8,10 +8,12 @@ Outputs written by :func:`write_report` into the output folder:
 * ``metrics.md``: the same as markdown tables;
 * ``confusion_class.png``, ``confusion_layers.png``: heatmaps (+ ``.csv``).
 
-The imaging context (µm/px, oxide thickness, NA, gamma) comes from the dataset's ``info``
-(keys ``um_per_px``, ``oxide_thickness_nm``, ``numerical_aperture``, ``gamma``), overridden
-per image by the same keys on the image entry, else :class:`~flakefinder.domain.ImagingContext`
-defaults; materials are those of the categories.
+The imaging context (µm/px, oxide thickness) comes from the dataset's ``info`` (keys
+``um_per_px``, ``oxide_thickness_nm``), overridden per image by the same keys on the image entry,
+else :class:`~flakefinder.domain.ImagingContext` defaults; materials are those of the categories.
+What describes the microscope (``numerical_aperture``, ``gamma`` in ``info``) is a detector
+option, not part of the context: :func:`dataset_optics` reads it for the caller that builds the
+detector.
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ from flakefinder.evaluate.confusion import (
 )
 from flakefinder.evaluate.image_level import ImageLevelMetrics, image_level_metrics
 
-_CONTEXT_KEYS = ("um_per_px", "oxide_thickness_nm", "numerical_aperture", "gamma")
+_CONTEXT_KEYS = ("um_per_px", "oxide_thickness_nm")
+_OPTICS_KEYS = ("numerical_aperture", "gamma")
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,18 @@ def dataset_context(
                 values[k] = float(src[k])
     materials = tuple(dict.fromkeys(parse_category_name(c["name"])[0] for c in gt["categories"]))
     return ImagingContext(materials=materials, **values)
+
+
+def dataset_optics(gt: Mapping[str, Any]) -> dict[str, float]:
+    """The microscope values the dataset's ``info`` states (``numerical_aperture``, ``gamma``).
+
+    They are detector options (see :mod:`flakefinder.detect.registry`); keys the dataset does
+    not state are absent, so the detector's defaults apply.
+    """
+    info = gt.get("info") or {}
+    if not isinstance(info, Mapping):
+        return {}
+    return {k: float(info[k]) for k in _OPTICS_KEYS if info.get(k) is not None}
 
 
 def run_detector(

@@ -142,6 +142,20 @@ class MMCoreMicroscope(Microscope):
     core: Any = None
 
 
+def _check_devices(core: Any, path: Path) -> None:
+    """Refuse a configuration that does not define the devices a scan drives."""
+    roles = {
+        "XY stage (Core-XYStage)": core.getXYStageDevice(),
+        "camera (Core-Camera)": core.getCameraDevice(),
+    }
+    missing = [role for role, device in roles.items() if not device]
+    if missing:
+        raise MicroscopeConfigError(
+            f"Micro-Manager configuration {path} defines no {' and no '.join(missing)}; is it a"
+            " Micro-Manager .cfg file of this microscope?"
+        )
+
+
 def mmcore_microscope(
     config_file: str | Path | None = None,
     core: Any = None,
@@ -174,6 +188,7 @@ def mmcore_microscope(
             raise MicroscopeConfigError(
                 f"cannot load Micro-Manager configuration {path}: {exc}"
             ) from exc
+        _check_devices(core, path)
     return MMCoreMicroscope(
         stage=MMCoreStage(core, limits=limits),
         focus=MMCoreFocus(core),

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from fastapi import Depends, FastAPI, File, HTTPException, Query, Request, UploadFile
+from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from flakefinder import bounds
 from flakefinder.domain import Detector, ImagingContext
 from flakefinder.errors import FlakefinderError, ImageError, UnknownMaterialError
+from flakefinder.imaging import ImageLimits
 from flakefinder.server.batching import Batcher
+from flakefinder.server.limits import BodyLimitMiddleware
 from flakefinder.server.schemas import (
     BatchResponse,
     DetectResponse,
@@ -24,104 +27,177 @@ from flakefinder.server.schemas import (
     Health,
     ImageInfo,
     ModelInfo,
+    SetupInfo,
     Timing,
+)
+from flakefinder.server.security import (
+    API_KEY_HEADER,
+    AccessMiddleware,
+    AccessPolicy,
+    add_login_routes,
 )
 from flakefinder.server.settings import ServerSettings
 
-API_KEY_HEADER = "X-API-Key"
+if TYPE_CHECKING:
+    from flakefinder.detect.setup_io import LoadedSetup
+
+__all__ = ["API_KEY_HEADER", "create_app"]
+
+UM_PER_PX_QUERY = Query(
+    None,
+    ge=bounds.UM_PER_PX.lo,
+    le=bounds.UM_PER_PX.hi,
+    allow_inf_nan=False,
+    description=f"Pixel size on the sample ({bounds.UM_PER_PX.describe()})",
+)
+OXIDE_NM_QUERY = Query(
+    None,
+    ge=bounds.OXIDE_NM.lo,
+    le=bounds.OXIDE_NM.hi,
+    allow_inf_nan=False,
+    description=f"SiO2 thickness ({bounds.OXIDE_NM.describe()})",
+)
+
 NO_DETECTOR = "this server runs without a detector (started with --detector none)"
 
 
-def _build_detector(settings: ServerSettings) -> Detector:
+@dataclass(frozen=True)
+class _Served:
+    """A detector the server runs, with its batcher and (when it has one) its setup profile."""
+
+    batcher: Batcher
+    profile_id: str | None
+    profile_name: str
+
+
+def _build_detectors(settings: ServerSettings) -> dict[str | None, Detector]:
+    """One detector per setup profile of ``settings`` (or one without a profile)."""
     from flakefinder.detect.registry import create_detector
 
-    options: dict[str, object] = dict(settings.detector_options)
-    if settings.detector == "maskrcnn":
-        if settings.model_dir:
-            options["model"] = settings.model_dir
-        options.setdefault("device", settings.device)
-    return create_detector(settings.detector, **options)
+    def build(setup: LoadedSetup | None) -> Detector:
+        return create_detector(
+            settings.detector,
+            model=settings.model_dir,
+            setup=setup,
+            options=settings.detector_options,
+            device=settings.device,
+        )
+
+    if not settings.setups:
+        return {None: build(None)}
+    from flakefinder.detect.setup_io import load_setup
+
+    built: dict[str | None, Detector] = {}
+    for path in settings.setups:
+        loaded = load_setup(path)
+        built[loaded.profile.profile_id] = build(loaded)
+    return built
 
 
-def create_app(settings: ServerSettings, *, detector: Detector | None = None) -> FastAPI:
-    """Build the app. ``detector`` overrides the one named in ``settings`` (tests, embedding)."""
+def create_app(
+    settings: ServerSettings,
+    *,
+    detector: Detector | None = None,
+    detectors: Mapping[str, Detector] | None = None,
+) -> FastAPI:
+    """Build the app.
+
+    ``detector`` overrides the one named in ``settings``; ``detectors`` (profile id ->
+    detector, the first one the default) overrides its setups (tests, embedding).
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.requests_served = 0
-        app.state.batcher = None
-        det = detector
-        if det is None and settings.detector != "none":
-            det = await run_in_threadpool(_build_detector, settings)
-        if det is not None:
-            app.state.batcher = Batcher(
+        built: dict[str | None, Detector]
+        if detectors is not None:
+            built = dict(detectors)
+        elif detector is not None:
+            built = {None: detector}
+        elif settings.detector == "none":
+            built = {}
+        else:
+            built = await run_in_threadpool(_build_detectors, settings)
+        served: dict[str | None, _Served] = {}
+        for key, det in built.items():
+            batcher = Batcher(
                 det, max_batch=settings.max_batch, window_s=settings.batch_window_ms / 1000
             )
-            app.state.batcher.start()
+            batcher.start()
+            name = "" if key is None else key.rsplit("@", 1)[0]
+            served[key] = _Served(batcher, key, name)
+        app.state.served = served
         try:
             yield
         finally:
-            if app.state.batcher is not None:
-                app.state.batcher.stop()
+            for entry in served.values():
+                entry.batcher.stop()
 
     app = FastAPI(
         title="flakefinder inference server",
         version="1",
         description="Detect exfoliated 2D flakes in optical micrographs. POST an image, get flakes.",
         lifespan=lifespan,
+        docs_url=None,  # offline Swagger UI / ReDoc instead: server.site
+        redoc_url=None,
     )
-    limit_bytes = int(settings.max_upload_mb * 1024 * 1024)
+    from flakefinder.server.site import add_site_routes
 
-    @app.middleware("http")
-    async def limit_upload(request: Request, call_next):  # type: ignore[no-untyped-def]
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > limit_bytes:
-            return JSONResponse(
-                {
-                    "detail": f"upload of {int(length)} bytes exceeds the limit of {settings.max_upload_mb:g} MB"
-                },
-                status_code=413,
-            )
-        return await call_next(request)
+    add_site_routes(app)
+    limit_bytes = int(settings.max_upload_mb * 1024 * 1024)
+    policy = AccessPolicy(api_key=settings.api_key, public_read=settings.public_read)
+    # added last = outermost: access is decided before any body byte is read
+    app.add_middleware(BodyLimitMiddleware, limit_bytes=limit_bytes)
+    app.add_middleware(AccessMiddleware, policy=policy)
+    add_login_routes(app, policy)
+    image_limits = ImageLimits(max_pixels=settings.max_image_pixels)
 
     @app.exception_handler(FlakefinderError)
     async def flakefinder_error(request: Request, exc: FlakefinderError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=400)
 
-    def require_key(request: Request) -> None:
-        if settings.api_key is None:
-            return
-        given = request.headers.get(API_KEY_HEADER, "")
-        if not secrets.compare_digest(given.encode(), settings.api_key.encode()):
-            raise HTTPException(status_code=401, detail=f"missing or wrong {API_KEY_HEADER} header")
+    def default_entry() -> _Served | None:
+        served: dict[str | None, _Served] = app.state.served
+        return next(iter(served.values()), None)
 
-    auth = [Depends(require_key)]
-
-    def context_for(
-        um_per_px: float | None, oxide_nm: float | None, materials: str | None
-    ) -> ImagingContext:
-        mats = settings.materials
-        if materials:
-            from flakefinder.optics import get_material
-
-            try:
-                mats = tuple(
-                    get_material(m.strip()).name for m in materials.split(",") if m.strip()
-                )
-            except UnknownMaterialError as exc:
-                raise HTTPException(status_code=400, detail=str(exc)) from None
-        return ImagingContext(
-            um_per_px=um_per_px or settings.um_per_px,
-            oxide_thickness_nm=oxide_nm or settings.oxide_thickness_nm,
-            materials=mats,
+    def entry_for(context: ImagingContext) -> _Served:
+        served: dict[str | None, _Served] = app.state.served
+        if not served:
+            raise HTTPException(503, NO_DETECTOR)
+        if context.profile_id is None:
+            first = default_entry()
+            assert first is not None
+            return first
+        if context.profile_id in served:
+            return served[context.profile_id]
+        known = [k for k in served if k is not None]
+        raise HTTPException(
+            404,
+            f"unknown setup profile {context.profile_id!r}; this server holds "
+            + (", ".join(known) if known else "no setup profiles (started without --setup)"),
         )
+
+    def context_for(request: Request) -> ImagingContext:
+        from flakefinder.optics import get_material
+
+        defaults = ImagingContext(
+            um_per_px=settings.um_per_px,
+            oxide_thickness_nm=settings.oxide_thickness_nm,
+            materials=settings.materials,
+        )
+        try:
+            return ImagingContext.from_query(
+                request.query_params,
+                defaults=defaults,
+                material_name=lambda m: get_material(m).name,
+            )
+        except (UnknownMaterialError, ValueError) as exc:
+            raise HTTPException(status_code=400, detail=str(exc).strip("\"'")) from None
 
     async def run_one(upload: UploadFile, context: ImagingContext) -> DetectResponse:
         from flakefinder.imaging import decode_image
 
-        batcher: Batcher | None = app.state.batcher
-        if batcher is None:
-            raise HTTPException(503, NO_DETECTOR)
+        batcher = entry_for(context).batcher
         t0 = time.perf_counter()
         data = await upload.read()
         if len(data) > limit_bytes:
@@ -129,7 +205,9 @@ def create_app(settings: ServerSettings, *, detector: Detector | None = None) ->
                 413, f"{upload.filename}: {len(data)} bytes exceed {settings.max_upload_mb:g} MB"
             )
         try:
-            image = await run_in_threadpool(decode_image, data, what=upload.filename or "upload")
+            image = await run_in_threadpool(
+                decode_image, data, what=upload.filename or "upload", limits=image_limits
+            )
         except ImageError as exc:
             raise HTTPException(status_code=400, detail=str(exc)) from None
         if min(image.shape[:2]) < 8:
@@ -160,22 +238,40 @@ def create_app(settings: ServerSettings, *, detector: Detector | None = None) ->
     errors: dict[int | str, dict[str, Any]] = {
         400: {"model": ErrorBody},
         401: {"model": ErrorBody},
+        403: {"model": ErrorBody},
+        404: {"model": ErrorBody},
         413: {"model": ErrorBody},
     }
 
     @app.get("/api/health", response_model=Health)
     async def health() -> Health:
+        first = default_entry()
         return Health(
             status="ok",
-            detector="none" if app.state.batcher is None else app.state.batcher.detector.name,
+            detector="none" if first is None else first.batcher.detector.name,
             requests_served=app.state.requests_served,
         )
 
-    @app.get("/api/model", response_model=ModelInfo, responses=errors, dependencies=auth)
+    def setup_infos() -> list[SetupInfo]:
+        served: dict[str | None, _Served] = app.state.served
+        return [
+            SetupInfo(
+                profile_id=e.profile_id,
+                name=e.profile_name,
+                detector=e.batcher.detector.name,
+                model_version=e.batcher.detector.version,
+                default=i == 0,
+            )
+            for i, e in enumerate(served.values())
+            if e.profile_id is not None
+        ]
+
+    @app.get("/api/model", response_model=ModelInfo, responses=errors)
     async def model_info() -> ModelInfo:
-        if app.state.batcher is None:
+        first = default_entry()
+        if first is None:
             raise HTTPException(503, NO_DETECTOR)
-        det = app.state.batcher.detector
+        det = first.batcher.detector
         return ModelInfo(
             detector=det.name,
             model_version=det.version,
@@ -184,27 +280,36 @@ def create_app(settings: ServerSettings, *, detector: Detector | None = None) ->
             um_per_px=settings.um_per_px,
             max_batch=settings.max_batch,
             max_upload_mb=settings.max_upload_mb,
+            setups=setup_infos(),
         )
 
-    @app.post("/api/detect", response_model=DetectResponse, responses=errors, dependencies=auth)
-    async def detect(
-        image: UploadFile = File(..., description="PNG, JPEG or TIFF micrograph"),
-        um_per_px: float | None = Query(None, gt=0, description="Pixel size on the sample"),
-        oxide_nm: float | None = Query(None, gt=0, description="SiO2 thickness"),
-        materials: str | None = Query(None, description="Comma-separated materials on the chip"),
-    ) -> DetectResponse:
-        return await run_one(image, context_for(um_per_px, oxide_nm, materials))
+    @app.get("/api/setups", response_model=list[SetupInfo])
+    async def setups() -> list[SetupInfo]:
+        """The setup profiles this server holds (empty when started without --setup)."""
+        return setup_infos()
 
-    @app.post(
-        "/api/detect/batch", response_model=BatchResponse, responses=errors, dependencies=auth
-    )
+    @app.post("/api/detect", response_model=DetectResponse, responses=errors)
+    async def detect(
+        request: Request,
+        image: UploadFile = File(..., description="PNG, JPEG or TIFF micrograph"),
+        um_per_px: float | None = UM_PER_PX_QUERY,
+        oxide_nm: float | None = OXIDE_NM_QUERY,
+        materials: str | None = Query(None, description="Comma-separated materials on the chip"),
+        profile_id: str | None = Query(None, description="Setup profile (GET /api/setups)"),
+    ) -> DetectResponse:
+        # The declared parameters document the wire format; ImagingContext.from_query reads it.
+        return await run_one(image, context_for(request))
+
+    @app.post("/api/detect/batch", response_model=BatchResponse, responses=errors)
     async def detect_batch(
+        request: Request,
         images: list[UploadFile] = File(..., description="Several micrographs"),
-        um_per_px: float | None = Query(None, gt=0),
-        oxide_nm: float | None = Query(None, gt=0),
+        um_per_px: float | None = UM_PER_PX_QUERY,
+        oxide_nm: float | None = OXIDE_NM_QUERY,
         materials: str | None = Query(None),
+        profile_id: str | None = Query(None),
     ) -> BatchResponse:
-        context = context_for(um_per_px, oxide_nm, materials)
+        context = context_for(request)
         results = await asyncio.gather(*(run_one(f, context) for f in images))
         return BatchResponse(results=list(results))
 

@@ -1,7 +1,7 @@
 """Group concurrent requests into one model call (GPU batching), on one worker thread.
 
 Requests that arrive within ``window_s`` of each other (up to ``max_batch``) share one
-``detect_batch`` call when the detector has it; otherwise they run one after another on the
+``detect_batch`` call when the detector is a :class:`~flakefinder.domain.BatchDetector`; otherwise they run one after another on the
 same thread, which still keeps the model off the event loop. A failure inside a batch is
 retried image by image so one bad request never fails its neighbours.
 """
@@ -11,13 +11,12 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 
 import numpy as np
 
-from flakefinder.domain import Detection, Detector, ImagingContext
+from flakefinder.domain import BatchDetector, Detection, Detector, ImagingContext
 
 
 @dataclass(frozen=True)
@@ -97,12 +96,10 @@ class Batcher:
 
     def _run_group(self, context: ImagingContext, group: list[_Job]) -> None:
         start = time.perf_counter()
-        batch_fn: Callable[..., list[list[Detection]]] | None = getattr(
-            self.detector, "detect_batch", None
-        )
+        det = self.detector
         try:
-            if batch_fn is not None and len(group) > 1:
-                outputs = batch_fn([j.image for j in group], context)
+            if isinstance(det, BatchDetector) and len(group) > 1:
+                outputs = det.detect_batch([j.image for j in group], context)
             else:
                 outputs = [self.detector.detect(j.image, context) for j in group]
         except Exception:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -35,6 +36,8 @@ def encode_tiff(image: np.ndarray) -> bytes:
 
 
 class InferenceClient:
+    """HTTP client of ``flakefinder serve``; the imaging context travels as query parameters."""
+
     def __init__(self, url: str, *, api_key: str | None = None, timeout_s: float = 60.0) -> None:
         import httpx
 
@@ -75,14 +78,8 @@ class InferenceClient:
         return ModelInfo.model_validate(self._request("GET", "/api/model"))
 
     @staticmethod
-    def _params(context: ImagingContext | None) -> dict[str, Any]:
-        if context is None:
-            return {}
-        return {
-            "um_per_px": context.um_per_px,
-            "oxide_nm": context.oxide_thickness_nm,
-            "materials": ",".join(context.materials),
-        }
+    def _params(context: ImagingContext | None) -> dict[str, str]:
+        return {} if context is None else context.to_query()
 
     def detect(self, image: np.ndarray, context: ImagingContext | None = None) -> DetectResponse:
         files = {"image": ("image.tif", encode_tiff(image), "image/tiff")}
@@ -90,7 +87,7 @@ class InferenceClient:
         return DetectResponse.model_validate(body)
 
     def detect_batch(
-        self, images: list[np.ndarray], context: ImagingContext | None = None
+        self, images: Sequence[np.ndarray], context: ImagingContext | None = None
     ) -> BatchResponse:
         files = [
             ("images", (f"image{i}.tif", encode_tiff(im), "image/tiff"))
@@ -101,19 +98,40 @@ class InferenceClient:
 
 
 class RemoteDetector:
-    """A :class:`flakefinder.domain.Detector` whose model runs on an inference server."""
+    """A :class:`flakefinder.domain.Detector` whose model runs on an inference server.
 
-    def __init__(self, url: str, *, api_key: str | None = None, timeout_s: float = 60.0) -> None:
+    ``profile_id`` names one of the server's setup profiles (``GET /api/setups``); it is
+    checked here, so a scan fails before it starts when the server does not hold it. The
+    detections use the context's ``profile_id``, which a scan sets to the same value.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        api_key: str | None = None,
+        timeout_s: float = 60.0,
+        profile_id: str | None = None,
+    ) -> None:
         self.client = InferenceClient(url, api_key=api_key, timeout_s=timeout_s)
         info = self.client.model_info()
         self.name = info.detector
         self.version = info.model_version
+        if profile_id is not None:
+            match = [s for s in info.setups if s.profile_id == profile_id]
+            if not match:
+                held = ", ".join(s.profile_id for s in info.setups) or "none"
+                raise ServerError(
+                    f"inference server {self.client.url} does not hold setup profile"
+                    f" {profile_id!r}; it holds: {held}"
+                )
+            self.name, self.version = match[0].detector, match[0].model_version
 
     def detect(self, image: np.ndarray, context: ImagingContext) -> list[Detection]:
         return [f.to_detection() for f in self.client.detect(image, context).flakes]
 
     def detect_batch(
-        self, images: list[np.ndarray], context: ImagingContext
+        self, images: Sequence[np.ndarray], context: ImagingContext
     ) -> list[list[Detection]]:
         return [
             [f.to_detection() for f in r.flakes]

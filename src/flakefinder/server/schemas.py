@@ -74,6 +74,16 @@ class BatchResponse(BaseModel):
     results: list[DetectResponse]
 
 
+class SetupInfo(BaseModel):
+    """One setup profile the server holds, and the detector that serves it."""
+
+    profile_id: str = Field(description="Send as the profile_id query parameter to use it")
+    name: str
+    detector: str
+    model_version: str
+    default: bool = Field(description="Used by requests that name no profile_id")
+
+
 class ModelInfo(BaseModel):
     detector: str
     model_version: str
@@ -82,6 +92,9 @@ class ModelInfo(BaseModel):
     um_per_px: float
     max_batch: int
     max_upload_mb: float
+    setups: list[SetupInfo] = Field(
+        default_factory=list, description="Setup profiles held (serve --setup FILE, repeatable)"
+    )
 
 
 class Health(BaseModel):

@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -314,9 +314,14 @@ def random_chip(
     flakes_per_mm2: float = 25.0,
     distribution: FlakeDistribution | None = None,
     seed: int = 0,
+    progress: Callable[[int, int], None] | None = None,
 ) -> VirtualChip:
     """A random chip (deterministic for ``seed``). Flakes do not overlap (bounding boxes are
-    kept apart); each flake's material is drawn uniformly from ``materials``."""
+    kept apart); each flake's material is drawn uniformly from ``materials``.
+
+    ``progress(done, total)`` is called every 1000 flakes drawn and once at the end (large
+    chips take minutes to generate).
+    """
     materials = check_materials(materials)
     if width_um <= 0 or height_um <= 0:
         raise ValueError(f"chip size must be positive, got {width_um} x {height_um} µm")
@@ -326,7 +331,9 @@ def random_chip(
     n_flakes = int(rng.poisson(flakes_per_mm2 * area_mm2))
     flakes: list[SynthFlake] = []
     boxes = np.empty((max(n_flakes, 1), 4))
-    for _ in range(n_flakes):
+    for k in range(n_flakes):
+        if progress is not None and k % 1000 == 0:
+            progress(k, n_flakes)
         material = materials[int(rng.integers(len(materials)))]
         for _attempt in range(4):
             center = (float(rng.uniform(0, width_um)), float(rng.uniform(0, height_um)))
@@ -346,6 +353,8 @@ def random_chip(
             boxes[len(flakes)] = (x0, y0, x1, y1)
             flakes.append(flake)
             break
+    if progress is not None:
+        progress(n_flakes, n_flakes)
     debris: list[Debris] = []
     for _ in range(int(rng.poisson(dist.residue_per_mm2 * area_mm2))):
         c = (float(rng.uniform(0, width_um)), float(rng.uniform(0, height_um)))

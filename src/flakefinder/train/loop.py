@@ -2,16 +2,18 @@
 
 ``train(recipe, dataset, out_dir)`` splits the dataset 8:2 (deterministic by the recipe seed),
 runs the recipe's stages (each: freeze per ``layers``, fresh SGD with the stage's lr), epochs of
-``iterations_per_epoch`` steps drawn from an endless shuffled stream of training samples, and
-after every epoch evaluates the weighted loss on the held-out images (train mode for the losses,
-no gradients, batch-norm statistics and the RNG left untouched), appends a row to
-``history.csv``, redraws ``loss.png`` and writes ``checkpoint.pt``. A later call with
-``resume=True`` continues from the checkpoint exactly (same weights as an uninterrupted run on
-a deterministic device). The end result is a model folder (``save_model_folder``) in ``out_dir``.
+``iterations_per_epoch`` steps drawn from an endless shuffled stream of training samples (see
+:mod:`flakefinder.train.steps`), and after every epoch evaluates the weighted loss on the
+held-out images, appends a row to ``history.csv``, redraws ``loss.png`` and writes
+``checkpoint.pt``.
 
-Sample ``q`` of the stream is image ``perm_p[q mod n]`` (``perm_p`` a permutation drawn from
-(seed, p = q div n)), augmented with a seed drawn from (seed, q): data depend only on the
-position in the stream, whatever the number of workers or processes.
+A call may stop anywhere: after ``max_epochs`` epochs, ``max_steps`` steps, or before a step
+that would end past ``time_budget_s`` (:class:`~flakefinder.train.budget.StepBudget`). It then
+writes a checkpoint at that step, and a later call with ``resume=True`` continues exactly (same
+weights and losses as an uninterrupted run on a deterministic device), so that several short
+runs add up to one long training. A call that finds the schedule finished says so and leaves
+the model folder alone. The model folder itself (``save_model_folder``) is written atomically
+(:mod:`flakefinder.train.publish`).
 
 Multi-GPU: run under ``torchrun``; ``WORLD_SIZE``/``RANK``/``LOCAL_RANK`` select the process
 group (nccl on CUDA, gloo on CPU), each rank takes every ``world``-th batch of the stream,
@@ -20,148 +22,182 @@ gradients are averaged by DistributedDataParallel and only rank 0 writes files.
 
 from __future__ import annotations
 
-import os
-import random
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from flakefinder.domain import ClassMap
 from flakefinder.errors import DatasetError, ModelError
 from flakefinder.train.augment import Augmenter
+from flakefinder.train.budget import StepBudget
+from flakefinder.train.checkpoint import (
+    CHECKPOINT,
+    LOSS_KEYS,
+    Checkpoint,
+    EpochSums,
+    Position,
+    load_checkpoint,
+    save_checkpoint,
+    set_rng_state,
+)
 from flakefinder.train.data import CocoDetectionDataset, resolve_dataset, split_dataset
 from flakefinder.train.history import plot_history, write_history
-from flakefinder.train.recipe import TrainRecipe, freeze_for_stage, load_recipe
+from flakefinder.train.progress import TrainProgress, format_duration
+from flakefinder.train.recipe import Stage, TrainRecipe, freeze_for_stage, load_recipe
+from flakefinder.train.steps import (
+    StreamBatches,
+    collate,
+    distributed,
+    evaluate_loss,
+    loader_workers,
+    resolve_device,
+    train_step,
+)
 from flakefinder.train.transfer import build_training_model
 
-CHECKPOINT = "checkpoint.pt"
-LOSS_KEYS = ("loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "loss_rpn_box_reg")
+__all__ = ["CHECKPOINT", "LOSS_KEYS", "evaluate_loss", "resolve_device", "train"]
+
+Log = Callable[[str], None]
 
 
-def collate(batch: list[Any]) -> tuple[Any, ...]:
-    return tuple(zip(*batch, strict=True))
+@dataclass
+class TrainData:
+    """The datasets of one training run."""
+
+    annotation_file: Path
+    class_map: ClassMap
+    full: CocoDetectionDataset
+    train: CocoDetectionDataset
+    test: CocoDetectionDataset
+    test_indices: list[int]
 
 
-def sample_seed(seed: int, position: int) -> int:
-    return int(np.random.SeedSequence([seed, position]).generate_state(1)[0])
+def _quiet(_message: str) -> None:
+    return None
 
 
-class StreamBatches:
-    """Batch sampler over the endless sample stream, from global step ``start_step`` on."""
+def prepare_data(
+    rec: TrainRecipe,
+    dataset: str | Path,
+    *,
+    drop_other_classes: bool,
+    skip_missing: bool,
+    rank: int,
+    world: int,
+    say: Log,
+) -> TrainData:
+    """Read and split the dataset; an unusable one raises :class:`DatasetError` before any write.
 
-    def __init__(self, n: int, batch_size: int, seed: int, start_step: int, rank: int, world: int):
-        self.n, self.bs, self.seed = n, batch_size, seed
-        self.start, self.rank, self.world = start_step, rank, world
-        self._perms: dict[int, np.ndarray] = {}
-
-    def _index(self, q: int) -> int:
-        p = q // self.n
-        if p not in self._perms:
-            self._perms = {p: np.random.default_rng([self.seed, p]).permutation(self.n)}
-        return int(self._perms[p][q % self.n])
-
-    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        step = self.start
-        while True:
-            base = (step * self.world + self.rank) * self.bs
-            yield [(self._index(q), sample_seed(self.seed, q)) for q in range(base, base + self.bs)]
-            step += 1
-
-
-def resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ModelError(f"device {device!r} requested but CUDA is not available")
-    return device
-
-
-def _distributed(device: str) -> tuple[int, int, str]:
-    """(rank, world size, device) from torchrun's environment; initialises the process group."""
-    import torch
-    import torch.distributed as dist
-
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return 0, 1, device
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    if device.startswith("cuda"):
-        torch.cuda.set_device(local)
-        device = f"cuda:{local}"
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
-    return dist.get_rank(), world, device
-
-
-def _rng_state() -> dict[str, Any]:
-    import torch
-
-    state: dict[str, Any] = {"torch": torch.get_rng_state(),
-                             "python": random.getstate()}  # fmt: skip
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    import torch
-
-    torch.set_rng_state(state["torch"])
-    random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _to_device(batch: tuple[Any, ...], device: str) -> tuple[list[Any], list[dict[str, Any]]]:
-    images, targets = batch
-    ims = [im.to(device, non_blocking=True) for im in images]
-    tgs = [{k: (v.to(device) if hasattr(v, "to") else v) for k, v in t.items()} for t in targets]
-    return ims, tgs
-
-
-def evaluate_loss(model: Any, dataset: CocoDetectionDataset, indices: list[int], *,
-                  weights: dict[str, float], device: str, batch_size: int, seed: int) -> tuple[float, int]:  # fmt: skip
-    """(sum of weighted losses, number of images) over ``indices``, without changing the model.
-
-    torchvision returns losses only in train mode, so the model is put in train mode with batch
-    norm in eval mode, gradients off and the RNG forked (proposal sampling is random).
+    ``drop_other_classes``: annotations of classes outside the recipe's materials are dropped
+    and only images with a kept annotation are used; otherwise they are an error.
     """
+    from flakefinder.train.agnostic import training_classes
+
+    ann, image_dir = resolve_dataset(dataset)
+    class_map, mapping = training_classes(rec, ann)  # class-agnostic recipes train one "flake"
+    subset = drop_other_classes or mapping is not None
+    unknown = "drop" if subset else "error"
+    common: dict[str, Any] = {"image_size": rec.image_size, "unknown_categories": unknown,
+                              "only_annotated": subset, "category_mapping": mapping}  # fmt: skip
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        full = CocoDetectionDataset(ann, image_dir, class_map, skip_missing=skip_missing, **common)
+    for w in caught:
+        say(f"warning: {w.message}")
+    if not full.coco["categories"]:
+        raise DatasetError(f"{ann}: the class map ('categories') is empty; nothing to learn")
+    n_objects = sum(len(r.annotations) for r in full.records)
+    if n_objects == 0:
+        raise DatasetError(
+            f"{ann}: no labelled flake of the classes {list(class_map.names)}; the dataset's "
+            f"categories {[c.get('name') for c in full.coco['categories']]} match none of them"
+        )
+    if len(full) < 2:
+        raise DatasetError(f"{ann}: need at least 2 usable images to train, found {len(full)}")
+    train_ids, test_ids = split_dataset(full.ids, rec.train_fraction, rec.seed)
+    aug = Augmenter() if rec.augment else None
+    train_ds = CocoDetectionDataset(ann, image_dir, class_map, transform=aug, image_ids=train_ids,
+                                    **common)  # fmt: skip
+    test_ds = CocoDetectionDataset(ann, image_dir, class_map, image_ids=test_ids, **common)
+    test_idx = list(range(len(test_ds)))
+    if rec.max_test_images:
+        test_idx = test_idx[: rec.max_test_images]
+    return TrainData(ann, class_map, full, train_ds, test_ds, test_idx[rank::world])
+
+
+def _check_checkpoint(ck: Checkpoint, path: Path, rec: TrainRecipe, names: list[str]) -> None:
+    if ck.recipe.get("stages") != rec.to_dict()["stages"] or ck.class_names != names:
+        was = [(s["layers"], s["epochs"]) for s in ck.recipe.get("stages", [])]
+        now = [(s.layers, s.epochs) for s in rec.stages]
+        raise ModelError(
+            f"{path} was written by a different recipe or class map (stages {was} vs {now}, "
+            f"{len(ck.class_names)} vs {len(names)} classes); use a new output folder or "
+            "--no-resume"
+        )
+    if ck.recipe.get("iterations_per_epoch") not in (None, rec.iterations_per_epoch):
+        raise ModelError(
+            f"{path} was written with {ck.recipe['iterations_per_epoch']} iterations per epoch, "
+            f"this run asks for {rec.iterations_per_epoch}; use the same --iterations, a new "
+            "output folder or --no-resume"
+        )
+
+
+def _stage_optimizer(
+    model: Any, rec: TrainRecipe, stage: Stage, world: int, dev: str
+) -> tuple[Any, Any, list[Any], int]:
+    """(network to call, SGD optimizer, its parameters, trainable tensor count) for a stage."""
     import torch
-    from torch.nn.modules.batchnorm import _BatchNorm
 
-    from flakefinder.detect.maskrcnn_model import weighted_loss
+    trainable = freeze_for_stage(model, stage.layers)
+    net: Any = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
 
-    was_training = model.training
-    model.train()
-    for m in model.modules():
-        if isinstance(m, _BatchNorm):
-            m.eval()
-    total, count = 0.0, 0
-    devices = [torch.cuda.current_device()] if device.startswith("cuda") else []
-    with torch.no_grad(), torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        for start in range(0, len(indices), batch_size):
-            batch = [dataset[i] for i in indices[start : start + batch_size]]
-            ims, tgs = _to_device(collate(batch), device)
-            loss = weighted_loss(model(ims, tgs), weights)
-            total += float(loss.detach()) * len(batch)
-            count += len(batch)
-    model.train(was_training)
-    return total, count
+        ids = [torch.cuda.current_device()] if dev.startswith("cuda") else None
+        net = DistributedDataParallel(model, device_ids=ids, find_unused_parameters=True)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.SGD(params, lr=stage.lr, momentum=rec.momentum,
+                          weight_decay=rec.weight_decay)  # fmt: skip
+    return net, opt, params, len(trainable)
 
 
-def _save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
+def _epoch_row(
+    model: Any, data: TrainData, rec: TrainRecipe, pos: Position, sums: EpochSums, *,
+    weights: dict[str, float], dev: str, world: int, epoch_global: int,
+) -> dict[str, Any]:  # fmt: skip
+    """The history row of the epoch that just ended (test loss evaluated here)."""
     import torch
 
-    tmp = path.with_suffix(".pt.tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
+    stage = rec.stages[pos.stage]
+    t_sum, t_n = evaluate_loss(model, data.test, data.test_indices, weights=weights, device=dev,
+                               batch_size=rec.batch_size, seed=rec.seed)  # fmt: skip
+    n_it = rec.iterations_per_epoch
+    stats = torch.tensor([sums.total, float(n_it), t_sum, float(t_n)], dtype=torch.float64)
+    if world > 1:
+        import torch.distributed as dist
+
+        stats = stats.to(dev)
+        dist.all_reduce(stats)
+        stats = stats.cpu()
+    return {
+        "epoch": epoch_global, "stage": pos.stage + 1, "stage_name": stage.name,
+        "layers": stage.layers, "lr": stage.lr, "iteration": pos.step,
+        "train_loss": float(stats[0] / stats[1]),
+        "test_loss": float(stats[2] / stats[3]) if stats[3] > 0 else "",
+        **{f"train_{k}": sums.parts[k] / n_it for k in LOSS_KEYS},
+        "seconds": round(sums.seconds, 3),
+    }  # fmt: skip
+
+
+def _finished_message(out: Path, pos: Position, rec: TrainRecipe) -> str:
+    return (
+        f"training in {out} already finished: {rec.total_epochs} epoch(s) of "
+        f"{len(rec.stages)} stage(s), {pos.step} steps; nothing to do (train again with "
+        "--no-resume or a new --out)"
+    )
 
 
 def train(
@@ -175,234 +211,220 @@ def train(
     device: str = "auto",
     work_dir: str | Path | None = None,
     max_epochs: int | None = None,
+    max_steps: int | None = None,
     time_budget_s: float | None = None,
     skip_missing: bool = False,
     progress: bool = True,
-    log: Callable[[str], None] | None = print,
+    progress_every_s: float = 30.0,
+    log: Log | None = print,
 ) -> Path:
     """Train a Mask R-CNN; returns ``out_dir`` holding the model folder, history and plots.
 
     ``dataset``: a dataset folder (``annotations.json`` + ``images/``) or a COCO file.
-    ``init_from``: a model folder to transfer from. ``materials``: train only these materials
+    ``init_from``: a model folder to transfer from; without ``materials`` its class map is kept
+    and a dataset category outside it is an error. ``materials``: train only these materials
     (class map ``ClassMap.for_materials``); annotations of other materials are dropped and only
-    images with at least one kept annotation are used. Without it, the recipe's materials are
-    the class map and any other category in the dataset is an error.
+    images with at least one kept annotation are used. Without either, the recipe's materials
+    are the class map and any other category in the dataset is an error.
     ``work_dir``: where ``checkpoint.pt`` lives (default ``out_dir``). ``max_epochs`` /
-    ``time_budget_s``: stop after that many epochs in this call / once the time is used up (at
-    an epoch end); the model folder is written anyway, with ``"completed": false`` in metrics.
-    ``skip_missing``: leave out images the COCO file names but that are not on disk (logged)
-    instead of raising :class:`DatasetError`.
+    ``max_steps`` / ``time_budget_s``: stop this call after that many epochs / steps / before a
+    step that would end past the budget; a checkpoint is written where it stopped and the model
+    folder is written anyway, with ``"completed": false`` in metrics. ``skip_missing``: leave
+    out images the COCO file names but that are not on disk (logged). ``progress``: a progress
+    bar on a terminal, else a text line every ``progress_every_s`` seconds.
     """
     import torch
-
-    from flakefinder.detect.maskrcnn_model import weighted_loss
-    from flakefinder.detect.model_folder import dataset_hash, save_model_folder
 
     t_start = time.monotonic()
     rec = recipe if isinstance(recipe, TrainRecipe) else load_recipe(recipe)
     if materials:
         rec = rec.with_overrides(materials=tuple(materials))
-    say = log or (lambda _m: None)
-    dev = resolve_device(device)
-    rank, world, dev = _distributed(dev)
+    elif init_from is not None:
+        from flakefinder.detect.model_folder import read_model_config
+
+        rec = rec.with_overrides(materials=read_model_config(init_from).class_map.materials)
+    rank, world, dev = distributed(resolve_device(device))
     is_main = rank == 0
+    say: Log = (log or _quiet) if is_main else _quiet
     out = Path(out_dir)
     work = Path(work_dir) if work_dir is not None else out
-    say = say if is_main else (lambda _m: None)
+    ckpt_path = work / CHECKPOINT
 
-    ann, image_dir = resolve_dataset(dataset)
-    from flakefinder.train.agnostic import training_classes
-
-    class_map: ClassMap
-    class_map, mapping = training_classes(rec, ann)  # w10: class-agnostic option
-    subset = bool(materials) or mapping is not None
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        full = CocoDetectionDataset(ann, image_dir, class_map, image_size=rec.image_size,
-                                    unknown_categories="drop" if subset else "error",
-                                    only_annotated=subset, skip_missing=skip_missing,
-                                    category_mapping=mapping)  # fmt: skip
-    for w in caught:
-        say(f"warning: {w.message}")
-    if len(full) < 2:
-        raise DatasetError(f"{ann}: need at least 2 usable images to train, found {len(full)}")
-    if is_main:  # only once the dataset is known to be usable
+    data = prepare_data(rec, dataset, drop_other_classes=bool(materials),
+                        skip_missing=skip_missing, rank=rank, world=world, say=say)  # fmt: skip
+    names = list(data.class_map.names)
+    ck = load_checkpoint(ckpt_path) if resume and ckpt_path.is_file() else None
+    if ck is not None:
+        _check_checkpoint(ck, ckpt_path, rec, names)
+        if ck.position.stage >= len(rec.stages) and (out / "config.json").is_file():
+            say(_finished_message(out, ck.position, rec))
+            return out
+    if is_main:  # only once the dataset and checkpoint are known to be usable
         out.mkdir(parents=True, exist_ok=True)
         work.mkdir(parents=True, exist_ok=True)
-    train_ids, test_ids = split_dataset(full.ids, rec.train_fraction, rec.seed)
-    aug = Augmenter() if rec.augment else None
-    train_ds = CocoDetectionDataset(ann, image_dir, class_map, transform=aug, image_size=rec.image_size,
-                                    unknown_categories="drop" if subset else "error", image_ids=train_ids,
-                                    only_annotated=subset, category_mapping=mapping)  # fmt: skip
-    test_ds = CocoDetectionDataset(ann, image_dir, class_map, image_size=rec.image_size,
-                                   unknown_categories="drop" if subset else "error", image_ids=test_ids,
-                                   only_annotated=subset, category_mapping=mapping)  # fmt: skip
-    test_idx = list(range(len(test_ds)))
-    if rec.max_test_images:
-        test_idx = test_idx[: rec.max_test_images]
-    test_idx = test_idx[rank::world]
-    say(f"dataset {ann}: {len(train_ds)} training / {len(test_ds)} test images, "
-        f"{len(class_map.names)} classes, device {dev}, {world} process(es)")  # fmt: skip
+    workers = loader_workers(rec.num_workers)
+    say(f"dataset {data.annotation_file}: {len(data.train)} training / {len(data.test)} test "
+        f"images, {len(names)} classes, device {dev}, {world} process(es), "
+        f"{workers} data worker(s)"
+        + (f" (recipe asks for {rec.num_workers}; {workers} core(s) available)"
+           if workers < rec.num_workers else ""))  # fmt: skip
 
     torch.manual_seed(rec.seed)
-    model, config, messages = build_training_model(rec, class_map.names, init_from=init_from)
+    model, config, messages = build_training_model(rec, data.class_map.names, init_from=init_from)
     for m in messages:
         say(m)
     model.to(dev)
-    weights = rec.torchvision_loss_weights()
 
-    ckpt_path = work / CHECKPOINT
-    stage_i, epoch_i, step, history = 0, 0, 0, []
-    ckpt: dict[str, Any] | None = None
-    if resume and ckpt_path.is_file():
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        if ckpt.get("recipe", {}).get("stages") != rec.to_dict()["stages"] or list(
-            ckpt.get("class_names", [])
-        ) != list(class_map.names):
-            raise ModelError(
-                f"{ckpt_path} was written by a different recipe or class map; "
-                "use a new output folder or --no-resume"
-            )
-        model.load_state_dict(ckpt["model"])
-        stage_i, epoch_i, step = ckpt["next_stage"], ckpt["next_epoch"], ckpt["step"]
-        history = list(ckpt["history"])
-        _set_rng_state(ckpt["rng"])
-        say(f"resuming from {ckpt_path}: stage {stage_i + 1}, epoch {epoch_i + 1}, step {step}")
+    pos, sums, history = Position(), EpochSums(), []
+    if ck is not None:
+        model.load_state_dict(ck.model_state)
+        pos, sums, history = ck.position, ck.sums, list(ck.history)
+        set_rng_state(ck.rng)
+        if pos.stage >= len(rec.stages):
+            say(_finished_message(out, pos, rec) + "; writing the missing model folder")
+        else:
+            say(f"resuming from {ckpt_path}: stage {pos.stage + 1}, epoch {pos.epoch + 1}, "
+                f"step {pos.step} (of {len(rec.stages)} stage(s), "
+                f"{rec.stages[pos.stage].epochs} epoch(s) in this stage; iteration "
+                f"{pos.iteration}/{rec.iterations_per_epoch} of the epoch)")  # fmt: skip
 
-    loader: Any = torch.utils.data.DataLoader(
-        train_ds,  # type: ignore[arg-type]
-        batch_sampler=StreamBatches(len(train_ds), rec.batch_size, rec.seed, step, rank, world),  # type: ignore[arg-type]
-        collate_fn=collate,
-        num_workers=rec.num_workers,
-        generator=torch.Generator().manual_seed(rec.seed),
-        pin_memory=dev.startswith("cuda"),
-    )
-    batches = iter(loader)
-    epoch_global = sum(s.epochs for s in rec.stages[:stage_i]) + epoch_i
-    epochs_run, stopped_early = 0, False
-    from rich.progress import Progress
-
-    with Progress(disable=not (progress and is_main), transient=True) as bar:
-        while stage_i < len(rec.stages) and not stopped_early:
-            stage = rec.stages[stage_i]
-            trainable = freeze_for_stage(model, stage.layers)
-            net: Any = model
-            if world > 1:
-                from torch.nn.parallel import DistributedDataParallel
-
-                net = DistributedDataParallel(
-                    model, device_ids=[torch.cuda.current_device()] if dev.startswith("cuda") else None,
-                    find_unused_parameters=True,
-                )  # fmt: skip
-            params = [p for p in model.parameters() if p.requires_grad]
-            opt = torch.optim.SGD(params, lr=stage.lr, momentum=rec.momentum,
-                                  weight_decay=rec.weight_decay)  # fmt: skip
-            if (
-                ckpt is not None
-                and ckpt.get("optimizer") is not None
-                and ckpt["opt_stage"] == stage_i
-            ):
-                opt.load_state_dict(ckpt["optimizer"])
-            ckpt = None
-            say(f"stage {stage_i + 1}/{len(rec.stages)} {stage.name}: layers {stage.layers}, "
-                f"lr {stage.lr:g}, {len(trainable)} trainable tensors")  # fmt: skip
-            while epoch_i < stage.epochs:
-                t0 = time.monotonic()
-                model.train()
-                sums = dict.fromkeys(LOSS_KEYS, 0.0)
-                total = 0.0
-                task = bar.add_task(f"epoch {epoch_global + 1}/{rec.total_epochs} ({stage.name})",
-                                    total=rec.iterations_per_epoch)  # fmt: skip
-                for _ in range(rec.iterations_per_epoch):
-                    ims, tgs = _to_device(next(batches), dev)
-                    losses = net(ims, tgs)
-                    loss = weighted_loss(losses, weights)
-                    if not torch.isfinite(loss):
-                        raise ModelError(
-                            f"training diverged at step {step} (loss {float(loss)}); "
-                            "lower the learning rate or set clip_grad_norm"
-                        )
-                    if step < rec.warmup_iterations:
-                        for g in opt.param_groups:
-                            g["lr"] = stage.lr * (step + 1) / rec.warmup_iterations
-                    elif rec.warmup_iterations and step == rec.warmup_iterations:
-                        for g in opt.param_groups:
-                            g["lr"] = stage.lr
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()  # type: ignore[no-untyped-call]
-                    if rec.clip_grad_norm > 0:
-                        torch.nn.utils.clip_grad_norm_(params, rec.clip_grad_norm)
-                    opt.step()
-                    step += 1
-                    total += float(loss.detach())
-                    for k in LOSS_KEYS:
-                        if k in losses:
-                            sums[k] += float(losses[k].detach())
-                    bar.update(task, advance=1)
-                bar.remove_task(task)
-                n_it = rec.iterations_per_epoch
-                t_sum, t_n = evaluate_loss(model, test_ds, test_idx, weights=weights, device=dev,
-                                           batch_size=rec.batch_size, seed=rec.seed)  # fmt: skip
-                stats = torch.tensor([total, float(n_it), t_sum, float(t_n)], dtype=torch.float64)
-                if world > 1:
-                    import torch.distributed as dist
-
-                    stats = stats.to(dev)
-                    dist.all_reduce(stats)
-                    stats = stats.cpu()
-                epoch_i += 1
-                epoch_global += 1
-                epochs_run += 1
-                row = {
-                    "epoch": epoch_global, "stage": stage_i + 1, "stage_name": stage.name,
-                    "layers": stage.layers, "lr": stage.lr, "iteration": step,
-                    "train_loss": float(stats[0] / stats[1]),
-                    "test_loss": float(stats[2] / stats[3]) if stats[3] > 0 else "",
-                    **{f"train_{k}": sums[k] / n_it for k in LOSS_KEYS},
-                    "seconds": round(time.monotonic() - t0, 3),
-                }  # fmt: skip
-                history.append(row)
-                say(f"epoch {epoch_global}/{rec.total_epochs}: train {row['train_loss']:.4f}, "
-                    f"test {row['test_loss'] if row['test_loss'] == '' else format(row['test_loss'], '.4f')}")  # fmt: skip
-                done_stage = epoch_i >= stage.epochs
-                if is_main:
-                    _save_checkpoint(ckpt_path, {
-                        "model": model.state_dict(),
-                        "optimizer": None if done_stage else opt.state_dict(),
-                        "opt_stage": stage_i,
-                        "next_stage": stage_i + 1 if done_stage else stage_i,
-                        "next_epoch": 0 if done_stage else epoch_i,
-                        "step": step, "history": history, "rng": _rng_state(),
-                        "recipe": rec.to_dict(), "class_names": list(class_map.names),
-                    })  # fmt: skip
-                    write_history(out / "history.csv", history)
-                    plot_history(out / "loss.png", history, title=rec.name)
-                over_time = time_budget_s is not None and time.monotonic() - t_start > time_budget_s
-                if (max_epochs is not None and epochs_run >= max_epochs) or over_time:
-                    stopped_early = not (done_stage and stage_i + 1 == len(rec.stages))
-                    if stopped_early:
-                        say("stopping early (epoch or time budget reached); resume to continue")
-                        break
-            if not stopped_early:
-                stage_i, epoch_i = stage_i + 1, 0
-
+    budget = StepBudget(seconds=time_budget_s, max_steps=max_steps, t_start=t_start)
+    completed = _run_schedule(
+        model, data, rec, pos, sums, history, ck, budget,
+        out=out, ckpt_path=ckpt_path, dev=dev, rank=rank, world=world, workers=workers,
+        max_epochs=max_epochs, progress=progress, progress_every_s=progress_every_s, say=say,
+        log=log,
+    )  # fmt: skip
     if is_main:
-        last = history[-1] if history else {}
-        test_losses = [float(r["test_loss"]) for r in history if r.get("test_loss") != ""]
-        metrics = {
-            "final_train_loss": last.get("train_loss"), "final_test_loss": last.get("test_loss"),
-            "best_test_loss": min(test_losses) if test_losses else None,
-            "epochs": len(history), "iterations": step, "completed": not stopped_early,
-            "train_images": len(train_ds), "test_images": len(test_ds),
-            "init_from": str(init_from) if init_from else None,
-            "training_seconds_this_run": round(time.monotonic() - t_start, 1),
-        }  # fmt: skip
-        data_hash = dataset_hash([ann, *(r.path for r in full.records)])
-        save_model_folder(out, model, config, metrics=metrics, training_data_hash=data_hash,
-                          recipe=rec.to_dict())  # fmt: skip
-        say(f"model folder written to {out}")
+        _publish(out, model, config, rec, data, history, pos, completed=completed,
+                 init_from=init_from, seconds=time.monotonic() - t_start)  # fmt: skip
+        say(f"model folder written to {out}"
+            + ("" if completed else " (training not finished: run the same command to continue)"))  # fmt: skip
     if world > 1:
         import torch.distributed as dist
 
         dist.barrier()
     return out
+
+
+def _run_schedule(
+    model: Any, data: TrainData, rec: TrainRecipe, pos: Position, sums: EpochSums,
+    history: list[dict[str, Any]], ck: Checkpoint | None, budget: StepBudget, *, out: Path,
+    ckpt_path: Path, dev: str, rank: int, world: int, workers: int, max_epochs: int | None,
+    progress: bool, progress_every_s: float, say: Log, log: Log | None,
+) -> bool:  # fmt: skip
+    """Run the schedule from ``pos`` (updated in place); True once all stages are done."""
+    import torch
+
+    is_main = rank == 0
+    if pos.stage >= len(rec.stages):
+        return True
+    weights = rec.torchvision_loss_weights()
+    loader: Any = torch.utils.data.DataLoader(
+        data.train,  # type: ignore[arg-type]
+        batch_sampler=StreamBatches(len(data.train), rec.batch_size, rec.seed, pos.step, rank, world),  # type: ignore[arg-type]
+        collate_fn=collate, num_workers=workers,
+        generator=torch.Generator().manual_seed(rec.seed), pin_memory=dev.startswith("cuda"),
+    )  # fmt: skip
+    batches = iter(loader)
+    total_steps = rec.total_epochs * rec.iterations_per_epoch
+    epochs_run, saved_step = 0, pos.step if ck is not None else -1
+
+    def save(opt: Any | None) -> None:
+        nonlocal saved_step
+        if not is_main:
+            return
+        t0 = time.monotonic()
+        save_checkpoint(ckpt_path, model=model, optimizer=opt, optimizer_stage=pos.stage,
+                        position=pos, sums=sums, history=history, recipe=rec.to_dict(),
+                        class_names=list(data.class_map.names))  # fmt: skip
+        write_history(out / "history.csv", history)
+        plot_history(out / "loss.png", history, title=rec.name)
+        budget.save_s = time.monotonic() - t0
+        budget.publish_s = budget.save_s  # the model folder costs about as much as a checkpoint
+        saved_step = pos.step
+
+    show = progress and is_main
+    with TrainProgress(total_steps, pos.step, log=say if show else None, bar=show,
+                       every_s=progress_every_s) as bar:  # fmt: skip
+        while pos.stage < len(rec.stages):
+            stage = rec.stages[pos.stage]
+            net, opt, params, n_trainable = _stage_optimizer(model, rec, stage, world, dev)
+            if (
+                ck is not None
+                and ck.optimizer_state is not None
+                and ck.optimizer_stage == pos.stage
+            ):
+                opt.load_state_dict(ck.optimizer_state)
+            ck = None
+            say(f"stage {pos.stage + 1}/{len(rec.stages)} {stage.name}: layers {stage.layers}, "
+                f"lr {stage.lr:g}, {n_trainable} trainable tensors")  # fmt: skip
+            while pos.epoch < stage.epochs:
+                epoch_global = sum(s.epochs for s in rec.stages[: pos.stage]) + pos.epoch + 1
+                label = f"epoch {epoch_global}/{rec.total_epochs} ({stage.name})"
+                model.train()
+                while pos.iteration < rec.iterations_per_epoch:
+                    ends = pos.iteration + 1 == rec.iterations_per_epoch
+                    if not budget.allows_step(ends_epoch=ends):
+                        if saved_step != pos.step:
+                            save(opt)
+                        say(f"stopping at step {pos.step} (time or step budget reached); "
+                            "run the same command to continue")  # fmt: skip
+                        return False
+                    t0 = time.monotonic()
+                    train_step(net, opt, params, next(batches), recipe=rec, stage=stage,
+                               step=pos.step, weights=weights, device=dev, sums=sums)  # fmt: skip
+                    dt = time.monotonic() - t0
+                    sums.seconds += dt
+                    pos.step += 1
+                    pos.iteration += 1
+                    budget.note_step(dt)
+                    bar.step(label=label, loss=sums.total / pos.iteration)
+                t0 = time.monotonic()
+                row = _epoch_row(model, data, rec, pos, sums, weights=weights, dev=dev,
+                                 world=world, epoch_global=epoch_global)  # fmt: skip
+                budget.eval_s = time.monotonic() - t0
+                history.append(row)
+                test = row["test_loss"]
+                say(f"epoch {epoch_global}/{rec.total_epochs}: train {row['train_loss']:.4f}, "
+                    f"test {test if test == '' else format(test, '.4f')}"
+                    + (f", ETA {format_duration(eta)}" if (eta := bar.eta_s()) else ""))  # fmt: skip
+                pos.epoch, pos.iteration, sums = pos.epoch + 1, 0, EpochSums()
+                done_stage = pos.epoch >= stage.epochs
+                if done_stage:
+                    pos.stage, pos.epoch = pos.stage + 1, 0
+                save(None if done_stage else opt)
+                epochs_run += 1
+                if done_stage:
+                    break
+                if max_epochs is not None and epochs_run >= max_epochs:
+                    say("stopping early (epoch budget reached); run the same command to continue")
+                    return False
+            if pos.stage < len(rec.stages) and max_epochs is not None and epochs_run >= max_epochs:
+                say("stopping early (epoch budget reached); run the same command to continue")
+                return False
+    return True
+
+
+def _publish(
+    out: Path, model: Any, config: Any, rec: TrainRecipe, data: TrainData,
+    history: list[dict[str, Any]], pos: Position, *, completed: bool,
+    init_from: str | Path | None, seconds: float,
+) -> None:  # fmt: skip
+    """Write the model folder (atomically) with its metrics."""
+    from flakefinder.detect.model_folder import dataset_hash, save_model_folder
+    from flakefinder.train.publish import publish_folder
+
+    last = history[-1] if history else {}
+    test_losses = [float(r["test_loss"]) for r in history if r.get("test_loss") != ""]
+    metrics = {
+        "final_train_loss": last.get("train_loss"), "final_test_loss": last.get("test_loss"),
+        "best_test_loss": min(test_losses) if test_losses else None,
+        "epochs": len(history), "iterations": pos.step, "completed": completed,
+        "train_images": len(data.train), "test_images": len(data.test),
+        "init_from": str(init_from) if init_from else None,
+        "training_seconds_this_run": round(seconds, 1),
+    }  # fmt: skip
+    data_hash = dataset_hash([data.annotation_file, *(r.path for r in data.full.records)])
+    publish_folder(out, lambda tmp: save_model_folder(
+        tmp, model, config, metrics=metrics, training_data_hash=data_hash, recipe=rec.to_dict()))  # fmt: skip

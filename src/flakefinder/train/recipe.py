@@ -142,15 +142,25 @@ class TrainRecipe:
         iterations_per_epoch: int | None = None,
         epochs: int | None = None,
         materials: tuple[str, ...] | list[str] | None = None,
+        n_stages: int | None = None,
         **changes: Any,
     ) -> TrainRecipe:
-        """Copy with the iterations per epoch, the epochs of *every* stage, materials changed."""
+        """Copy with the iterations per epoch, the epochs of *every* stage, materials changed.
+
+        ``n_stages`` keeps only the first stages of the schedule (1 to the recipe's number).
+        """
         if iterations_per_epoch is not None:
             changes["iterations_per_epoch"] = int(iterations_per_epoch)
+        stages = tuple(changes.get("stages", self.stages))
+        if n_stages is not None:
+            if not 1 <= int(n_stages) <= len(stages):
+                raise RecipeError(
+                    f"recipe {self.name!r} has {len(stages)} stage(s); cannot run {n_stages}"
+                )
+            stages = stages[: int(n_stages)]
+            changes["stages"] = stages
         if epochs is not None:
-            changes["stages"] = tuple(
-                dataclasses.replace(s, epochs=int(epochs)) for s in self.stages
-            )
+            changes["stages"] = tuple(dataclasses.replace(s, epochs=int(epochs)) for s in stages)
         if materials is not None:
             changes["materials"] = tuple(materials)
         return dataclasses.replace(self, **changes)
@@ -230,6 +240,11 @@ def _pos_int(v: Any) -> bool:
 
 def _num(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def auto_recipe_name(cuda_available: bool) -> str:
+    """The recipe ``--recipe auto`` picks: the paper's on a GPU, ``cpu_small`` without one."""
+    return "paper" if cuda_available else "cpu_small"
 
 
 def builtin_recipes() -> tuple[str, ...]:

@@ -19,12 +19,16 @@ def mount_web(app: FastAPI, database_url: str) -> None:
     from fastapi.staticfiles import StaticFiles
 
     from flakefinder.db import Database
+    from flakefinder.db.viewport import ChipMapQueries
     from flakefinder.web.api import create_api_router
+    from flakefinder.web.chipmap import create_chipmap_router
     from flakefinder.web.pages import create_page_router
 
     db = Database(database_url)
     db.migrate()
     app.state.web_db = db
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
+    map_queries = ChipMapQueries(db)
     app.include_router(create_api_router(db))
-    app.include_router(create_page_router(db))
+    app.include_router(create_chipmap_router(db, map_queries))
+    app.include_router(create_page_router(db, map_queries))

@@ -1,48 +1,66 @@
-"""JSON API behind the web UI (flakes, chips, scans, designs); thin over ``flakefinder.db``."""
+"""JSON API behind the web UI (flakes, chips, scans, designs); thin over ``flakefinder.db``.
+
+Routes take and return the pydantic models of :mod:`flakefinder.web.schemas`; designs are
+assembled and checked by :mod:`flakefinder.design.assembly`.
+"""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Query, Response
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, HTTPException, Path, Query, Response
 
-from flakefinder.db import Database, DesignLayer, FlakeQuery, StoredFlake
-from flakefinder.design.geometry import StackLayer, summarize, to_gds
-
-
-class LayerIn(BaseModel):
-    flake_id: int
-    x_um: float = 0.0
-    y_um: float = 0.0
-    rotation_deg: float = 0.0
-    order: int = 0
-
-
-class DesignIn(BaseModel):
-    name: str = Field(min_length=1, max_length=200)
-    notes: str = ""
-    layers: list[LayerIn] = Field(default_factory=list)
-
-
-class PreviewIn(BaseModel):
-    layers: list[LayerIn]
+from flakefinder import bounds
+from flakefinder.db import Database, FlakeQuery
+from flakefinder.db.records import Design
+from flakefinder.design.assembly import Assembly, assemble, design_gds, design_summary
+from flakefinder.errors import DesignError, UnknownFlakeError
+from flakefinder.web.schemas import (
+    ChipView,
+    DesignIn,
+    DesignListItem,
+    DesignView,
+    FlakePage,
+    FlakeView,
+    LayerIn,
+    PreviewIn,
+    ScanView,
+    StatusIn,
+    StoredLayerView,
+    SummaryView,
+)
 
 
-class StatusIn(BaseModel):
-    status: str
-    notes: str | None = None
+def db_id() -> Any:
+    """A path parameter holding a database id (1..SQL BIGINT max); a fresh one per route."""
+    return Path(ge=1, le=bounds.SQL_BIGINT_MAX, description="Database id")
+
+
+ERRORS: dict[int | str, dict[str, object]] = {
+    400: {"description": "Bad request"},
+    404: {"description": "Not found"},
+    422: {"description": "Invalid or undrawable input"},
+}
+
+
+def _finite(value: float | None, name: str) -> float | None:
+    if value is not None and not math.isfinite(value):
+        raise HTTPException(400, f"{name} must be a finite number")
+    return value
 
 
 def flake_query(
-    material: list[str] | None = None,
-    layer_class: list[str] | None = None,
+    *,
+    material: Sequence[str] | None = None,
+    layer_class: Sequence[str] | None = None,
     min_area: float | None = None,
     max_area: float | None = None,
     min_confidence: float | None = None,
     min_layers: int | None = None,
     max_layers: int | None = None,
-    status: list[str] | None = None,
+    status: Sequence[str] | None = None,
     chip: int | None = None,
     scan: int | None = None,
     order: str = "-area_um2",
@@ -50,16 +68,19 @@ def flake_query(
     offset: int = 0,
 ) -> FlakeQuery:
     """A FlakeQuery from request parameters; a bad value becomes a 400 with its message."""
+    for name, value in (("chip", chip), ("scan", scan), ("offset", offset), ("limit", limit)):
+        if value is not None and not 0 <= value <= bounds.SQL_BIGINT_MAX:
+            raise HTTPException(400, f"{name} must lie in 0..{bounds.SQL_BIGINT_MAX}")
     try:
         return FlakeQuery(
             materials=tuple(m for m in material or () if m),
-            layer_classes=tuple(c for c in layer_class or () if c),  # type: ignore[arg-type,misc]
-            min_area_um2=min_area,
-            max_area_um2=max_area,
-            min_confidence=min_confidence,
+            layer_classes=tuple(c for c in layer_class or () if c),
+            min_area_um2=_finite(min_area, "min_area"),
+            max_area_um2=_finite(max_area, "max_area"),
+            min_confidence=_finite(min_confidence, "min_confidence"),
             min_layer_count=min_layers,
             max_layer_count=max_layers,
-            statuses=tuple(s for s in status or () if s),  # type: ignore[arg-type,misc]
+            statuses=tuple(s for s in status or () if s),
             chip_id=chip,
             scan_id=scan,
             order_by=order,
@@ -70,202 +91,161 @@ def flake_query(
         raise HTTPException(400, str(exc)) from None
 
 
-def stack_flakes(db: Database, layers: list[LayerIn]) -> tuple[list[StoredFlake], list[StackLayer]]:
-    """The layers' flakes (bottom first) and their placed outlines; 400 for an unknown flake."""
-    flakes, stack = [], []
-    for lay in sorted(layers, key=lambda item: item.order):
-        flake = db.get_flake(lay.flake_id)
-        if flake is None:
-            raise HTTPException(400, f"no flake with id {lay.flake_id}")
-        flakes.append(flake)
-        stack.append(
-            StackLayer(
-                flake.id,
-                flake.material,
-                flake.layer_count,
-                flake.polygon_um,
-                lay.x_um,
-                lay.y_um,
-                lay.rotation_deg,
-            )
-        )
-    return flakes, stack
+def assemble_or_error(db: Database, layers: Sequence[LayerIn]) -> Assembly:
+    """The assembled layers; 400 for an unknown flake, 422 for a design that cannot be drawn."""
+    try:
+        return assemble(db, [lay.to_layer() for lay in layers])
+    except UnknownFlakeError as exc:
+        raise HTTPException(400, str(exc)) from None
+    except DesignError as exc:
+        raise HTTPException(422, str(exc)) from None
 
 
-def stack_layers(db: Database, layers: list[LayerIn]) -> list[StackLayer]:
-    return stack_flakes(db, layers)[1]
-
-
-def summary_dict(layers: list[StackLayer]) -> dict[str, Any]:
-    s = summarize(layers)
-    return {
-        "areas_um2": list(s.areas_um2),
-        "stack_overlap_um2": s.stack_overlap_um2,
-        "pairs": [
-            {
-                "lower": p.lower,
-                "upper": p.upper,
-                "overlap_um2": p.overlap_um2,
-                "twist_deg": p.twist_deg,
-            }
-            for p in s.pairs
-        ],
-    }
+def design_view(db: Database, d: Design) -> DesignView:
+    """A stored design with its flakes and summary; a design that cannot be drawn (saved
+    before its values were checked, or whose flake is gone) comes back with ``problem`` set."""
+    summary: SummaryView | None = None
+    flakes: list[FlakeView] = []
+    problem: str | None = None
+    try:
+        assembly = assemble(db, d.layers)
+        summary = SummaryView.of(design_summary(assembly))
+        flakes = [FlakeView.of(f) for f in assembly.flakes]
+    except DesignError as exc:
+        problem = f"design {d.id} cannot be drawn: {exc}"
+        flakes = [FlakeView.of(f) for lay in d.layers if (f := db.get_flake(lay.flake_id))]
+    return DesignView(
+        id=d.id,
+        name=d.name,
+        notes=d.notes,
+        layers=[StoredLayerView.of(lay) for lay in d.layers],
+        flakes=flakes,
+        summary=summary,
+        problem=problem,
+        created_at=d.created_at.isoformat(),
+        updated_at=d.updated_at.isoformat(),
+    )
 
 
 def create_api_router(db: Database) -> APIRouter:
-    r = APIRouter(prefix="/api", tags=["flakes"])
+    """The ``/api`` routes of the web UI over ``db``."""
+    r = APIRouter(prefix="/api", tags=["flakes"], responses=ERRORS)
 
-    @r.get("/flakes")
+    def design_or_404(design_id: int) -> Design:
+        d = db.get_design(design_id)
+        if d is None:
+            raise HTTPException(404, f"no design with id {design_id}")
+        return d
+
+    @r.get("/flakes", response_model=FlakePage)
     def list_flakes(
         material: list[str] | None = Query(None),
         layer_class: list[str] | None = Query(None),
         status: list[str] | None = Query(None),
-        min_area: float | None = None,
-        max_area: float | None = None,
-        min_confidence: float | None = None,
-        chip: int | None = None,
-        scan: int | None = None,
+        min_area: float | None = Query(None, allow_inf_nan=False),
+        max_area: float | None = Query(None, allow_inf_nan=False),
+        min_confidence: float | None = Query(None, allow_inf_nan=False),
+        chip: int | None = Query(None, ge=0, le=bounds.SQL_BIGINT_MAX),
+        scan: int | None = Query(None, ge=0, le=bounds.SQL_BIGINT_MAX),
         order: str = "-area_um2",
         limit: int = Query(100, ge=0, le=5000),
-        offset: int = Query(0, ge=0),
-    ) -> dict[str, Any]:
+        offset: int = Query(0, ge=0, le=bounds.SQL_BIGINT_MAX),
+    ) -> FlakePage:
         q = flake_query(
-            material,
-            layer_class,
-            min_area,
-            max_area,
-            min_confidence,
-            None,
-            None,
-            status,
-            chip,
-            scan,
-            order,
-            limit,
-            offset,
+            material=material,
+            layer_class=layer_class,
+            min_area=min_area,
+            max_area=max_area,
+            min_confidence=min_confidence,
+            status=status,
+            chip=chip,
+            scan=scan,
+            order=order,
+            limit=limit,
+            offset=offset,
         )
-        return {"total": db.count_flakes(q), "flakes": [f.to_dict() for f in db.query_flakes(q)]}
+        return FlakePage(
+            total=db.count_flakes(q), flakes=[FlakeView.of(f) for f in db.query_flakes(q)]
+        )
 
-    @r.get("/flakes/{flake_id}")
-    def get_flake(flake_id: int) -> dict[str, Any]:
+    @r.get("/flakes/{flake_id}", response_model=FlakeView)
+    def get_flake(flake_id: int = db_id()) -> FlakeView:
         flake = db.get_flake(flake_id)
         if flake is None:
             raise HTTPException(404, f"no flake with id {flake_id}")
-        return flake.to_dict()
+        return FlakeView.of(flake)
 
-    @r.post("/flakes/{flake_id}/status")
-    def set_status(flake_id: int, body: StatusIn) -> dict[str, Any]:
+    @r.post("/flakes/{flake_id}/status", response_model=FlakeView)
+    def set_status(body: StatusIn, flake_id: int = db_id()) -> FlakeView:
         if db.get_flake(flake_id) is None:
             raise HTTPException(404, f"no flake with id {flake_id}")
         try:
-            return db.set_flake_status(flake_id, body.status, body.notes).to_dict()
+            return FlakeView.of(db.set_flake_status(flake_id, body.status, body.notes))
         except ValueError as exc:
             raise HTTPException(400, str(exc)) from None
 
-    @r.get("/chips")
-    def chips() -> list[dict[str, Any]]:
-        return [
-            {
-                "id": c.id,
-                "name": c.name,
-                "materials": list(c.materials),
-                "oxide_thickness_nm": c.oxide_thickness_nm,
-            }
-            for c in db.list_chips()
-        ]
+    @r.get("/chips", response_model=list[ChipView])
+    def chips() -> list[ChipView]:
+        return [ChipView.of(c) for c in db.list_chips()]
 
-    @r.get("/scans")
-    def scans() -> list[dict[str, Any]]:
-        return [
-            {
-                "id": s.id,
-                "chip": s.chip_name,
-                "status": s.status.value,
-                "tiles_done": s.tiles_done,
-                "n_tiles_planned": s.n_tiles_planned,
-                "progress": s.progress,
-                "n_flakes": s.n_flakes,
-            }
-            for s in db.list_scans()
-        ]
+    @r.get("/scans", response_model=list[ScanView])
+    def scans() -> list[ScanView]:
+        return [ScanView.of(s) for s in db.list_scans()]
 
-    def design_dict(design_id: int) -> dict[str, Any]:
-        d = db.get_design(design_id)
-        if d is None:
-            raise HTTPException(404, f"no design with id {design_id}")
-        flakes, stack = stack_flakes(db, [LayerIn(**lay.to_dict()) for lay in d.layers])
-        return {
-            "id": d.id,
-            "name": d.name,
-            "notes": d.notes,
-            "layers": [lay.to_dict() for lay in d.layers],
-            "flakes": [f.to_dict() for f in flakes],
-            "summary": summary_dict(stack),
-            "created_at": d.created_at.isoformat(),
-            "updated_at": d.updated_at.isoformat(),
-        }
+    @r.get("/designs", response_model=list[DesignListItem])
+    def designs() -> list[DesignListItem]:
+        return [DesignListItem.of(d) for d in db.list_designs()]
 
-    @r.get("/designs")
-    def designs() -> list[dict[str, Any]]:
-        return [{"id": d.id, "name": d.name, "n_layers": len(d.layers)} for d in db.list_designs()]
+    @r.post("/designs", status_code=201, response_model=DesignView)
+    def create_design(body: DesignIn) -> DesignView:
+        assemble_or_error(db, body.layers)  # every flake exists and the design can be drawn
+        design_id = db.save_design(body.name, [lay.to_layer() for lay in body.layers], body.notes)
+        return design_view(db, design_or_404(design_id))
 
-    @r.post("/designs", status_code=201)
-    def create_design(body: DesignIn) -> dict[str, Any]:
-        stack_layers(db, body.layers)  # every flake must exist
-        design_id = db.save_design(
-            body.name, [DesignLayer(**lay.model_dump()) for lay in body.layers], body.notes
-        )
-        return design_dict(design_id)
+    @r.get("/designs/{design_id}", response_model=DesignView)
+    def get_design(design_id: int = db_id()) -> DesignView:
+        return design_view(db, design_or_404(design_id))
 
-    @r.get("/designs/{design_id}")
-    def get_design(design_id: int) -> dict[str, Any]:
-        return design_dict(design_id)
-
-    @r.put("/designs/{design_id}")
-    def update_design(design_id: int, body: DesignIn) -> dict[str, Any]:
-        if db.get_design(design_id) is None:
-            raise HTTPException(404, f"no design with id {design_id}")
-        stack_layers(db, body.layers)
+    @r.put("/designs/{design_id}", response_model=DesignView)
+    def update_design(body: DesignIn, design_id: int = db_id()) -> DesignView:
+        design_or_404(design_id)
+        assemble_or_error(db, body.layers)
         db.save_design(
-            body.name,
-            [DesignLayer(**lay.model_dump()) for lay in body.layers],
-            body.notes,
-            design_id=design_id,
+            body.name, [lay.to_layer() for lay in body.layers], body.notes, design_id=design_id
         )
-        return design_dict(design_id)
+        return design_view(db, design_or_404(design_id))
 
     @r.delete("/designs/{design_id}", status_code=204)
-    def delete_design(design_id: int) -> Response:
+    def delete_design(design_id: int = db_id()) -> Response:
         if not db.delete_design(design_id):
             raise HTTPException(404, f"no design with id {design_id}")
         return Response(status_code=204)
 
-    @r.post("/designs/preview")
-    def preview(body: PreviewIn) -> dict[str, Any]:
-        return summary_dict(stack_layers(db, body.layers))
+    @r.post("/designs/preview", response_model=SummaryView)
+    def preview(body: PreviewIn) -> SummaryView:
+        return SummaryView.of(design_summary(assemble_or_error(db, body.layers)))
 
     @r.get("/designs/{design_id}/export.json")
-    def export_json(design_id: int) -> Response:
-        import json
-
-        body = json.dumps(design_dict(design_id), indent=1)
+    def export_json(design_id: int = db_id()) -> Response:
+        view = design_view(db, design_or_404(design_id))
         return Response(
-            body,
+            view.model_dump_json(indent=1),
             media_type="application/json",
             headers={"Content-Disposition": f'attachment; filename="design_{design_id}.json"'},
         )
 
     @r.get("/designs/{design_id}/export.gds")
-    def export_gds(design_id: int) -> Response:
-        d = db.get_design(design_id)
-        if d is None:
-            raise HTTPException(404, f"no design with id {design_id}")
-        layers = stack_layers(db, [LayerIn(**lay.to_dict()) for lay in d.layers])
-        if not layers:
-            raise HTTPException(400, "the design has no layers to export")
+    def export_gds(design_id: int = db_id()) -> Response:
+        d = design_or_404(design_id)
+        try:
+            data = design_gds(assemble(db, d.layers), d.name)
+        except UnknownFlakeError as exc:
+            raise HTTPException(400, str(exc)) from None
+        except DesignError as exc:
+            status = 400 if not d.layers else 422
+            raise HTTPException(status, f"design {design_id} cannot be drawn: {exc}") from None
         return Response(
-            to_gds(layers, d.name),
+            data,
             media_type="application/octet-stream",
             headers={"Content-Disposition": f'attachment; filename="design_{design_id}.gds"'},
         )

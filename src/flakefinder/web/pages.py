@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -9,10 +10,12 @@ from fastapi import APIRouter, Form, HTTPException, Query, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
-from flakefinder.db import Database, FlakeStatus
+from flakefinder.db import Database, FlakeQuery, FlakeStatus
+from flakefinder.db.viewport import ChipMapQueries
 from flakefinder.domain import LAYER_CLASSES, ChipFrame
-from flakefinder.web.api import flake_query
-from flakefinder.web.images import flake_crop, mosaic, png_bytes, tiles_extent
+from flakefinder.web.api import db_id, flake_query
+from flakefinder.web.chipmap import map_filters, viewport_or_400
+from flakefinder.web.images import Extent, flake_crop, mosaic, png_bytes, tiles_extent
 
 MATERIAL_COLOURS = {
     "graphene": "#3b82f6",
@@ -25,10 +28,22 @@ MATERIAL_COLOURS = {
 PAGE_SIZE = 48
 
 
-def create_page_router(db: Database) -> APIRouter:
+def _num(text: str) -> float | None:
+    """A form field as a number (None when blank); HTTP 400 naming it when it is not one."""
+    try:
+        value = float(text) if text.strip() else None
+    except ValueError:
+        raise HTTPException(400, f"not a number: {text[:40]!r}") from None
+    if value is not None and not math.isfinite(value):
+        raise HTTPException(400, f"not a finite number: {text[:40]!r}")
+    return value
+
+
+def create_page_router(db: Database, map_queries: ChipMapQueries | None = None) -> APIRouter:
     templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
     templates.env.globals["colours"] = MATERIAL_COLOURS
     mosaic_cache: dict[tuple[int, int], bytes] = {}
+    map_queries = map_queries or ChipMapQueries(db)
     r = APIRouter(include_in_schema=False)
 
     def render(request: Request, name: str, **context: Any) -> HTMLResponse:
@@ -49,28 +64,26 @@ def create_page_router(db: Database) -> APIRouter:
         min_confidence: str = "",
         chip: str = "",
         order: str = "-area_um2",
-        page: int = Query(1, ge=1),
+        page: int = Query(1, ge=1, le=10**9),
     ) -> HTMLResponse:
-        def num(text: str) -> float | None:
-            try:
-                return float(text) if text.strip() else None
-            except ValueError:
-                raise HTTPException(400, f"not a number: {text!r}") from None
+        def chip_id(text: str) -> int | None:
+            if not text.strip():
+                return None
+            if not text.strip().isdigit():
+                raise HTTPException(400, f"chip must be a chip id (a whole number), not {text!r}")
+            return int(text)
 
         q = flake_query(
-            material,
-            layer_class,
-            num(min_area),
-            num(max_area),
-            num(min_confidence),
-            None,
-            None,
-            status,
-            int(chip) if chip.strip() else None,
-            None,
-            order,
-            PAGE_SIZE,
-            (page - 1) * PAGE_SIZE,
+            material=material,
+            layer_class=layer_class,
+            min_area=_num(min_area),
+            max_area=_num(max_area),
+            min_confidence=_num(min_confidence),
+            status=status,
+            chip=chip_id(chip),
+            order=order,
+            limit=PAGE_SIZE,
+            offset=(page - 1) * PAGE_SIZE,
         )
         total = db.count_flakes(q)
         materials = sorted({m for c in db.list_chips() for m in c.materials} | set(q.materials))
@@ -102,7 +115,7 @@ def create_page_router(db: Database) -> APIRouter:
         return flake
 
     @r.get("/flakes/{flake_id}", response_class=HTMLResponse)
-    def flake_page(request: Request, flake_id: int) -> HTMLResponse:
+    def flake_page(request: Request, flake_id: int = db_id()) -> HTMLResponse:
         flake = flake_or_404(flake_id)
         image = db.get_image(flake.image_id) if flake.image_id is not None else None
         scan = db.get_scan(flake.scan_id)
@@ -126,7 +139,9 @@ def create_page_router(db: Database) -> APIRouter:
 
     @r.post("/flakes/{flake_id}")
     def flake_update(
-        flake_id: int, status: str = Form(...), notes: str = Form("")
+        flake_id: int = db_id(),
+        status: str = Form(..., max_length=40),
+        notes: str = Form("", max_length=10_000),
     ) -> RedirectResponse:
         flake_or_404(flake_id)
         try:
@@ -136,7 +151,7 @@ def create_page_router(db: Database) -> APIRouter:
         return RedirectResponse(f"/flakes/{flake_id}", status_code=303)
 
     @r.get("/flakes/{flake_id}/crop.png")
-    def crop(flake_id: int, size: int = Query(320, ge=32, le=1600)) -> Response:
+    def crop(flake_id: int = db_id(), size: int = Query(320, ge=32, le=1600)) -> Response:
         flake = flake_or_404(flake_id)
         image = db.get_image(flake.image_id) if flake.image_id is not None else None
         if image is None or not image.file_path or not Path(image.file_path).is_file():
@@ -155,30 +170,56 @@ def create_page_router(db: Database) -> APIRouter:
         return db.list_images(scans[-1].id) if scans else []
 
     @r.get("/chips/{chip_id}", response_class=HTMLResponse)
-    def chip_map(request: Request, chip_id: int) -> HTMLResponse:
+    def chip_map(
+        request: Request,
+        chip_id: int = db_id(),
+        material: list[str] | None = Query(None),
+        layer_class: list[str] | None = Query(None),
+        status: list[str] | None = Query(None),
+        min_area: str = "",
+        min_confidence: str = "",
+    ) -> HTMLResponse:
         chip = db.get_chip(chip_id)
         if chip is None:
             raise HTTPException(404, f"no chip with id {chip_id}")
-        flakes = db.query_flakes(flake_query(chip=chip_id, limit=None, order="id"))
+        filters = map_filters(
+            material, layer_class, status, _num(min_area), None, _num(min_confidence)
+        )
         images = chip_images(chip_id)
         extent = tiles_extent(images)
-        if extent is None and flakes:
-            xs = [v for f in flakes for v in (f.bbox_um[0], f.bbox_um[2])]
-            ys = [v for f in flakes for v in (f.bbox_um[1], f.bbox_um[3])]
-            from flakefinder.web.images import Extent
-
-            extent = Extent(min(xs), min(ys), max(xs) - min(xs) or 1.0, max(ys) - min(ys) or 1.0)
+        if extent is None:
+            bounds = map_queries.bounds(chip_id)
+            if bounds is not None:
+                x0, y0, x1, y1 = bounds
+                extent = Extent(x0, y0, x1 - x0 or 1.0, y1 - y0 or 1.0)
+        view = None
+        if extent is not None:  # the first view, drawn in the page; chipmap.js fetches the next
+            box = (
+                extent.x_um,
+                extent.y_um,
+                extent.x_um + extent.width_um,
+                extent.y_um + extent.height_um,
+            )
+            view = viewport_or_400(map_queries, chip_id, box, filters)
+        materials = sorted(set(chip.materials) | set(filters.materials))
         return render(
             request,
             "chipmap.html",
             chip=chip,
-            flakes=flakes,
+            view=view,
+            flakes=() if view is None else view.flakes,
+            n_flakes=db.count_flakes(FlakeQuery(chip_id=chip_id)),
             extent=extent,
             has_mosaic=bool(images),
+            filters=filters,
+            form={"min_area": min_area, "min_confidence": min_confidence},
+            materials=materials,
+            layer_classes=[c.value for c in LAYER_CLASSES],
+            statuses=[s.value for s in FlakeStatus],
         )
 
     @r.get("/chips/{chip_id}/mosaic.png")
-    def chip_mosaic(chip_id: int) -> Response:
+    def chip_mosaic(chip_id: int = db_id()) -> Response:
         images = chip_images(chip_id)
         extent = tiles_extent(images)
         if extent is None:
@@ -203,7 +244,7 @@ def create_page_router(db: Database) -> APIRouter:
         return render(request, "designer.html", design_id=None)
 
     @r.get("/designs/{design_id}", response_class=HTMLResponse)
-    def edit_design(request: Request, design_id: int) -> HTMLResponse:
+    def edit_design(request: Request, design_id: int = db_id()) -> HTMLResponse:
         if db.get_design(design_id) is None:
             raise HTTPException(404, f"no design with id {design_id}")
         return render(request, "designer.html", design_id=design_id)

@@ -188,7 +188,11 @@
     const d = await r.json();
     $("design-name").value = d.name;
     $("design-notes").value = d.notes;
-    layers = d.layers.map((l, i) => ({ flake: d.flakes[i], x_um: l.x_um, y_um: l.y_um, rotation_deg: l.rotation_deg }));
+    if (d.problem) $("save-status").textContent = d.problem;
+    const byId = new Map(d.flakes.map((f) => [f.id, f]));
+    layers = d.layers
+      .map((l) => ({ flake: byId.get(l.flake_id), x_um: l.x_um ?? 0, y_um: l.y_um ?? 0, rotation_deg: l.rotation_deg ?? 0 }))
+      .filter((l) => l.flake);
     showExports();
     refresh();
   }

@@ -1,0 +1,272 @@
+"""The CLI vocabulary: one ``Annotated`` option type per concept, shared by every command.
+
+One name per concept (``--materials``, ``--chip-size-mm``, ``--frame-px``, ``--detector``,
+``--model``, ``--setup``, ``--detector-option``, ``--score``, ``--um-per-px``, ``--oxide-nm``,
+``--db``) with one default, so ``detect``, ``batch-detect``, ``scan``, ``demo``, ``serve``,
+``evaluate`` and ``annotate`` agree. :func:`build_detector` turns the detector options into a
+detector through :mod:`flakefinder.detect.registry`; :func:`open_database` resolves ``--db``
+(else ``$FLAKEFINDER_DATABASE_URL``, else ``sqlite:///flakefinder.db``).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from flakefinder.detect.registry import DEFAULT_DETECTOR, detector_help
+
+if TYPE_CHECKING:
+    from flakefinder.db import Database
+    from flakefinder.detect.setup_io import LoadedSetup
+    from flakefinder.domain import Detector
+
+DEFAULT_MATERIALS = "graphene"
+"""Default ``--materials`` of every command (the synthetic datasets' default too)."""
+DEFAULT_SCORE = 0.5
+"""Default ``--score``: detections below this confidence are dropped (detect, batch-detect)."""
+DEFAULT_UM_PER_PX = 0.2
+DEFAULT_OXIDE_NM = 90.0
+DEFAULT_FRAME_PX = 1024
+
+DB_HELP = (
+    "Database URL, e.g. sqlite:///flakes.db or postgresql+psycopg://user:pw@host/db "
+    "(default: $FLAKEFINDER_DATABASE_URL, else sqlite:///flakefinder.db)."
+)
+
+
+def _positive_finite(value: float | None, name: str) -> float | None:
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise typer.BadParameter(f"must be a finite number > 0, got {value}", param_hint=name)
+    return value
+
+
+def _check_um_per_px(value: float | None) -> float | None:
+    return _positive_finite(value, "--um-per-px")
+
+
+def _check_oxide_nm(value: float | None) -> float | None:
+    return _positive_finite(value, "--oxide-nm")
+
+
+def _check_chip_size_mm(value: float | None) -> float | None:
+    return _positive_finite(value, "--chip-size-mm")
+
+
+def _check_score(value: float) -> float:
+    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+        raise typer.BadParameter(f"must lie in [0, 1], got {value}", param_hint="--score")
+    return value
+
+
+def _check_frame_px(value: int | None) -> int | None:
+    if value is not None and value < 16:
+        raise typer.BadParameter(f"must be at least 16, got {value}", param_hint="--frame-px")
+    return value
+
+
+MaterialsOpt = Annotated[
+    str,
+    typer.Option(
+        "--materials",
+        help="Comma-separated materials, e.g. graphene,hBN,MoS2,WTe2,WSe2,MoSe2.",
+    ),
+]
+ChipSizeMmOpt = Annotated[
+    float,
+    typer.Option(
+        "--chip-size-mm", help="Side of the square virtual chip (mm).", callback=_check_chip_size_mm
+    ),
+]
+FramePxOpt = Annotated[
+    int,
+    typer.Option(
+        "--frame-px", help="Image (camera frame) width and height (px).", callback=_check_frame_px
+    ),
+]
+DetectorOpt = Annotated[str, typer.Option("--detector", help=detector_help())]
+ModelOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--model", help="Model folder, for detectors that take one (default: the shipped model)."
+    ),
+]
+SetupOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--setup",
+        help="Setup profile JSON of the microscope (flakefinder calibrate), for detectors that"
+        " accept one; 'auto' (detect, batch-detect): calibrate one on these images without"
+        " labels first.",
+    ),
+]
+DetectorOptionsOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--detector-option",
+        "-O",
+        help="KEY=VALUE option of the detector (repeatable); '--detector-option help' lists them.",
+    ),
+]
+ScoreOpt = Annotated[
+    float,
+    typer.Option(
+        "--score", help="Keep detections with confidence >= SCORE.", callback=_check_score
+    ),
+]
+UmPerPxOpt = Annotated[
+    float,
+    typer.Option("--um-per-px", help="Pixel size on the sample (µm).", callback=_check_um_per_px),
+]
+OptionalUmPerPxOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--um-per-px",
+        help="Pixel size on the sample (µm; default: the setup profile's, else 0.2).",
+        callback=_check_um_per_px,
+    ),
+]
+OxideNmOpt = Annotated[
+    float,
+    typer.Option("--oxide-nm", help="SiO2 thickness of the chips (nm).", callback=_check_oxide_nm),
+]
+OptionalOxideNmOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--oxide-nm",
+        help="SiO2 thickness of the chips (nm; default: the setup profile's, else 90).",
+        callback=_check_oxide_nm,
+    ),
+]
+DeviceOpt = Annotated[
+    str, typer.Option("--device", help="For detectors with a model: cpu, cuda, cuda:N or auto.")
+]
+DbOpt = Annotated[str | None, typer.Option("--db", help=DB_HELP, show_default=False)]
+
+
+def deprecated_alias(value: float | int | None, old: str, new: str) -> None:
+    """Warn that ``old`` is a deprecated spelling of ``new`` when it was given."""
+    if value is not None:
+        typer.secho(f"warning: {old} is deprecated; use {new}", fg=typer.colors.YELLOW, err=True)
+
+
+def load_setup_option(setup: LoadedSetup | str | Path | None) -> LoadedSetup | None:
+    """The profile named by ``--setup FILE`` (with its flat-field); ``auto`` is refused here.
+
+    Commands that read a batch of images resolve ``auto`` first
+    (:func:`flakefinder.cli.setup_option.resolve_setup`).
+    """
+    if setup is None or not isinstance(setup, str | Path):
+        return setup
+    if str(setup).strip().lower() == "auto":
+        raise typer.BadParameter(
+            "'auto' (self-calibration) needs the images first; this command takes a profile file",
+            param_hint="--setup",
+        )
+    from flakefinder.detect.setup_io import load_setup
+
+    return load_setup(Path(setup))
+
+
+def build_detector(
+    name: str,
+    *,
+    model: Path | None = None,
+    setup: LoadedSetup | str | Path | None = None,
+    options: list[str] | None = None,
+    score: float | None = None,
+    device: str | None = None,
+) -> Detector:
+    """The detector named by the shared options (``--detector-option help`` lists options).
+
+    Raises
+    ------
+    typer.Exit
+        After printing every detector's options, for ``--detector-option help``.
+    flakefinder.errors.FlakefinderError
+        Unknown detector or option, a model folder or setup it cannot use, a bad profile file.
+    """
+    from flakefinder.detect.registry import create_detector, options_help, parse_option_pairs
+
+    if options and any(o.strip().lower() == "help" for o in options):
+        typer.echo(options_help())
+        raise typer.Exit(0)
+    return create_detector(
+        name,
+        model=model,
+        setup=load_setup_option(setup),
+        options=parse_option_pairs(options),
+        min_score=score,
+        device=device,
+    )
+
+
+def check_detector(
+    name: str,
+    *,
+    model: Path | None = None,
+    setup: LoadedSetup | str | Path | None = None,
+    options: list[str] | None = None,
+) -> None:
+    """Validate the shared detector options without building the detector (no model load)."""
+    from flakefinder.detect.registry import check_detector as check
+    from flakefinder.detect.registry import options_help, parse_option_pairs
+
+    if options and any(o.strip().lower() == "help" for o in options):
+        typer.echo(options_help())
+        raise typer.Exit(0)
+    check(name, model=model, setup=load_setup_option(setup), options=parse_option_pairs(options))
+    if model is not None and not model.is_dir():
+        from flakefinder.errors import ModelError
+
+        raise ModelError(f"model folder {model} does not exist")
+
+
+def database_url(db: str | None) -> str:
+    """``--db``, else ``$FLAKEFINDER_DATABASE_URL``, else ``sqlite:///flakefinder.db``."""
+    from flakefinder.db import DatabaseSettings
+
+    return DatabaseSettings.from_env(db).url
+
+
+def open_database(db: str | None, *, must_exist: bool = False) -> Database:
+    """The database of ``--db`` (see :func:`database_url`).
+
+    With ``must_exist``, a SQLite URL naming a file that does not exist is refused (a mistyped
+    path would otherwise silently create an empty database).
+    """
+    from flakefinder.db import Database, DatabaseSettings
+    from flakefinder.errors import DatabaseError
+
+    settings = DatabaseSettings.from_env(db)
+    path = sqlite_file(settings.url)
+    if must_exist and path is not None and not path.is_file():
+        raise DatabaseError(
+            f"no database file {path} (from {settings.masked_url}); check the path, or create"
+            " one with `flakefinder db upgrade --db URL` or a scan"
+        )
+    return Database(settings.url, echo=settings.echo)
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file of a ``sqlite:///path`` URL; None for other databases and in-memory SQLite."""
+    head, sep, rest = url.partition(":///")
+    if not sep or not head.startswith("sqlite"):
+        return None
+    path = rest.split("?", 1)[0]
+    if path in ("", ":memory:") or path.startswith("file::memory:"):
+        return None
+    return Path(path)
+
+
+DEFAULTS = {
+    "detector": DEFAULT_DETECTOR,
+    "materials": DEFAULT_MATERIALS,
+    "score": DEFAULT_SCORE,
+    "um_per_px": DEFAULT_UM_PER_PX,
+    "oxide_nm": DEFAULT_OXIDE_NM,
+    "frame_px": DEFAULT_FRAME_PX,
+}
+"""The shared defaults by concept (tests check that every command uses them)."""
