@@ -92,7 +92,7 @@ def main() -> None:
     )
     contrast = CalibratedContrastDetector(profile)
     seg = MaskRCNNDetector.from_folder(
-        args.model, device="cpu", score_threshold=args.score, refine_layers=False
+        args.model, device="cpu", score_threshold=args.score, refine_layers=False, segment_only=True
     )
     combined = SegmentClassifyDetector(seg, profile)
     dets: dict[str, Any] = {

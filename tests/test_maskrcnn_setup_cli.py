@@ -76,7 +76,11 @@ def test_agnostic_config_round_trips(agnostic: Path) -> None:
 
 
 def test_agnostic_detector_refuses_to_guess_classes(agnostic: Path) -> None:
-    det = MaskRCNNDetector.from_folder(agnostic, device="cpu", score_threshold=0.0)
+    with pytest.raises(ModelError, match="class-agnostic"):
+        MaskRCNNDetector.from_folder(agnostic, device="cpu")
+    det = MaskRCNNDetector.from_folder(
+        agnostic, device="cpu", score_threshold=0.0, segment_only=True
+    )
     img = np.full((64, 64, 3), 120, np.uint8)
     with pytest.raises(ModelError, match="needs a setup profile"):
         det.detect(img, ImagingContext())

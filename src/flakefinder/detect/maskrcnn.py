@@ -150,9 +150,18 @@ class MaskRCNNDetector:
 
     @classmethod
     def from_folder(
-        cls, path: str | Path | None = None, *, device: str = "auto", **options: Any
+        cls,
+        path: str | Path | None = None,
+        *,
+        device: str = "auto",
+        segment_only: bool = False,
+        **options: Any,
     ) -> MaskRCNNDetector:
-        """Load a model folder (default: the shipped one) and wrap it."""
+        """Load a model folder (default: the shipped one) and wrap it.
+
+        A class-agnostic model is refused unless ``segment_only`` (its caller classifies the
+        segments by a setup profile, see :mod:`flakefinder.detect.segment_classify`).
+        """
         from flakefinder.detect.model_folder import load_model_folder, model_folder_version
 
         folder = Path(path) if path is not None else default_model_folder()
@@ -161,6 +170,15 @@ class MaskRCNNDetector:
                 f"no default Mask R-CNN model is installed (looked in {folder}); pass a model "
                 "folder with --model DIR, or use --detector contrast"
             )
+        if not segment_only:
+            from flakefinder.detect.model_folder import read_model_config
+
+            if read_model_config(folder).class_agnostic:
+                raise ModelError(
+                    f"the model {folder} is class-agnostic (one 'flake' class): it needs a setup "
+                    "profile to give flakes a material and layer number (--setup FILE with "
+                    "--detector maskrcnn or union)"
+                )
         model, config = load_model_folder(folder)
         version = f"{config.backbone}-{model_folder_version(folder)}"
         return cls(model, config, device=device, version=version, **options)

@@ -310,6 +310,7 @@ def combined_detector(key: str, **options: Any) -> Detector:
         device=str(opts.pop("device", "auto")),
         score_threshold=float(opts.pop("score_threshold", 0.5)),
         refine_layers=False,
+        segment_only=True,
     )
     if materials:
         known = () if seg.config.class_agnostic else seg.config.known_materials
