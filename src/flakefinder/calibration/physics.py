@@ -245,7 +245,7 @@ def _weights(p: CameraOpticsParams) -> np.ndarray:
     sigma = np.array([rw, gw, bw]) * p.width_scale / (2.0 * math.sqrt(2.0 * math.log(2.0)))
     w = illum[None, :] * np.exp(-0.5 * ((wl[None, :] - peaks[:, None]) / sigma[:, None]) ** 2)
     w = w / w.sum(axis=1, keepdims=True)
-    return (1.0 - p.crosstalk) * w + p.crosstalk * w.mean(axis=0, keepdims=True)
+    return cast("np.ndarray", (1.0 - p.crosstalk) * w + p.crosstalk * w.mean(axis=0, keepdims=True))
 
 
 def predict_contrast(

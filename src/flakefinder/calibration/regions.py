@@ -32,7 +32,7 @@ def _check_image(image: np.ndarray) -> np.ndarray:
 
 def substrate_rgb(image: np.ndarray) -> np.ndarray:
     """The substrate colour: the per-channel median of the image (most of a chip is bare)."""
-    return np.median(_check_image(image).reshape(-1, 3), axis=0).astype(np.float64)
+    return np.asarray(np.median(_check_image(image).reshape(-1, 3), axis=0), dtype=np.float64)
 
 
 def grow_region(
