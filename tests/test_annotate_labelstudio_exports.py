@@ -181,7 +181,7 @@ def test_cli_export_skips_corrupt_image_and_import_reports(
     code, out, err = _cli(monkeypatch, capsys, "annotate", "export", str(imgs), "--out",
                           str(tmp_path / "pre"), "--detector", "contrast")  # fmt: skip
     assert code == 0, err
-    assert "broken.png" in err and "skipped" in err and "1 unreadable image(s) skipped" in out
+    assert "broken.png" in err and "skipped" in err and "1 unreadable image skipped" in out
     tasks = json.loads((tmp_path / "pre" / "labelstudio_tasks.json").read_text())
     assert [t["data"]["image"] for t in tasks] == [
         f"/data/local-files/?d=imgs/{n}" for n in ("a.png", "b.png", "c.png")

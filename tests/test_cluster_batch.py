@@ -50,7 +50,7 @@ def test_cluster_results_equal_in_process_results(images: list[Path]) -> None:
     remote = detect_files(images, spec, CTX, n_workers=2, chunk_size=2)
     assert _summary(remote) == _summary(local)  # same flakes, same order as the input
     [broken] = [r for r in remote if r.error]
-    assert Path(broken.path).name == "broken.png" and "cannot read image" in broken.error
+    assert Path(broken.path).name == "broken.png" and "cannot decode image" in broken.error
     assert all(d.mask is None for r in remote for d in r.detections)
 
 
