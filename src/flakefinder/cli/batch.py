@@ -90,6 +90,7 @@ def batch_detect(
         raise typer.BadParameter("give image files/folders or --db")
     mats = parse_materials(materials)
     profile = None
+    loaded = None
     setup_file: Path | None = None
     if setup is not None:
         from flakefinder.calibration.profile import check_compatible
@@ -106,7 +107,7 @@ def batch_detect(
         else:
             setup_file = Path(setup)
     # Check name, options, model and profile here so that they fail before the cluster starts.
-    check_detector(detector, model=model, setup=setup_file, options=detector_option)
+    check_detector(detector, model=model, setup=loaded, options=detector_option)
 
     recipe = DetectorRecipe(
         detector,

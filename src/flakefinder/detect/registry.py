@@ -267,15 +267,14 @@ def _segment_and_classify(
     contrast detector's flakes (``union``)."""
     from flakefinder.detect.segment_classify import combined_detector
 
-    opts = {k: v for k, v in options.items() if k not in ("mask_threshold", "refine_layers")}
-    opts = {k: v for k, v in opts.items() if k not in ("gamma", "numerical_aperture")}
+    # ``options`` were parsed against the spec's setup_options: device, score_threshold, max_sigma
     return combined_detector(
         key,
         setup=setup.profile,
         flatfield=setup.flatfield,
         model=model if model is not None else _default_model(),
         materials=setup.profile.material_names,
-        **opts,
+        **options,  # type: ignore[arg-type]
     )
 
 

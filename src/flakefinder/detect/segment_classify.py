@@ -32,6 +32,7 @@ from flakefinder.errors import ProfileError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from pathlib import Path
 
 
 class Segmenter(Protocol):
@@ -285,30 +286,29 @@ def check_model_materials(
             )
 
 
-def combined_detector(key: str, **options: Any) -> Detector:
-    """``maskrcnn`` or ``union`` with a setup profile, built from registry-style options.
+def combined_detector(
+    key: str,
+    *,
+    setup: SetupProfile,
+    flatfield: np.ndarray | None = None,
+    model: str | Path | None = None,
+    device: str = "auto",
+    score_threshold: float = 0.5,
+    max_sigma: float = 5.0,
+    materials: Sequence[str] = (),
+) -> Detector:
+    """``maskrcnn`` or ``union`` with a setup profile (built by the detector registry).
 
-    Options: ``setup`` (SetupProfile) or ``setup_file`` (path), ``flatfield``, ``model`` (model
-    folder, default the shipped one), ``device``, ``score_threshold``, ``max_sigma``, ``materials``
-    (checked against the materials a class-aware model knows).
+    ``model`` is the model folder (None: the shipped one); ``materials`` are checked against the
+    materials a class-aware model knows.
     """
     from flakefinder.detect.maskrcnn import MaskRCNNDetector
 
-    opts = dict(options)
-    profile = opts.pop("setup", None)
-    setup_file = opts.pop("setup_file", None)
-    flatfield = opts.pop("flatfield", None)
-    if profile is None:
-        from flakefinder.detect.setup_io import load_setup
-
-        loaded = load_setup(str(setup_file))
-        profile, flatfield = loaded.profile, loaded.flatfield if flatfield is None else flatfield
-    max_sigma = float(opts.pop("max_sigma", 5.0))
-    materials = tuple(opts.pop("materials", ()) or ())
+    profile = setup
     seg = MaskRCNNDetector.from_folder(
-        opts.pop("model", None),
-        device=str(opts.pop("device", "auto")),
-        score_threshold=float(opts.pop("score_threshold", 0.5)),
+        model,
+        device=device,
+        score_threshold=score_threshold,
         refine_layers=False,
         segment_only=True,
     )
