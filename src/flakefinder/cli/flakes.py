@@ -151,9 +151,15 @@ def _emit(fmt: str, rows: list[StoredFlake], total: int, out: Path | None) -> No
     text = flakes_to_csv(rows) if fmt == "csv" else flakes_to_json(rows)
     if out is None:
         sys.stdout.write(text)
-    else:
-        out.write_text(text, encoding="utf-8", newline="")
-        typer.echo(f"wrote {len(rows)} flakes to {out}", err=True)
+        return
+    from flakefinder.artifacts import write_atomic
+    from flakefinder.errors import OutputError
+
+    try:
+        write_atomic(out, text)  # a full disk keeps the export already at ``out``
+    except OutputError as e:
+        raise fail(str(e)) from None
+    typer.echo(f"wrote {len(rows)} flakes to {out}", err=True)
 
 
 def _run(db_url: str | None, fmt: str, out: Path | None, **filters: Any) -> None:
