@@ -87,6 +87,15 @@ class _FdWriter(io.RawIOBase):
     def write(self, data: Any) -> int:
         return os.write(self._fd, data)
 
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        return os.lseek(self._fd, offset, whence)
+
+    def tell(self) -> int:
+        return os.lseek(self._fd, 0, os.SEEK_CUR)
+
 
 def _new_file_mode() -> int:
     """Permissions of a newly created file under the current umask (read without changing it)."""

@@ -19,6 +19,7 @@ from flakefinder.annotate.shapes import (
     shapes_from_detections,
     to_coco,
 )
+from flakefinder.artifacts import write_atomic
 from flakefinder.errors import DatasetError
 
 if TYPE_CHECKING:
@@ -83,16 +84,16 @@ def export_preannotations(
         images, model_version=model_version, image_url_prefix=image_url_prefix
     )
     written["labelstudio"] = out_dir / "labelstudio_tasks.json"
-    written["labelstudio"].write_text(json.dumps(tasks, indent=1))
+    write_atomic(written["labelstudio"], json.dumps(tasks, indent=1))
     written["labelstudio_config"] = out_dir / "labelstudio_config.xml"
-    written["labelstudio_config"].write_text(labelstudio.label_config(class_map.names))
+    write_atomic(written["labelstudio_config"], labelstudio.label_config(class_map.names))
     written["cvat"] = out_dir / "cvat_coco.json"
-    written["cvat"].write_text(json.dumps(to_coco(images, class_map), indent=1))
+    write_atomic(written["cvat"], json.dumps(to_coco(images, class_map), indent=1))
     lm_dir = out_dir / "labelme"
     lm_dir.mkdir(exist_ok=True)
     for im in images:
-        (lm_dir / (Path(im.file_name).stem + ".json")).write_text(
-            json.dumps(labelme.to_file(im), indent=1)
+        write_atomic(
+            lm_dir / (Path(im.file_name).stem + ".json"), json.dumps(labelme.to_file(im), indent=1)
         )
     written["labelme"] = lm_dir
     return written

@@ -17,7 +17,12 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from flakefinder.artifacts import model_card_markdown, sha256_file, write_json_atomic
+from flakefinder.artifacts import (
+    model_card_markdown,
+    sha256_file,
+    write_atomic,
+    write_json_atomic,
+)
 from flakefinder.detect.maskrcnn_model import ModelConfig, build_model
 from flakefinder.detect.state_dict import WEIGHT_FILES, read_state_dict, weights_file
 from flakefinder.errors import ModelError
@@ -89,11 +94,11 @@ def save_model_folder(
     )
     _write_json(folder / "metrics.json", dict(metrics or {}))
     n_params = sum(int(v.numel()) for v in state.values() if v.is_floating_point())
-    (folder / "model_card.md").write_text(
+    write_atomic(
+        folder / "model_card.md",
         _model_card(
             config, dict(metrics or {}), training_data_hash, recipe, dtype, digest, n_params
         ),
-        encoding="utf-8",
     )
     return folder
 

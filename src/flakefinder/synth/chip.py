@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from flakefinder.artifacts import write_atomic
 from flakefinder.errors import DatasetError
 from flakefinder.geometry import polygon_area
 from flakefinder.synth import shapes
@@ -248,7 +249,7 @@ def save_chip(chip: VirtualChip, path: str | Path) -> Path:
     """Write ``chip`` as JSON (e.g. ``chip.json``); returns the path."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(chip.to_json())
+    write_atomic(p, chip.to_json())
     return p
 
 

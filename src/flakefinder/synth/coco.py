@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from flakefinder.artifacts import write_atomic
 from flakefinder.domain import ClassMap
 from flakefinder.synth.chip import (
     FlakeDistribution,
@@ -215,5 +216,5 @@ def export_coco(
         "annotations": annotations,
     }
     path = out / "annotations.json"
-    path.write_text(json.dumps(data))
+    write_atomic(path, json.dumps(data))
     return path

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from flakefinder.artifacts import write_atomic
 from flakefinder.domain import ClassMap
 from flakefinder.synth.chip import check_materials
 from flakefinder.synth.coco import coco_categories, instance_annotation
@@ -76,7 +77,7 @@ def export_realistic_coco(
             width_px, height_px, mats, seed=image_seed, style=style, min_area_px=min_area_px
         )
         file_name = f"images/{i:06d}.jpg"
-        (out / file_name).write_bytes(sample.jpeg)
+        write_atomic(out / file_name, sample.jpeg)
         image_id = i + 1
         meta = sample.metadata()
         images.append(
@@ -113,7 +114,5 @@ def export_realistic_coco(
         "annotations": annotations,
     }
     path = out / "annotations.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data))
-    tmp.replace(path)
+    write_atomic(path, json.dumps(data))
     return path
