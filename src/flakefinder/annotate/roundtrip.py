@@ -7,7 +7,7 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field, replace
-from pathlib import Path, PurePosixPath
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import TYPE_CHECKING
 
 from flakefinder.annotate import labelbox, labelme, labelstudio
@@ -129,12 +129,27 @@ class ReadReport:
     from_predictions: list[str] = field(default_factory=list)
 
 
-def _normalise_names(images: list[LabeledImage], known: Mapping[str, object]) -> list[LabeledImage]:
-    """File names as the image folder knows them (tool exports write ``../../images/x.png``)."""
+def _is_absolute(name: str) -> bool:
+    return PurePosixPath(name).is_absolute() or PureWindowsPath(name).is_absolute()
+
+
+def _normalise_names(
+    images: list[LabeledImage], known: Mapping[str, object], *, in_folder: bool = False
+) -> list[LabeledImage]:
+    """File names as the image folder knows them (tool exports write ``../../images/x.png``).
+
+    With an image folder (``in_folder``), an absolute path (``/data/run1/x.png``, ``C:\\x.png``)
+    is looked up there by its tail like any other name: the folder, not the path in the
+    export, says where the image is.
+    """
     out = []
     for im in images:
         name = im.file_name
-        if ".." in PurePosixPath(name).parts or (known and name not in known):
+        if (
+            ".." in PurePosixPath(name).parts
+            or (known and name not in known)
+            or (in_folder and _is_absolute(name))
+        ):
             name = labelstudio.file_name_from_path(name, known)
         out.append(replace(im, file_name=name))
     return out
@@ -178,7 +193,7 @@ def read_report(
         files.extend(sorted(p.glob("*.json")) if p.is_dir() else [p])
     merged: dict[str, LabeledImage] = {}
     for f in files:
-        for im in _normalise_names(readers[fmt](f), sizes):
+        for im in _normalise_names(readers[fmt](f), sizes, in_folder=image_dir is not None):
             prev = merged.get(im.file_name)
             if prev is None:
                 merged[im.file_name] = im
@@ -226,10 +241,15 @@ def import_dataset(
     images = apply_label_map(read.images, label_map or {})
     coco = to_coco(images, class_map)
     if image_dir is not None:
-        missing = [im.file_name for im in images if not (image_dir / im.file_name).is_file()]
+        missing = [
+            im.file_name
+            for im in images
+            if _is_absolute(im.file_name) or not (image_dir / im.file_name).is_file()
+        ]
         if missing:
             raise DatasetError(
                 f"{len(missing)} annotated images are not in {image_dir}: {missing[:5]}"
+                " (names are looked up there by their last path parts)"
             )
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))

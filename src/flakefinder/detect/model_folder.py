@@ -13,11 +13,11 @@ A model folder holds::
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flakefinder.artifacts import (
+    load_json_file,
     model_card_markdown,
     sha256_file,
     write_atomic,
@@ -156,10 +156,7 @@ def read_model_config(directory: str | Path) -> ModelConfig:
 
 
 def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"cannot read {path}: {exc}") from None
+    return load_json_file(path, error=ModelError)
 
 
 def model_folder_version(directory: str | Path) -> str:
