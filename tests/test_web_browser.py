@@ -73,6 +73,13 @@ def page(browser: Any, base_url: str) -> Iterator[Any]:
     pg = context.new_page()
     errors: list[str] = []
     pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    # anything the Content-Security-Policy blocks is an error too (the UI must not need it)
+    pg.on(
+        "console",
+        lambda msg: errors.append(msg.text)
+        if msg.type == "error" and "Content Security Policy" in msg.text
+        else None,
+    )
     try:
         yield pg
         assert errors == [], f"JavaScript errors: {errors}"

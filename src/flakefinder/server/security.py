@@ -31,6 +31,7 @@ from fastapi import FastAPI, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from flakefinder.server.sessions import SessionStore, parse_cookies
+from flakefinder.server.settings import check_api_key as check_api_key  # re-exported
 
 if TYPE_CHECKING:
     from flakefinder.server.ratelimit import FailureLimiter
@@ -46,34 +47,6 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
-
-def check_api_key(key: str | None, *, source: str = "the API key") -> str | None:
-    """``key`` if usable; ``None`` stays "no key". An empty or blank key is an error.
-
-    Raises
-    ------
-    ValueError
-        For an empty or whitespace-only key (an empty ``FLAKEFINDER_API_KEY=`` must not
-        silently turn authentication off), and for a key that an HTTP header cannot carry
-        (anything but printable ASCII, or white space at either end).
-    """
-    if key is None:
-        return None
-    if not key.strip():
-        raise ValueError(
-            f"{source} is empty; give a real key, or unset it to run without one"
-            " (then the server listens on 127.0.0.1 only)"
-        )
-    bad = [c for c in key if not " " <= c <= "~"]
-    if bad:
-        raise ValueError(
-            f"{source} holds {bad[0]!r}: an API key must be printable ASCII (letters, digits,"
-            " punctuation), since the X-API-Key header cannot carry anything else"
-        )
-    if key != key.strip():
-        raise ValueError(f"{source} starts or ends with a space, which HTTP headers drop")
-    return key
 
 
 @dataclass(frozen=True)

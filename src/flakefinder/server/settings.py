@@ -7,6 +7,34 @@ import resource
 from dataclasses import dataclass, field, replace
 
 
+def check_api_key(key: str | None, *, source: str = "the API key") -> str | None:
+    """``key`` if usable; ``None`` stays "no key". An empty or blank key is an error.
+
+    Raises
+    ------
+    ValueError
+        For an empty or whitespace-only key (an empty ``FLAKEFINDER_API_KEY=`` must not
+        silently turn authentication off), and for a key that an HTTP header cannot carry
+        (anything but printable ASCII, or white space at either end).
+    """
+    if key is None:
+        return None
+    if not key.strip():
+        raise ValueError(
+            f"{source} is empty; give a real key, or unset it to run without one"
+            " (then the server listens on 127.0.0.1 only)"
+        )
+    bad = [c for c in key if not " " <= c <= "~"]
+    if bad:
+        raise ValueError(
+            f"{source} holds {bad[0]!r}: an API key must be printable ASCII (letters, digits,"
+            " punctuation), since the X-API-Key header cannot carry anything else"
+        )
+    if key != key.strip():
+        raise ValueError(f"{source} starts or ends with a space, which HTTP headers drop")
+    return key
+
+
 @dataclass(frozen=True)
 class ConnectionLimits:
     """Timeouts (seconds) and sizes for client connections (``server.connections``)."""
@@ -64,8 +92,6 @@ class ServerSettings:
     limits: ConnectionLimits = field(default_factory=ConnectionLimits)
 
     def __post_init__(self) -> None:
-        from flakefinder.server.security import check_api_key
-
         check_api_key(self.api_key)
         if not self.max_upload_mb > 0 or self.max_image_pixels < 64:
             raise ValueError("max_upload_mb and max_image_pixels must be positive")
@@ -75,8 +101,6 @@ class ServerSettings:
         env = os.environ
         values: dict[str, object] = {}
         if "FLAKEFINDER_API_KEY" in env:
-            from flakefinder.server.security import check_api_key
-
             values["api_key"] = check_api_key(
                 env["FLAKEFINDER_API_KEY"], source="FLAKEFINDER_API_KEY"
             )

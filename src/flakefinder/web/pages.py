@@ -142,8 +142,10 @@ def create_page_router(db: Database, map_queries: ChipMapQueries | None = None) 
         flake_id: int = db_id(),
         status: str = Form(..., max_length=40),
         notes: str = Form("", max_length=10_000),
+        set_status: str = Form("", max_length=40),  # the "Mark used" / "Reject" buttons
     ) -> RedirectResponse:
         flake_or_404(flake_id)
+        status = set_status or status
         try:
             db.set_flake_status(flake_id, status, notes)
         except ValueError as exc:
