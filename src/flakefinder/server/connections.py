@@ -58,8 +58,10 @@ def guarded_protocol(limits: ConnectionLimits, log: RateLimitedLog) -> type[asyn
         _last_data_s: float = 0.0
 
         def connection_made(self, transport: asyncio.Transport) -> None:
-            full = len(self.connections) >= limits.max_connections
-            victim = _pick_idle(self.connections) if full else None
+            # connections closed a moment ago are still in the set until connection_lost
+            open_now = [c for c in self.connections if not _closing(c)]
+            full = len(open_now) >= limits.max_connections
+            victim = _pick_idle(open_now) if full else None
             super().connection_made(transport)
             self._last_data_s = self.loop.time()
             if full:
@@ -123,7 +125,11 @@ def guarded_protocol(limits: ConnectionLimits, log: RateLimitedLog) -> type[asyn
                 )
                 self.transport.close()
 
-    def _pick_idle(connections: set[Any]) -> Any | None:
+    def _closing(connection: Any) -> bool:
+        transport = getattr(connection, "transport", None)
+        return transport is None or bool(transport.is_closing())
+
+    def _pick_idle(connections: list[Any]) -> Any | None:
         idle = [c for c in connections if isinstance(c, GuardedH11Protocol) and c._idle()]
         if not idle:
             idle = [
