@@ -24,29 +24,40 @@ def _path_of(fd: int) -> Path | None:
 
 
 @contextmanager
-def full_disk(monkeypatch: pytest.MonkeyPatch, folder: Path) -> Iterator[list[str]]:
-    """Inside the block, writes to files under ``folder`` fail with ENOSPC; yields the paths
-    whose writes were refused."""
+def full_disk(
+    monkeypatch: pytest.MonkeyPatch, folder: Path, *, free_bytes: int = 0
+) -> Iterator[list[str]]:
+    """Inside the block, the disk of ``folder`` has ``free_bytes`` left: writes to files under
+    it succeed until they are used up, then every write and fsync there fails with ENOSPC.
+    Yields the paths whose writes were refused."""
     if not Path("/proc/self/fd").is_dir():
         pytest.skip("needs /proc/self/fd to tell which file a descriptor writes to")
     root = folder.resolve()
     refused: list[str] = []
+    left = [free_bytes]
+    full = [free_bytes <= 0]
     real_write, real_fsync = os.write, os.fsync
 
-    def on_full_disk(fd: int) -> bool:
+    def under(fd: int) -> Path | None:
         path = _path_of(fd)
         if path is not None and (path == root or root in path.parents):
-            refused.append(str(path))
-            return True
-        return False
+            return path
+        return None
 
     def write(fd: int, data: bytes) -> int:
-        if on_full_disk(fd):
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        path = under(fd)
+        if path is not None:
+            if full[0] or len(data) > left[0]:
+                full[0] = True
+                refused.append(str(path))
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            left[0] -= len(data)
         return real_write(fd, data)
 
     def fsync(fd: int) -> None:
-        if on_full_disk(fd):
+        path = under(fd)
+        if path is not None and full[0]:
+            refused.append(str(path))
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         real_fsync(fd)
 

@@ -71,15 +71,16 @@ def _split(values: list[str] | None) -> tuple[str, ...]:
     return tuple(v.strip() for item in values or () for v in item.split(",") if v.strip())
 
 
-def open_db(url: str | None, *, must_exist: bool = True) -> Database:
+def open_db(url: str | None, *, must_exist: bool = True, read_only: bool = False) -> Database:
     """``Database`` for ``--db`` (or the environment / default URL).
 
     A SQLite file that does not exist is refused unless ``must_exist`` is False (a mistyped
-    path would otherwise create an empty database).
+    path would otherwise create an empty database). ``read_only``: for commands that only read
+    (list, export, locate), which then work on a read-only file system too.
     """
     from flakefinder.cli.options import open_database
 
-    return open_database(url, must_exist=must_exist)
+    return open_database(url, must_exist=must_exist, read_only=read_only)
 
 
 def fail(message: str) -> typer.Exit:
@@ -166,7 +167,7 @@ def _run(db_url: str | None, fmt: str, out: Path | None, **filters: Any) -> None
     from flakefinder.errors import FlakefinderError
 
     try:
-        with open_db(db_url) as db:
+        with open_db(db_url, read_only=True) as db:
             query = _query(db, **filters)
             rows = db.query_flakes(query)
             total = db.count_flakes(query) if fmt == "table" else len(rows)
@@ -289,7 +290,7 @@ def _locate(flake_id: int, db_url: str | None, corners: str | None, as_json: boo
         except ValueError as e:
             raise typer.BadParameter(str(e), param_hint="--corners") from None
     try:
-        with open_db(db_url) as database:
+        with open_db(db_url, read_only=True) as database:
             flake = database.get_flake(flake_id)
             if flake is None:
                 raise KeyError(f"no flake with id {flake_id} in {database.masked_url}")
