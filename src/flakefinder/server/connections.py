@@ -53,32 +53,40 @@ def guarded_protocol(limits: ConnectionLimits, log: RateLimitedLog) -> type[asyn
 
     base = _h11_protocol()
 
+    closing: set[Any] = set()  # connections this class closed that are not yet lost
+    batch = max(1, limits.max_connections // 16)  # closed at once when the cap is reached
+
     class GuardedH11Protocol(base):  # type: ignore[misc, valid-type]
         _header_timer: asyncio.TimerHandle | None = None
         _last_data_s: float = 0.0
 
         def connection_made(self, transport: asyncio.Transport) -> None:
-            # connections closed a moment ago are still in the set until connection_lost
-            open_now = [c for c in self.connections if not _closing(c)]
-            full = len(open_now) >= limits.max_connections
-            victim = _pick_idle(open_now) if full else None
+            # connections closed a moment ago stay in the set until connection_lost runs
+            full = len(self.connections) - len(closing) >= limits.max_connections
             super().connection_made(transport)
             self._last_data_s = self.loop.time()
             if full:
-                if victim is None:
+                victims = _pick_idle(self.connections - {self}, batch)
+                if not victims:
                     log.warning(
                         "connection-cap",
                         f"all {limits.max_connections} connections are busy: refusing new ones",
                     )
-                    transport.close()
+                    self._close()
                     return
-                victim.transport.close()
+                for victim in victims:
+                    victim._close()
                 log.warning(
                     "connection-cap",
                     f"{limits.max_connections} connections open (the cap): closing the longest"
                     " idle ones to make room",
                 )
             self._arm_header_timer()
+
+        def _close(self) -> None:
+            if not self.transport.is_closing():
+                closing.add(self)
+                self.transport.close()
 
         def data_received(self, data: bytes) -> None:
             self._last_data_s = self.loop.time()
@@ -95,6 +103,7 @@ def guarded_protocol(limits: ConnectionLimits, log: RateLimitedLog) -> type[asyn
                 self._arm_header_timer()
 
         def connection_lost(self, exc: Exception | None) -> None:
+            closing.discard(self)
             self._cancel_header_timer()
             super().connection_lost(exc)
 
@@ -123,21 +132,18 @@ def guarded_protocol(limits: ConnectionLimits, log: RateLimitedLog) -> type[asyn
                     f"closed a connection that sent no complete request within"
                     f" {limits.header_timeout_s:g} s",
                 )
-                self.transport.close()
+                self._close()
 
-    def _closing(connection: Any) -> bool:
-        transport = getattr(connection, "transport", None)
-        return transport is None or bool(transport.is_closing())
-
-    def _pick_idle(connections: list[Any]) -> Any | None:
-        idle = [c for c in connections if isinstance(c, GuardedH11Protocol) and c._idle()]
-        if not idle:
-            idle = [
-                c
-                for c in connections
-                if isinstance(c, GuardedH11Protocol) and c._stalled_in_body()
-            ]
-        return min(idle, key=lambda c: c._last_data_s) if idle else None
+    def _pick_idle(connections: set[Any], n: int) -> list[Any]:
+        """The ``n`` connections idle for longest (no request in progress; else stalled in
+        their request body), not counting those closing already."""
+        mine = [
+            c
+            for c in connections
+            if isinstance(c, GuardedH11Protocol) and c not in closing and c.transport is not None
+        ]
+        idle = [c for c in mine if c._idle()] or [c for c in mine if c._stalled_in_body()]
+        return sorted(idle, key=lambda c: c._last_data_s)[:n]
 
     return GuardedH11Protocol
 
