@@ -270,3 +270,14 @@ def test_on_a_read_only_file_system(tmp_path: Path) -> None:
     err = (out / "set.err").read_text()
     assert err.startswith("error: ") and "read-only file system" in err and "flakes list" in err
     assert "Traceback" not in err
+
+
+def test_read_only_open_on_every_backend(db_url: str, tmp_path: Path) -> None:
+    populate(db_url, tmp_path / "tiles").close()
+    with Database(db_url, read_only=True) as ro:
+        assert len(ro.query_flakes()) == 4
+        with pytest.raises(DatabaseError, match="read-only") as info:
+            ro.set_flake_status(1, "used")
+        assert "cannot connect" not in str(info.value)
+    with Database(db_url) as rw:
+        assert rw.get_flake(1).status.value == "new"  # type: ignore[union-attr]
