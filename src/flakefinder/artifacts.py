@@ -152,7 +152,8 @@ def atomic_open(
         try:
             yield handle
             handle.flush()
-            os.fchmod(fd, _new_file_mode())
+            if hasattr(os, "fchmod"):  # POSIX: the permissions of an ordinary new file
+                os.fchmod(fd, _new_file_mode())
             os.fsync(fd)
         finally:
             try:

@@ -79,7 +79,7 @@ def sqlite_write_blocked(url: str | None) -> bool:
         return False
     folder = Path(path).absolute().parent
     try:
-        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+        if hasattr(os, "statvfs") and os.statvfs(folder).f_flag & os.ST_RDONLY:
             return True
     except OSError:
         return False

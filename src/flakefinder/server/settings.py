@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import resource
 from dataclasses import dataclass, field, replace
 
 
@@ -58,6 +57,10 @@ class ConnectionLimits:
     def within_file_limit(self) -> ConnectionLimits:
         """These limits with ``max_connections`` at most half the process's open-file limit
         (the other half is for the database, images and the listening socket)."""
+        try:
+            import resource
+        except ImportError:  # Windows: no such limit to respect
+            return self
         soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
         if soft == resource.RLIM_INFINITY or self.max_connections <= soft // 2:
             return self
