@@ -24,6 +24,13 @@ _OPTICS = (
     OptionSpec("numerical_aperture", "float", 0.55, "objective NA (thin-film colours)", 0.0, 0.95),
 )
 
+_SEGMENT_CLASSIFY = (
+    OptionSpec("device", "str", "auto", "cpu, cuda, cuda:N or auto"),
+    OptionSpec("score_threshold", "float", 0.5, "model's confidence floor", 0.0, 1.0),
+    OptionSpec("max_sigma", "float", 5.0, "largest Mahalanobis distance to a layer", 0.0),
+)
+"""Options of Mask R-CNN outlines classified by a setup profile (``maskrcnn``/``union`` + setup)."""
+
 
 def _no_model(spec_name: str, model: Path | None) -> None:
     if model is not None:
@@ -165,11 +172,7 @@ DETECTORS: tuple[DetectorSpec, ...] = (
         aliases=("mask-rcnn", "mask_rcnn"),
         score_option="score_threshold",
         device_option="device",
-        setup_options=(
-            OptionSpec("device", "str", "auto", "cpu, cuda, cuda:N or auto"),
-            OptionSpec("score_threshold", "float", 0.5, "model's confidence floor", 0.0, 1.0),
-            OptionSpec("max_sigma", "float", 5.0, "largest Mahalanobis distance to a layer", 0.0),
-        ),
+        setup_options=_SEGMENT_CLASSIFY,
     ),
     DetectorSpec(
         "union",
@@ -182,10 +185,6 @@ DETECTORS: tuple[DetectorSpec, ...] = (
         requires_setup=True,
         score_option="score_threshold",
         device_option="device",
-        setup_options=(
-            OptionSpec("device", "str", "auto", "cpu, cuda, cuda:N or auto"),
-            OptionSpec("score_threshold", "float", 0.5, "model's confidence floor", 0.0, 1.0),
-            OptionSpec("max_sigma", "float", 5.0, "largest Mahalanobis distance to a layer", 0.0),
-        ),
+        setup_options=_SEGMENT_CLASSIFY,
     ),
 )
