@@ -22,7 +22,7 @@ import pytest
 from flakefinder.server.app import create_app
 from flakefinder.server.settings import ServerSettings
 from server_helpers import running_server
-from web_helpers import populate, populate_grid
+from web_helpers import populate, populate_grid, populate_strip
 
 pytestmark = pytest.mark.browser
 
@@ -73,6 +73,13 @@ def page(browser: Any, base_url: str) -> Iterator[Any]:
     pg = context.new_page()
     errors: list[str] = []
     pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    # anything the Content-Security-Policy blocks is an error too (the UI must not need it)
+    pg.on(
+        "console",
+        lambda msg: errors.append(msg.text)
+        if msg.type == "error" and "Content Security Policy" in msg.text
+        else None,
+    )
     try:
         yield pg
         assert errors == [], f"JavaScript errors: {errors}"
@@ -136,9 +143,14 @@ def test_chip_map_outlines(page: Any) -> None:
     expect(outlines).to_have_count(4)
     ids = outlines.evaluate_all("els => els.map(e => Number(e.dataset.flakeId))")
     assert sorted(ids) == [1, 2, 3, 4]
-    # the mosaic loads: two 128 px tiles at 0.5 µm/px side by side, drawn 1600 px wide
-    mosaic = page.locator("#chipmap image")
-    assert mosaic.get_attribute("width") == "128.0" and mosaic.get_attribute("height") == "64.0"
+    # the mosaic loads: two 128 px tiles at 0.5 µm/px side by side (128 x 64 µm) are one
+    # 256 px tile of 128 µm at level 0, the finest (it has the images' own resolution)
+    mosaic = page.locator("#mosaic-layer image")
+    expect(mosaic).to_have_count(1)
+    assert mosaic.get_attribute("data-tile") == "0/0/0"
+    assert [mosaic.get_attribute(k) for k in ("x", "y", "width", "height")] == [
+        "68", "68", "128", "128"
+    ]  # fmt: skip
     # wheel zooms (the viewBox shrinks); clicking an outline opens its flake
     svg = page.locator("#chipmap")
     before = svg.get_attribute("viewBox")
@@ -292,6 +304,62 @@ def test_chip_map_loads_flakes_in_view_and_more_on_pan(page: Any, db_url: str) -
     new_id = min(set(on_screen) & (after - before))
     page.locator(f'polygon.flake-outline[data-flake-id="{new_id}"]').click()
     expect(page).to_have_url(re.compile(rf"/flakes/{new_id}$"))
+
+
+def test_chip_map_of_a_long_thin_scan_loads_tiles_in_view(
+    page: Any, db_url: str, tmp_path: Path
+) -> None:
+    """0.15 mm x 10 mm: the map asks for the few 256 px tiles on screen, finer ones as it zooms
+    in, never one picture of the whole strip."""
+    import io
+
+    from PIL import Image
+    from playwright.sync_api import expect
+
+    from flakefinder.db import Database
+
+    db = Database(db_url)
+    chip = populate_strip(db, tmp_path / "strip")
+    db.close()
+    page.set_viewport_size({"width": 1000, "height": 700})
+    tiles: list[tuple[str, tuple[int, int]]] = []
+    others: list[str] = []
+
+    def seen(response: Any) -> None:
+        if "/mosaic" not in response.url:
+            return
+        if "/mosaic/" in response.url and response.ok:
+            tiles.append((response.url, Image.open(io.BytesIO(response.body())).size))
+        else:
+            others.append(response.url)
+
+    settled = """() => { const layer = document.getElementById("mosaic-layer");
+        const shown = [...layer.querySelectorAll("image")];
+        return shown.length > 0 && shown.every(
+          (e) => e.dataset.loaded === "load" && e.dataset.zoom === layer.dataset.zoom); }"""
+    page.on("response", seen)
+    page.goto(f"/chips/{chip}")
+    layer = page.locator("#mosaic-layer")
+    page.wait_for_function(settled)
+    first = [url for url, _ in tiles]
+    assert first and len(first) <= 8, first
+    assert all(size == (256, 256) for _, size in tiles)
+    assert others == []  # no whole-chip picture, no failed tile
+    zoom = int(layer.get_attribute("data-zoom"))
+    # zoom in at the middle of the strip: finer tiles of that part only
+    svg = page.locator("#chipmap")
+    box = svg.bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    for _ in range(12):
+        page.mouse.wheel(0, -100)
+    expect(layer).not_to_have_attribute("data-zoom", str(zoom))
+    page.wait_for_function(settled)
+    finer = int(layer.get_attribute("data-zoom"))
+    assert finer > zoom
+    shown = layer.locator("image").evaluate_all("els => els.map(e => e.dataset.tile)")
+    assert shown and all(t.startswith(f"{finer}/") for t in shown)
+    assert len(shown) <= 12 and len(tiles) <= 30
+    assert all(size == (256, 256) for _, size in tiles) and others == []
 
 
 def test_api_docs_work_offline(page: Any, base_url: str) -> None:

@@ -1,6 +1,8 @@
 // Chip map: pan (drag) and zoom (wheel) by changing the SVG viewBox, and fetch the flakes of the
 // new view from /api/chips/{id}/map when it leaves the area loaded so far (or, for clusters, when
 // the zoom level changes the cluster cell size). The page itself holds the first view.
+// The stored images come as 256 px tiles (/chips/{id}/mosaic/{z}/{x}/{y}.png) of the zoom level
+// that matches the screen, only those in view: never one huge picture of the whole chip.
 (function () {
   const svg = document.getElementById("chipmap");
   if (!svg) return;
@@ -23,7 +25,11 @@
   };
   let timer = null, inflight = null;
 
-  const apply = () => { svg.setAttribute("viewBox", `${x} ${y} ${w} ${h}`); schedule(); };
+  const apply = () => {
+    svg.setAttribute("viewBox", `${x} ${y} ${w} ${h}`);
+    drawMosaic();
+    schedule();
+  };
 
   // the chip area actually on screen (the viewBox is letterboxed into the element)
   function visible() {
@@ -121,6 +127,56 @@
     const r = svg.getBoundingClientRect();
     return 1 / (Math.min(r.width / w, r.height / h) || 1);
   }
+  // -- mosaic tiles: level z has tiles of (longer chip side) / 2^z µm, 256 px each ------------
+  const mosaic = document.getElementById("mosaic-layer");
+  const TILE_PX = 256;
+  const clamp = (v, lo, hi) => Math.min(hi, Math.max(lo, v));
+  function drawMosaic() {
+    if (!mosaic) return;
+    const [ex, ey, ew, eh] = svg.dataset.extent.split(" ").map(Number);
+    const side = Math.max(ew, eh), maxZoom = Number(mosaic.dataset.maxZoom);
+    // the coarsest level with at least one tile pixel per screen pixel
+    const z = clamp(Math.ceil(Math.log2(side / umPerPx() / TILE_PX) - 1e-9), 0, maxZoom);
+    const t = side / 2 ** z;
+    const nx = Math.max(1, Math.ceil(ew / t - 1e-9)), ny = Math.max(1, Math.ceil(eh / t - 1e-9));
+    const [vx, vy, vw, vh] = visible();
+    const wanted = new Map();
+    if (vx < ex + ew && vy < ey + eh && vx + vw > ex && vy + vh > ey) {
+      const i0 = clamp(Math.floor((vx - ex) / t), 0, nx - 1);
+      const i1 = clamp(Math.floor((vx + vw - ex) / t), 0, nx - 1);
+      const j0 = clamp(Math.floor((vy - ey) / t), 0, ny - 1);
+      const j1 = clamp(Math.floor((vy + vh - ey) / t), 0, ny - 1);
+      for (let i = i0; i <= i1; i++) for (let j = j0; j <= j1; j++) wanted.set(`${z}/${i}/${j}`, [i, j]);
+    }
+    const have = new Set();
+    for (const img of [...mosaic.children]) {
+      const key = img.dataset.tile;
+      if (wanted.has(key)) have.add(key);
+      else if (Number(img.dataset.zoom) === z) img.remove();  // panned out of view
+    }
+    const stale = () => [...mosaic.children].filter((img) => Number(img.dataset.zoom) !== z);
+    let pending = 0;
+    const done = (ev) => {
+      ev.target.dataset.loaded = ev.type;  // "load" or "error"
+      if (--pending <= 0 && Number(mosaic.dataset.zoom) === z) stale().forEach((img) => img.remove());
+    };
+    for (const [key, [i, j]] of wanted) {
+      if (have.has(key)) continue;
+      pending++;
+      const img = el("image", {
+        href: `/chips/${chip}/mosaic/${key}.png?v=${mosaic.dataset.version}`,
+        x: ex + i * t, y: ey + j * t, width: t, height: t,
+        preserveAspectRatio: "none", "data-tile": key, "data-zoom": z,
+      }, mosaic);
+      img.addEventListener("load", done, { once: true });
+      img.addEventListener("error", done, { once: true });
+    }
+    mosaic.dataset.zoom = String(z);
+    // the tiles of the previous level stay under the new ones until those have loaded
+    if (pending === 0 || stale().length > 64) stale().forEach((img) => img.remove());
+  }
+  drawMosaic();
+
   svg.addEventListener("wheel", (ev) => {
     ev.preventDefault();
     const [vx, vy] = visible(), r = svg.getBoundingClientRect(), u = umPerPx();
