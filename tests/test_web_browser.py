@@ -320,8 +320,9 @@ def test_api_docs_work_offline(page: Any, base_url: str) -> None:
 
 
 def test_setup_page_click_flakes_calibrate_and_save(page: Any, tmp_path: Path) -> None:
-    """Upload two rendered micrographs, click every flake, calibrate with proposed layers,
-    accept them, calibrate again, see the clusters over the optics curve, save the profile."""
+    """Upload two rendered micrographs, click every flake (and a thick one), calibrate with
+    proposed layers, accept them (the thick flake has none and is left out, with a note),
+    calibrate again, see the clusters over the optics curve, save the profile."""
     from playwright.sync_api import expect
 
     from flakefinder.calibration import SetupProfile
@@ -357,15 +358,27 @@ def test_setup_page_click_flakes_calibrate_and_save(page: Any, tmp_path: Path) -
             )
             n_regions += 1
             expect(page.locator("#region-list .region-item")).to_have_count(n_regions)
+    # the 60-layer square of view 1 (pixels 90-150 x 85-145): too thick for a layer number
+    box = canvas.bounding_box()
+    page.mouse.click(box["x"] + 120.5 * box["width"] / 240, box["y"] + 115.5 * box["height"] / 180)
+    expect(page.locator("#region-list .region-item")).to_have_count(n_regions + 1)
     page.locator("#calibrate").click()
     expect(page.locator("#setup-status")).to_contain_text("calibrated (masks)")
     proposed = page.locator("#region-list .proposed").all_inner_texts()
-    assert proposed == [f"proposed: {n}" for _, _, n in truth]
+    assert proposed == [f"proposed: {n}" for _, _, n in truth] + ["proposed: none"]
     page.locator("#accept-proposed").click()
-    values = page.locator("#region-list input").evaluate_all("els => els.map(e => Number(e.value))")
-    assert values == [n for _, _, n in truth]
+    values = page.locator("#region-list input").evaluate_all("els => els.map(e => e.value)")
+    assert values == [str(n) for _, _, n in truth] + [""]
     page.locator("#calibrate").click()
+    note = f"flake #{n_regions + 1} has no layer number: left out of the calibration"
     expect(page.locator("#setup-status")).to_contain_text("calibrated (labels)")
+    expect(page.locator("#setup-status")).to_contain_text(note)
+    expect(page.locator("#calibration-notes li")).to_have_text([note])
+    expect(page.locator("#region-list .region-item.skipped")).to_have_count(1)
+    expect(page.locator("#region-list .region-item").last).to_have_class(re.compile(r"\bskipped\b"))
+    expect(page.locator("#region-list .proposed").last).to_have_text(
+        "proposed: none · left out (no layer number)"
+    )
     expect(page.locator("#colour-table tr.entry-measured")).to_have_count(3)
     expect(page.locator("#cluster-plot polyline.optics-curve")).to_have_count(3)
     assert page.locator("#cluster-plot circle.cluster-point").count() == 9  # 3 layers × RGB
