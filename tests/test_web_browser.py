@@ -164,6 +164,49 @@ def test_chip_map_outlines(page: Any) -> None:
     expect(page).to_have_url(re.compile(r"/flakes/3$"))
 
 
+def test_chip_map_markers_keep_their_size_and_zoom_has_limits(page: Any) -> None:
+    """Centre markers are 6 screen pixels across at every zoom; zooming in stops at 20 screen
+    pixels per µm, zooming out where the whole chip (128 x 64 µm here) fits."""
+    from playwright.sync_api import expect
+
+    page.goto("/chips/1")
+    svg = page.locator("#chipmap")
+    dots = page.locator("#chipmap circle.flake-dot")
+    expect(dots).to_have_count(4)
+
+    def dot_px() -> float:
+        return float(dots.first.bounding_box()["width"])
+
+    def px_per_um() -> float:
+        box = svg.bounding_box()
+        _, _, w, h = (float(v) for v in svg.get_attribute("viewBox").split())
+        return min(box["width"] / w, box["height"] / h)
+
+    assert dot_px() == pytest.approx(6.0, abs=0.5)
+    box = svg.bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    start = px_per_um()
+    assert start < 20 * 0.8**3
+    for _ in range(3):
+        page.mouse.wheel(0, -100)
+    expect(svg).not_to_have_attribute("viewBox", "68 68 128 64")
+    assert px_per_um() == pytest.approx(start / 0.8**3, rel=1e-3)
+    assert dot_px() == pytest.approx(6.0, abs=0.5)  # the map is 2x larger, the markers are not
+    for _ in range(40):
+        page.mouse.wheel(0, -100)
+    page.wait_for_function(
+        "() => { const s = document.querySelector('#chipmap'), r = s.getBoundingClientRect();"
+        " const [, , w, h] = s.getAttribute('viewBox').split(' ').map(Number);"
+        " return Math.min(r.width / w, r.height / h) > 19.99; }"
+    )
+    assert px_per_um() == pytest.approx(20.0, rel=1e-6)
+    assert dot_px() == pytest.approx(6.0, abs=0.5)
+    for _ in range(60):
+        page.mouse.wheel(0, 100)
+    expect(svg).to_have_attribute("viewBox", "68 68 128 64")  # the whole chip, no further
+    assert dot_px() == pytest.approx(6.0, abs=0.5)
+
+
 def test_designer_two_layer_stack_and_gds_export(page: Any, tmp_path: Path) -> None:
     import gdstk
     from playwright.sync_api import expect
