@@ -278,6 +278,54 @@ def test_designer_two_layer_stack_and_gds_export(page: Any, tmp_path: Path) -> N
     expect(page.locator("#pair-list .twist")).to_have_text("10.00")
 
 
+def test_designer_colours_each_flake_and_shows_a_scale_bar(page: Any) -> None:
+    """Two graphene flakes in one stack get two colours (as in the layer list); the scale bar's
+    length on screen matches its label in µm before and after zooming."""
+    from playwright.sync_api import expect
+
+    page.goto("/designs/new")
+    page.locator('.add-flake[data-flake-id="1"]').click()
+    page.locator('.add-flake[data-flake-id="2"]').click()
+    polys = page.locator("#stack-canvas polygon.stack-layer")
+    expect(polys).to_have_count(2)
+    fills = polys.evaluate_all("els => els.map(e => getComputedStyle(e).fill)")
+    assert fills[0] != fills[1]
+    listed = page.locator("#layer-list .layer-item").evaluate_all(
+        "els => els.map(e => e.dataset.colour)"
+    )
+    assert [p.get_attribute("fill") for p in polys.all()] == listed
+    expect(page.locator("#layer-list .layer-item .layer-swatch rect")).to_have_count(2)
+    svg = page.locator("#stack-canvas")
+
+    def scale_bar() -> tuple[float, float]:
+        """(length in µm from the label, length in screen px)."""
+        label = page.locator("#scale-bar text").text_content()
+        m = re.fullmatch(r"([0-9.]+) µm", label or "")
+        assert m, label
+        um = float(m.group(1))
+        assert um == float(page.locator("#scale-bar").get_attribute("data-um"))
+        box = svg.bounding_box()
+        _, _, w, h = (float(v) for v in svg.get_attribute("viewBox").split())
+        px_per_um = min(box["width"] / w, box["height"] / h)
+        line_um = float(page.locator("#scale-bar line").get_attribute("x2")) - float(
+            page.locator("#scale-bar line").get_attribute("x1")
+        )
+        assert line_um == pytest.approx(um)
+        return um, line_um * px_per_um
+
+    um, px = scale_bar()
+    assert 48 <= px <= 120 and re.fullmatch(r"[125]0*|0\.0*[125]", f"{um:g}")
+    box = svg.bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    before = svg.get_attribute("viewBox")
+    for _ in range(5):
+        page.mouse.wheel(0, -100)
+    expect(svg).not_to_have_attribute("viewBox", before)
+    um2, px2 = scale_bar()
+    assert 48 <= px2 <= 120 and um2 < um  # 3x closer: a shorter length fills the bar
+    expect(polys).to_have_count(2)
+
+
 def test_chip_map_loads_flakes_in_view_and_more_on_pan(page: Any, db_url: str) -> None:
     """1600 flakes (``populate_grid``): clusters at first, outlines once zoomed in, and a pan
     fetches the flakes of the new area from the viewport API."""
