@@ -5,11 +5,14 @@
 2. Hypotheses: starting from several camera tone curves (the one degeneracy that matters: a
    steeper tone curve makes 1 layer look like 2), each cluster goes to the layer number whose
    predicted colour is nearest, or to *unassigned* (thick, bulk, residue) when none is within
-   tolerance; at most one cluster per layer number. The optics model is refitted on the assigned
-   clusters, and the two steps repeat until the assignment is stable.
-3. Every distinct assignment gets a score: the fit's robust chi-square (with the parameter
-   priors) plus a price per unassigned cluster (smaller for clusters of few pixels, whose colour
-   is dominated by blurred edges). The best wins; its confidence is its share of
+   tolerance. Several clusters may share a layer number (flakes of one thickness in pictures of
+   slightly different exposure can form separate clusters). The optics model is refitted on the
+   assigned clusters (merged per layer number), and the two steps repeat until the assignment is
+   stable.
+3. Every distinct assignment gets a score: the fit's chi-square (with the parameter priors),
+   the spread of clusters that share a layer number about their merged colour, and a price per
+   unassigned cluster (smaller for clusters of few pixels, whose colour is dominated by blurred
+   edges). The best wins; its confidence is its share of
    ``exp(-score)`` among the distinct assignments found.
 
 The model predicts a monotone colour sequence, so the assignment is physically consistent by
