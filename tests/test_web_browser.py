@@ -176,6 +176,49 @@ def test_chip_map_outlines(page: Any) -> None:
     expect(page).to_have_url(re.compile(r"/flakes/3$"))
 
 
+def test_chip_map_markers_keep_their_size_and_zoom_has_limits(page: Any) -> None:
+    """Centre markers are 6 screen pixels across at every zoom; zooming in stops at 20 screen
+    pixels per µm, zooming out where the whole chip (128 x 64 µm here) fits."""
+    from playwright.sync_api import expect
+
+    page.goto("/chips/1")
+    svg = page.locator("#chipmap")
+    dots = page.locator("#chipmap circle.flake-dot")
+    expect(dots).to_have_count(4)
+
+    def dot_px() -> float:
+        return float(dots.first.bounding_box()["width"])
+
+    def px_per_um() -> float:
+        box = svg.bounding_box()
+        _, _, w, h = (float(v) for v in svg.get_attribute("viewBox").split())
+        return min(box["width"] / w, box["height"] / h)
+
+    assert dot_px() == pytest.approx(6.0, abs=0.5)
+    box = svg.bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    start = px_per_um()
+    assert start < 20 * 0.8**3
+    for _ in range(3):
+        page.mouse.wheel(0, -100)
+    expect(svg).not_to_have_attribute("viewBox", "68 68 128 64")
+    assert px_per_um() == pytest.approx(start / 0.8**3, rel=1e-3)
+    assert dot_px() == pytest.approx(6.0, abs=0.5)  # the map is 2x larger, the markers are not
+    for _ in range(40):
+        page.mouse.wheel(0, -100)
+    page.wait_for_function(
+        "() => { const s = document.querySelector('#chipmap'), r = s.getBoundingClientRect();"
+        " const [, , w, h] = s.getAttribute('viewBox').split(' ').map(Number);"
+        " return Math.min(r.width / w, r.height / h) > 19.99; }"
+    )
+    assert px_per_um() == pytest.approx(20.0, rel=1e-6)
+    assert dot_px() == pytest.approx(6.0, abs=0.5)
+    for _ in range(60):
+        page.mouse.wheel(0, 100)
+    expect(svg).to_have_attribute("viewBox", "68 68 128 64")  # the whole chip, no further
+    assert dot_px() == pytest.approx(6.0, abs=0.5)
+
+
 def test_designer_two_layer_stack_and_gds_export(page: Any, tmp_path: Path) -> None:
     import gdstk
     from playwright.sync_api import expect
@@ -245,6 +288,54 @@ def test_designer_two_layer_stack_and_gds_export(page: Any, tmp_path: Path) -> N
         "10.0"
     )
     expect(page.locator("#pair-list .twist")).to_have_text("10.00")
+
+
+def test_designer_colours_each_flake_and_shows_a_scale_bar(page: Any) -> None:
+    """Two graphene flakes in one stack get two colours (as in the layer list); the scale bar's
+    length on screen matches its label in µm before and after zooming."""
+    from playwright.sync_api import expect
+
+    page.goto("/designs/new")
+    page.locator('.add-flake[data-flake-id="1"]').click()
+    page.locator('.add-flake[data-flake-id="2"]').click()
+    polys = page.locator("#stack-canvas polygon.stack-layer")
+    expect(polys).to_have_count(2)
+    fills = polys.evaluate_all("els => els.map(e => getComputedStyle(e).fill)")
+    assert fills[0] != fills[1]
+    listed = page.locator("#layer-list .layer-item").evaluate_all(
+        "els => els.map(e => e.dataset.colour)"
+    )
+    assert [p.get_attribute("fill") for p in polys.all()] == listed
+    expect(page.locator("#layer-list .layer-item .layer-swatch rect")).to_have_count(2)
+    svg = page.locator("#stack-canvas")
+
+    def scale_bar() -> tuple[float, float]:
+        """(length in µm from the label, length in screen px)."""
+        label = page.locator("#scale-bar text").text_content()
+        m = re.fullmatch(r"([0-9.]+) µm", label or "")
+        assert m, label
+        um = float(m.group(1))
+        assert um == float(page.locator("#scale-bar").get_attribute("data-um"))
+        box = svg.bounding_box()
+        _, _, w, h = (float(v) for v in svg.get_attribute("viewBox").split())
+        px_per_um = min(box["width"] / w, box["height"] / h)
+        line_um = float(page.locator("#scale-bar line").get_attribute("x2")) - float(
+            page.locator("#scale-bar line").get_attribute("x1")
+        )
+        assert line_um == pytest.approx(um)
+        return um, line_um * px_per_um
+
+    um, px = scale_bar()
+    assert 48 <= px <= 120 and re.fullmatch(r"[125]0*|0\.0*[125]", f"{um:g}")
+    box = svg.bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    before = svg.get_attribute("viewBox")
+    for _ in range(5):
+        page.mouse.wheel(0, -100)
+    expect(svg).not_to_have_attribute("viewBox", before)
+    um2, px2 = scale_bar()
+    assert 48 <= px2 <= 120 and um2 < um  # 3x closer: a shorter length fills the bar
+    expect(polys).to_have_count(2)
 
 
 def test_chip_map_loads_flakes_in_view_and_more_on_pan(page: Any, db_url: str) -> None:
@@ -388,8 +479,9 @@ def test_api_docs_work_offline(page: Any, base_url: str) -> None:
 
 
 def test_setup_page_click_flakes_calibrate_and_save(page: Any, tmp_path: Path) -> None:
-    """Upload two rendered micrographs, click every flake, calibrate with proposed layers,
-    accept them, calibrate again, see the clusters over the optics curve, save the profile."""
+    """Upload two rendered micrographs, click every flake (and a thick one), calibrate with
+    proposed layers, accept them (the thick flake has none and is left out, with a note),
+    calibrate again, see the clusters over the optics curve, save the profile."""
     from playwright.sync_api import expect
 
     from flakefinder.calibration import SetupProfile
@@ -425,15 +517,27 @@ def test_setup_page_click_flakes_calibrate_and_save(page: Any, tmp_path: Path) -
             )
             n_regions += 1
             expect(page.locator("#region-list .region-item")).to_have_count(n_regions)
+    # the 60-layer square of view 1 (pixels 90-150 x 85-145): too thick for a layer number
+    box = canvas.bounding_box()
+    page.mouse.click(box["x"] + 120.5 * box["width"] / 240, box["y"] + 115.5 * box["height"] / 180)
+    expect(page.locator("#region-list .region-item")).to_have_count(n_regions + 1)
     page.locator("#calibrate").click()
     expect(page.locator("#setup-status")).to_contain_text("calibrated (masks)")
     proposed = page.locator("#region-list .proposed").all_inner_texts()
-    assert proposed == [f"proposed: {n}" for _, _, n in truth]
+    assert proposed == [f"proposed: {n}" for _, _, n in truth] + ["proposed: none"]
     page.locator("#accept-proposed").click()
-    values = page.locator("#region-list input").evaluate_all("els => els.map(e => Number(e.value))")
-    assert values == [n for _, _, n in truth]
+    values = page.locator("#region-list input").evaluate_all("els => els.map(e => e.value)")
+    assert values == [str(n) for _, _, n in truth] + [""]
     page.locator("#calibrate").click()
+    note = f"flake #{n_regions + 1} has no layer number: left out of the calibration"
     expect(page.locator("#setup-status")).to_contain_text("calibrated (labels)")
+    expect(page.locator("#setup-status")).to_contain_text(note)
+    expect(page.locator("#calibration-notes li")).to_have_text([note])
+    expect(page.locator("#region-list .region-item.skipped")).to_have_count(1)
+    expect(page.locator("#region-list .region-item").last).to_have_class(re.compile(r"\bskipped\b"))
+    expect(page.locator("#region-list .proposed").last).to_have_text(
+        "proposed: none · left out (no layer number)"
+    )
     expect(page.locator("#colour-table tr.entry-measured")).to_have_count(3)
     expect(page.locator("#cluster-plot polyline.optics-curve")).to_have_count(3)
     assert page.locator("#cluster-plot circle.cluster-point").count() == 9  # 3 layers × RGB

@@ -3,12 +3,16 @@
 // the zoom level changes the cluster cell size). The page itself holds the first view.
 // The stored images come as 256 px tiles (/chips/{id}/mosaic/{z}/{x}/{y}.png) of the zoom level
 // that matches the screen, only those in view: never one huge picture of the whole chip.
+// Flake markers keep one size on screen; zooming stops where the whole chip fits (out) and at
+// MAX_PX_PER_UM screen pixels per µm (in).
 (function () {
   const svg = document.getElementById("chipmap");
   if (!svg) return;
   const SVG_NS = "http://www.w3.org/2000/svg";
   const GRID = 32; // cells across the longer side of a fetched area, as on the server
   const FILTER_KEYS = ["material", "layer_class", "status", "min_area", "min_confidence"];
+  const DOT_PX = 3; // radius of a flake's centre marker, screen pixels
+  const MAX_PX_PER_UM = 20; // closest zoom: 1 µm = 20 screen pixels (finer than any objective)
   const layer = document.getElementById("flake-layer");
   const status = document.getElementById("map-status");
   const colours = JSON.parse(svg.dataset.colours || "{}");
@@ -17,7 +21,8 @@
   new URLSearchParams(window.location.search).forEach((value, key) => {
     if (FILTER_KEYS.includes(key) && value !== "") filters.append(key, value);
   });
-  let [x, y, w, h] = svg.dataset.extent.split(" ").map(Number);
+  const extent = svg.dataset.extent.split(" ").map(Number);
+  let [x, y, w, h] = extent;
   let loaded = {
     box: svg.dataset.loaded.split(" ").map(Number),
     mode: svg.dataset.mode,
@@ -28,8 +33,27 @@
   const apply = () => {
     svg.setAttribute("viewBox", `${x} ${y} ${w} ${h}`);
     drawMosaic();
+    sizeMarkers();
     schedule();
   };
+
+  // centre markers: DOT_PX screen pixels whatever the zoom (the map's units are µm)
+  function sizeMarkers() {
+    const r = (DOT_PX * umPerPx()).toPrecision(4);
+    for (const dot of layer.querySelectorAll("circle.flake-dot")) dot.setAttribute("r", r);
+  }
+
+  // scale the view by k about the chip point (ux, uy), within the zoom limits
+  function zoom(k, ux, uy) {
+    const u = umPerPx();
+    k = Math.max(k, 1 / (MAX_PX_PER_UM * u)); // not closer than MAX_PX_PER_UM
+    if (w * k >= extent[2] || h * k >= extent[3]) {
+      [x, y, w, h] = extent; // not further out than the whole chip
+    } else {
+      x = ux - (ux - x) * k; y = uy - (uy - y) * k; w *= k; h *= k;
+    }
+    apply();
+  }
 
   // the chip area actually on screen (the viewBox is letterboxed into the element)
   function visible() {
@@ -76,7 +100,7 @@
       if (inflight === ctl) inflight = null;
     }
     loaded = { box: data.bbox_um, mode: data.mode, cell: data.cell_um };
-    draw(data, vw);
+    draw(data);
     svg.dataset.requests = String(Number(svg.dataset.requests) + 1);
     svg.dataset.mode = data.mode;
     svg.dataset.total = String(data.total);
@@ -89,7 +113,7 @@
     return e;
   }
 
-  function draw(data, viewWidth) {
+  function draw(data) {
     const frag = document.createDocumentFragment();
     for (const f of data.flakes) {
       const colour = colours[f.material] || "#fff";
@@ -98,14 +122,14 @@
         class: "flake-outline",
         "data-flake-id": f.id,
         points: f.polygon_um.map((p) => `${p[0]},${p[1]}`).join(" "),
-        style: `stroke: ${colour}`,
+        stroke: colour,
       }, a);
       const layers = f.layer_count ? ` ${f.layer_count}L` : "";
       el("title", {}, poly).textContent =
         `#${f.id} ${f.material} ${f.layer_class}${layers}, ${Math.round(f.area_um2)} µm²`;
       el("circle", {
-        class: "flake-dot", cx: f.centroid_um[0], cy: f.centroid_um[1], r: viewWidth / 300,
-        style: `fill: ${colour}`,
+        class: "flake-dot", cx: f.centroid_um[0], cy: f.centroid_um[1], r: DOT_PX * umPerPx(),
+        fill: colour,
       }, a);
     }
     const maxCount = Math.max(1, ...data.clusters.map((c) => c.count));
@@ -181,9 +205,7 @@
     ev.preventDefault();
     const [vx, vy] = visible(), r = svg.getBoundingClientRect(), u = umPerPx();
     const ux = vx + (ev.clientX - r.left) * u, uy = vy + (ev.clientY - r.top) * u;
-    const k = ev.deltaY > 0 ? 1.25 : 0.8;  // zoom about the chip point under the cursor
-    x = ux - (ux - x) * k; y = uy - (uy - y) * k; w *= k; h *= k;
-    apply();
+    zoom(ev.deltaY > 0 ? 1.25 : 0.8, ux, uy);  // about the chip point under the cursor
   }, { passive: false });
   let drag = null, dragged = false;
   svg.addEventListener("mousedown", (ev) => {
@@ -200,8 +222,8 @@
     const [bx0, by0, bx1, by1] = cluster.dataset.bbox.trim().split(/\s+/).map(Number);
     const k = Math.max((bx1 - bx0) / w, (by1 - by0) / h, 1e-3) * 1.2;
     const cx = (bx0 + bx1) / 2, cy = (by0 + by1) / 2;
-    w *= k; h *= k; x = cx - w / 2; y = cy - h / 2;
-    apply();
+    x = cx - w / 2; y = cy - h / 2; // centre the cluster, then zoom about its centre
+    zoom(k, cx, cy);
   }, true);
   window.addEventListener("mousemove", (ev) => {
     if (!drag) return;
@@ -210,4 +232,5 @@
     y = drag.y - (ev.clientY - drag.cy) * drag.u;
     apply();
   });
+  sizeMarkers(); // the page's first view
 })();
