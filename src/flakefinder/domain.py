@@ -185,6 +185,8 @@ class Detection:
     layer_count: int | None = None  # exact layer-number estimate from optical contrast
     contrast_rgb: tuple[float, float, float] | None = None  # C = 1 - I/I_bg per channel
     mask: np.ndarray | None = field(default=None, repr=False)  # bool (H, W) of the whole image
+    layer_confidence: float | None = None  # 0..1: how sure the layer number is (None: not rated)
+    layer_alternative: int | None = None  # the next most likely layer number
 
     @property
     def category(self) -> str:

@@ -1,0 +1,152 @@
+"""The substrate field of a working image, its log contrast and the foreground.
+
+The substrate is found as a region, not only as a colour: the edge-free areas (low colour
+gradient) that mostly hold the substrate colour. A smooth field is then spread from them by
+normalised convolution (a Gaussian-weighted average of substrate pixels only), which follows
+vignetting, illumination gradients and tinted corners, and fills the area under flakes from their
+surroundings. Two more rounds re-admit pixels that fit the field (corners first excluded because
+they were darker than the mode) and drop those that do not (faint flakes that leaked in).
+
+Contrast is kept as ``L = log(I / I_substrate)`` per channel, smoothed by a 1-pixel Gaussian;
+``C = exp(L) - 1`` is the profile convention ``I / I_substrate - 1``. Channels that clip on the
+substrate are zero in ``L`` and left out of every distance.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from flakefinder.detect.terrace.image import WorkingImage
+from flakefinder.errors import ImageError
+
+_K3 = np.ones((3, 3), np.uint8)
+
+
+@dataclass(frozen=True, eq=False)
+class Background:
+    """Substrate field and contrast of one working image.
+
+    Attributes
+    ----------
+    log_contrast
+        (h, w, 3) float32 smoothed ``log(I / I_substrate)``; 0 in channels that are not valid.
+    noise
+        (3,) robust sd of ``log_contrast`` on the substrate (inf in channels that are not valid).
+    substrate
+        (h, w) bool: pixels that fit the field (bare substrate).
+    foreground
+        (h, w) bool: pixels that differ from the substrate by more than the noise allows.
+    edge_strength
+        (h, w) float32 colour gradient in units of the image's typical (median) gradient.
+    """
+
+    log_contrast: np.ndarray
+    noise: np.ndarray
+    substrate: np.ndarray
+    foreground: np.ndarray
+    edge_strength: np.ndarray
+
+    @property
+    def substrate_fraction(self) -> float:
+        """Share of the working image that is bare substrate."""
+        return float(self.substrate.mean())
+
+
+def _normalised_convolution(
+    img: np.ndarray, mask: np.ndarray, sigma: float
+) -> tuple[np.ndarray, np.ndarray]:
+    m = mask.astype(np.float32)
+    num = cv2.GaussianBlur(img * m[:, :, None], (0, 0), sigma)
+    den = cv2.GaussianBlur(m, (0, 0), sigma)
+    return num / np.maximum(den, 1e-6)[:, :, None], den
+
+
+def _field(small4: np.ndarray, sub4: np.ndarray, sigma: float) -> np.ndarray:
+    """Smooth field from substrate pixels; far from any, a 4x wider average takes over."""
+    near, weight = _normalised_convolution(small4, sub4, sigma)
+    far, _ = _normalised_convolution(small4, sub4, 4.0 * sigma)
+    w = np.clip(weight / 0.2, 0.0, 1.0)[:, :, None]
+    return np.asarray(w * near + (1.0 - w) * far, dtype=np.float32)
+
+
+def estimate_background(
+    work: WorkingImage,
+    *,
+    k_sigma: float = 4.0,
+    min_contrast: float = 0.008,
+    edge_k: float = 5.0,
+    readmit: float = 0.08,
+) -> Background:
+    """Fit the substrate field of ``work`` and mark the foreground.
+
+    Parameters
+    ----------
+    k_sigma
+        Foreground: the colour differs from the field by more than ``k_sigma`` noise sds ...
+    min_contrast
+        ... and by more than this in some channel (log units, ~ relative contrast).
+    edge_k
+        Pixels whose colour gradient exceeds ``edge_k`` times the image's median gradient are
+        edges; the substrate is grown through the edge-free ones.
+    readmit
+        In the second round, pixels within this (log) contrast of the field rejoin the substrate.
+
+    Raises
+    ------
+    ImageError
+        When no bare substrate can be found (an image of a single colour other than substrate,
+        or a field filled with bulk).
+    """
+    small = work.small_u8.astype(np.float32)
+    valid = work.valid
+    h, w = work.size
+    log_small = np.log(np.maximum(small, 1.0))
+    logs = cv2.GaussianBlur(log_small, (0, 0), 1.2)
+    grad = cv2.dilate(logs, _K3) - cv2.erode(logs, _K3)
+    scale = np.maximum(np.median(grad[::3, ::3].reshape(-1, 3), axis=0), 1e-4)
+    edge = np.sqrt(np.sum((grad / scale)[:, :, valid] ** 2, axis=2) / valid.sum())
+    calm = edge < edge_k
+    rel = small / np.maximum(work.substrate_rgb, 1.0).astype(np.float32) - 1.0
+    near = np.all((np.abs(rel) < 0.05) | ~valid, axis=2)
+    n, lab, stats, _ = cv2.connectedComponentsWithStats(calm.astype(np.uint8), connectivity=4)
+    near_count = np.bincount(lab[near], minlength=n)
+    near_count[0] = 0
+    if near_count.max() == 0:
+        raise ImageError("no bare substrate found: no calm area has the image's dominant colour")
+    area = stats[:, cv2.CC_STAT_AREA]
+    is_sub = ((near_count > 0.3 * area) & (area > 0.002 * h * w)) | (near_count == near_count.max())
+    is_sub[0] = False
+    loose = np.all((np.abs(rel) < 0.15) | ~valid, axis=2)
+    sub = is_sub[lab] & loose
+    tw, th = max(8, w // 4), max(8, h // 4)
+    small4 = cv2.resize(small, (tw, th), interpolation=cv2.INTER_AREA)
+    sigma = max(th, tw) / 16.0
+    lc = np.zeros_like(small)
+    noise = np.ones(3)
+    fg = np.zeros((h, w), bool)
+    for round_ in range(3):
+        sub4 = cv2.resize(sub.astype(np.float32), (tw, th), interpolation=cv2.INTER_AREA) > 0.99
+        if not sub4.any():
+            raise ImageError("no bare substrate found: the substrate area is too small to fit")
+        field = cv2.resize(_field(small4, sub4, sigma), (w, h), interpolation=cv2.INTER_LINEAR)
+        lc = log_small - np.log(np.maximum(field, 1.0))
+        lc[:, :, ~valid] = 0.0
+        lc = cv2.GaussianBlur(lc, (0, 0), 1.0)
+        sample = lc[::2, ::2][sub[::2, ::2]]
+        if sample.shape[0] < 20:
+            raise ImageError("no bare substrate found: too few substrate pixels")
+        med = np.median(sample, axis=0)
+        noise = np.maximum(1.4826 * np.median(np.abs(sample - med), axis=0), 1e-3)
+        noise[~valid] = np.inf
+        z = np.sqrt(np.sum((lc / noise) ** 2, axis=2))
+        amp = np.max(np.abs(lc), axis=2)
+        fg = (z > k_sigma) & (amp > min_contrast)
+        if round_ == 0:
+            sub = (amp < readmit) & calm
+        else:
+            sub = ~cv2.dilate(fg.astype(np.uint8), _K3).astype(bool)
+    fg = cv2.morphologyEx(fg.astype(np.uint8), cv2.MORPH_OPEN, _K3).astype(bool)
+    return Background(lc.astype(np.float32), noise, sub, fg, edge.astype(np.float32))
