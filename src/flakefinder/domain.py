@@ -217,6 +217,23 @@ class BatchDetector(Detector, Protocol):
     ) -> list[list[Detection]]: ...
 
 
+@runtime_checkable
+class SelfCalibrating(Protocol):
+    """A :class:`Detector` that calibrates itself on the images it is given (no setup profile).
+
+    Commands call :meth:`calibrate_on` with a sample of a batch before detecting, so the
+    calibration sees more than one image; without that call the detector calibrates on the
+    first images it detects on.
+    """
+
+    @property
+    def needs_calibration(self) -> bool: ...
+
+    def calibrate_on(
+        self, images: Sequence[np.ndarray], context: ImagingContext, names: Sequence[str]
+    ) -> list[str]: ...
+
+
 @dataclass(frozen=True)
 class StagePosition:
     x_um: float

@@ -49,8 +49,9 @@ __all__ = [
     "parse_option_pairs",
 ]
 
-DEFAULT_DETECTOR = "contrast"
-"""The best detector by the benchmarks (README, "Detectors on synthetic data"): ``contrast``."""
+DEFAULT_DETECTOR = "terrace"
+"""Terrace segmentation with per-terrace classification: works on real micrographs without
+a profile (it self-calibrates) and with one (README, "Real micrographs")."""
 
 
 def available_detectors() -> tuple[str, ...]:

@@ -72,6 +72,26 @@ def _field(small4: np.ndarray, sub4: np.ndarray, sigma: float) -> np.ndarray:
     return np.asarray(w * near + (1.0 - w) * far, dtype=np.float32)
 
 
+def _contrast(
+    log_img: np.ndarray, sub: np.ndarray, field: np.ndarray, valid: np.ndarray, k_sigma: float,
+    min_contrast: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Smoothed log contrast against ``field``, the substrate noise and the foreground."""
+    lc = log_img - np.log(np.maximum(field, 1.0))
+    lc[:, :, ~valid] = 0.0
+    lc = cv2.GaussianBlur(lc, (0, 0), 1.0)
+    step = max(1, round(float(np.sqrt(sub.size / 40000.0))))
+    sample = lc[::step, ::step][sub[::step, ::step]]
+    if sample.shape[0] < 20:
+        raise ImageError("no bare substrate found: too few substrate pixels")
+    med = np.median(sample, axis=0)
+    noise = np.maximum(1.4826 * np.median(np.abs(sample - med), axis=0), 1e-3)
+    noise[~valid] = np.inf
+    z = np.sqrt(np.sum((lc / noise) ** 2, axis=2))
+    amp = np.max(np.abs(lc), axis=2)
+    return lc, noise, (z > k_sigma) & (amp > min_contrast)
+
+
 def estimate_background(
     work: WorkingImage,
     *,
@@ -81,6 +101,9 @@ def estimate_background(
     readmit: float = 0.08,
 ) -> Background:
     """Fit the substrate field of ``work`` and mark the foreground.
+
+    The first two rounds run on a copy shrunk 4x more (the field is smooth), the last one at
+    working resolution.
 
     Parameters
     ----------
@@ -100,16 +123,17 @@ def estimate_background(
         When no bare substrate can be found (an image of a single colour other than substrate,
         or a field filled with bulk).
     """
-    small = work.small_u8.astype(np.float32)
     valid = work.valid
     h, w = work.size
-    log_small = np.log(np.maximum(small, 1.0))
-    logs = cv2.GaussianBlur(log_small, (0, 0), 1.2)
-    grad = cv2.dilate(logs, _K3) - cv2.erode(logs, _K3)
-    scale = np.maximum(np.median(grad[::3, ::3].reshape(-1, 3), axis=0), 1e-4)
+    tw, th = max(8, w // 4), max(8, h // 4)
+    small = work.small_u8.astype(np.float32)
+    small4 = cv2.resize(small, (tw, th), interpolation=cv2.INTER_AREA)
+    log4 = np.log(np.maximum(small4, 1.0))
+    grad = cv2.dilate(log4, _K3) - cv2.erode(log4, _K3)
+    scale = np.maximum(np.median(grad.reshape(-1, 3), axis=0), 1e-4)
     edge = np.sqrt(np.sum((grad / scale)[:, :, valid] ** 2, axis=2) / valid.sum())
     calm = edge < edge_k
-    rel = small / np.maximum(work.substrate_rgb, 1.0).astype(np.float32) - 1.0
+    rel = small4 / np.maximum(work.substrate_rgb, 1.0).astype(np.float32) - 1.0
     near = np.all((np.abs(rel) < 0.05) | ~valid, axis=2)
     n, lab, stats, _ = cv2.connectedComponentsWithStats(calm.astype(np.uint8), connectivity=4)
     near_count = np.bincount(lab[near], minlength=n)
@@ -117,36 +141,28 @@ def estimate_background(
     if near_count.max() == 0:
         raise ImageError("no bare substrate found: no calm area has the image's dominant colour")
     area = stats[:, cv2.CC_STAT_AREA]
-    is_sub = ((near_count > 0.3 * area) & (area > 0.002 * h * w)) | (near_count == near_count.max())
+    is_sub = ((near_count > 0.3 * area) & (area > 0.002 * th * tw)) | (
+        near_count == near_count.max()
+    )
     is_sub[0] = False
-    loose = np.all((np.abs(rel) < 0.15) | ~valid, axis=2)
-    sub = is_sub[lab] & loose
-    tw, th = max(8, w // 4), max(8, h // 4)
-    small4 = cv2.resize(small, (tw, th), interpolation=cv2.INTER_AREA)
+    sub = is_sub[lab] & np.all((np.abs(rel) < 0.15) | ~valid, axis=2)
     sigma = max(th, tw) / 16.0
-    lc = np.zeros_like(small)
-    noise = np.ones(3)
-    fg = np.zeros((h, w), bool)
-    for round_ in range(3):
-        sub4 = cv2.resize(sub.astype(np.float32), (tw, th), interpolation=cv2.INTER_AREA) > 0.99
-        if not sub4.any():
+    for round_ in range(2):
+        if not sub.any():
             raise ImageError("no bare substrate found: the substrate area is too small to fit")
-        field = cv2.resize(_field(small4, sub4, sigma), (w, h), interpolation=cv2.INTER_LINEAR)
-        lc = log_small - np.log(np.maximum(field, 1.0))
-        lc[:, :, ~valid] = 0.0
-        lc = cv2.GaussianBlur(lc, (0, 0), 1.0)
-        sample = lc[::2, ::2][sub[::2, ::2]]
-        if sample.shape[0] < 20:
-            raise ImageError("no bare substrate found: too few substrate pixels")
-        med = np.median(sample, axis=0)
-        noise = np.maximum(1.4826 * np.median(np.abs(sample - med), axis=0), 1e-3)
-        noise[~valid] = np.inf
-        z = np.sqrt(np.sum((lc / noise) ** 2, axis=2))
-        amp = np.max(np.abs(lc), axis=2)
-        fg = (z > k_sigma) & (amp > min_contrast)
+        _, _, fg4 = _contrast(log4, sub, _field(small4, sub, sigma), valid, k_sigma, min_contrast)
         if round_ == 0:
-            sub = (amp < readmit) & calm
+            lc4 = log4 - np.log(np.maximum(_field(small4, sub, sigma), 1.0))
+            sub = (np.max(np.abs(np.where(valid, lc4, 0.0)), axis=2) < readmit) & calm
         else:
-            sub = ~cv2.dilate(fg.astype(np.uint8), _K3).astype(bool)
+            sub = ~cv2.dilate(fg4.astype(np.uint8), _K3).astype(bool)
+    if not sub.any():
+        raise ImageError("no bare substrate found: the substrate area is too small to fit")
+    field = cv2.resize(_field(small4, sub, sigma), (w, h), interpolation=cv2.INTER_LINEAR)
+    sub_full = cv2.resize(sub.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
+    lc, noise, fg = _contrast(
+        np.log(np.maximum(small, 1.0)), sub_full, field, valid, k_sigma, min_contrast
+    )
     fg = cv2.morphologyEx(fg.astype(np.uint8), cv2.MORPH_OPEN, _K3).astype(bool)
-    return Background(lc.astype(np.float32), noise, sub, fg, edge.astype(np.float32))
+    substrate = sub_full & ~fg
+    return Background(lc.astype(np.float32), noise, substrate, fg, edge.astype(np.float32))

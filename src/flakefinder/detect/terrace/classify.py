@@ -12,6 +12,9 @@ a terrace mean is far less noisy than a pixel but moves with white balance and f
   other as the alternative, a low confidence.
 * Otherwise: unknown thickness (``n_layers=None``), class "thick" when its contrast is stronger
   than the table's thickest entry, else "few". A flake is never dropped for an unsure number.
+* A colour far from the material's whole ladder (the path from the substrate through the table's
+  layers, continued beyond the thickest) is no thickness of the material: residue, dirt or
+  another material. Such calls have ``fits_material=False``.
 """
 
 from __future__ import annotations
@@ -42,11 +45,27 @@ class LayerCall:
     confidence: float
     alternative: int | None = None
     distance_sigma: float = math.nan
+    fits_material: bool = True  # False: no thickness of the material has this colour
 
 
 def unknown_call(material: str, *, thick: bool = False) -> LayerCall:
     """A flake of ``material`` whose layer number is not known."""
     return LayerCall(material, None, LayerClass.THICK if thick else LayerClass.FEW, 0.0)
+
+
+def _near_ladder(c: np.ndarray, means: np.ndarray, ok: np.ndarray) -> bool:
+    """Whether ``c`` lies near the path substrate (0) -> layer means (in layer order) -> beyond."""
+    pts = np.vstack([np.zeros((1, 3)), means])[:, ok]
+    x = c[ok]
+    best = math.inf
+    for i in range(len(pts) - 1):
+        a, b = pts[i], pts[i + 1]
+        seg = b - a
+        den = float(seg @ seg)
+        u = 0.0 if den <= 0.0 else float((x - a) @ seg / den)
+        u = max(0.0, u) if i == len(pts) - 2 else min(max(0.0, u), 1.0)  # the last one goes on
+        best = min(best, float(np.linalg.norm(x - (a + u * seg))))
+    return best <= max(0.04, 0.35 * float(np.linalg.norm(x)))
 
 
 def _class_of(n: int) -> LayerClass:
@@ -109,7 +128,10 @@ class ProfileClassifier:
             return between
         table = next(t for t in self._tables if t.material == material)
         strongest = float(np.max(np.abs(table.means[-1][ok])))
-        return unknown_call(material, thick=float(np.max(np.abs(c[ok]))) > strongest)
+        call = unknown_call(material, thick=float(np.max(np.abs(c[ok]))) > strongest)
+        if not any(_near_ladder(c, t.means, ok) for t in self._tables):
+            call = LayerCall(material, None, call.layer_class, 0.0, fits_material=False)
+        return call
 
     @staticmethod
     def _spread(mu: np.ndarray, cov: np.ndarray) -> np.ndarray:

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from flakefinder.domain import ImagingContext
 
 CALIBRATION_SCORE = 0.6  # terraces at least this flake-like calibrate a setting
+WARMUP_IMAGES = 8  # without calibrate_on: recalibrate after 2, 4 and 8 images (a scan's first tiles)
 
 
 class TerraceDetector:
@@ -86,6 +87,34 @@ class TerraceDetector:
         self.polygon_epsilon_px = float(polygon_epsilon_px)
         self.calibrations: list[SettingCalibration] = []
         self.notes: list[str] = []
+        self._frozen = False  # calibrate_on ran: no warm-up recalibration
+        self._warmup: list[tuple[TerraceMap, np.ndarray, str]] = []
+
+    @property
+    def needs_calibration(self) -> bool:
+        """True until the detector has a profile or has calibrated on a sample of images."""
+        return self.profile is None and not self._frozen
+
+    def calibrate_on(
+        self, images: Sequence[np.ndarray], context: ImagingContext, names: Sequence[str]
+    ) -> list[str]:
+        """Self-calibrate on ``images`` (a sample of the batch to come); the notes it made."""
+        if self.profile is not None:
+            return []
+        before = len(self.notes)
+        maps, imgs, labels = [], [], []
+        for im, label in zip(images, names, strict=True):
+            try:
+                maps.append(segment_terraces(check_rgb_image(im), self.settings))
+                imgs.append(im)
+                labels.append(label)
+            except ImageError as exc:
+                self.notes.append(f"{label}: not used for calibration ({exc})")
+        self.calibrations = []
+        if maps:
+            self._calibrate(maps, imgs, labels, context)
+        self._frozen = True
+        return self.notes[before:]
 
     @property
     def profile_sha256(self) -> str | None:
@@ -131,6 +160,8 @@ class TerraceDetector:
             clf = ProfileClassifier(self.profile, materials, max_sigma=self.max_sigma)
             return [None if m is None else clf for m in maps]
         present = [i for i, m in enumerate(maps) if m is not None]
+        if not self._frozen and present:
+            self._warm_up(maps, images, labels, context, present)
         unmatched = [i for i in present if not self._known(maps[i])]  # type: ignore[arg-type]
         if unmatched:
             self._calibrate([maps[i] for i in unmatched], [images[i] for i in unmatched],  # type: ignore[misc]
@@ -143,6 +174,24 @@ class TerraceDetector:
             setting = nearest_setting(self.calibrations, m.work.substrate_rgb)
             out.append(setting.classifier(materials, self.max_sigma))
         return out
+
+    def _warm_up(self, maps: Sequence[TerraceMap | None], images: Sequence[np.ndarray],
+                 labels: Sequence[str], context: ImagingContext, present: list[int]) -> None:
+        """Calibrate on the first images seen, again after 2, 4 and ``WARMUP_IMAGES``."""
+        before = len(self._warmup)
+        for i in present:
+            if len(self._warmup) < WARMUP_IMAGES:
+                self._warmup.append((maps[i], images[i], labels[i]))  # type: ignore[arg-type]
+        after = len(self._warmup)
+        if after == before:
+            return
+        if before == 0 or any(before < k <= after for k in (2, 4, WARMUP_IMAGES)):
+            self.calibrations = []
+            self._calibrate([m for m, _, _ in self._warmup], [im for _, im, _ in self._warmup],
+                            [lb for _, _, lb in self._warmup], context)
+        if after >= WARMUP_IMAGES:
+            self._frozen = True
+            self._warmup = []
 
     def _known(self, tm: TerraceMap) -> bool:
         return any(hue_distance(tm.work.substrate_rgb, np.array(c.substrate_rgb)) <= HUE_TOLERANCE
@@ -175,6 +224,8 @@ class TerraceDetector:
             if score < self.min_score or tm.area_full_px(t) < min_px:
                 continue
             call: LayerCall = clf.classify(tm.contrast_rgb(t))  # type: ignore[attr-defined]
+            if not call.fits_material:
+                continue
             full, crop, (fx, fy) = tm.full_mask(t)
             poly = mask_polygon(crop, fx, fy, self.polygon_epsilon_px)
             if len(poly) < 3:

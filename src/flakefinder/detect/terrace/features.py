@@ -25,14 +25,15 @@ class FeatureLimits:
     """Thresholds of :func:`rejection_reason` (log contrast, working pixels)."""
 
     min_area_px: int = 20
+    min_area_share: float = 8.7e-5  # of the field of view: 200 px of a 1920 x 1200 image
     min_radius_px: float = 1.6
     bright: float = 0.37  # log(I/I_sub) above which a terrace is bulk (C > +0.45)
     dark: float = -1.4  # below this in every valid channel: bulk or dirt (C < -0.75)
     max_clipped: float = 0.1
     residue_contrast: float = 0.06  # residue is faint ...
     residue_ratio: float = 0.6  # ... and its scatter is this share of its contrast or more
-    halo_share: float = 0.5  # share of the outline on a stronger neighbour
-    halo_radius_px: float = 3.0
+    halo_share: float = 0.3  # share of the outline on a stronger neighbour
+    halo_radius_px: float = 4.0
 
 
 @dataclass(frozen=True)
@@ -144,7 +145,7 @@ def rejection_reason(f: TerraceFeatures, valid: np.ndarray, limits: FeatureLimit
 def flake_confidence(f: TerraceFeatures, valid: np.ndarray, noise: np.ndarray) -> float:
     """0..1: how much the region looks like a flake terrace rather than debris or a fragment.
 
-    The product of three terms, each 1 for a clear case: width (a terrace is several pixels
+    The weakest of three terms, each 1 for a clear case: width (a terrace is several pixels
     wide; fragments, rims and specks are not), flatness (its own scatter is small next to its
     contrast; residue and halos are mottled or graded) and significance (contrast well above
     the substrate noise).
@@ -153,8 +154,9 @@ def flake_confidence(f: TerraceFeatures, valid: np.ndarray, noise: np.ndarray) -
     mag = float(lc.max())
     if mag <= 0.0:
         return 0.0
-    width = float(np.clip((f.radius_px - 2.5) / 3.0, 0.0, 1.0))
-    flat = float(np.clip((0.45 - float(np.abs(f.scatter[valid]).max()) / mag) / 0.25, 0.0, 1.0))
+    width = float(np.clip((f.radius_px - 1.5) / 2.5, 0.0, 1.0))
+    ratio = float(np.abs(f.scatter[valid]).max()) / mag
+    flat = float(np.clip((0.6 - ratio) / 0.3, 0.0, 1.0))
     snr = mag / float(np.max(noise[valid]))
-    significant = float(np.clip((snr - 4.0) / 6.0, 0.0, 1.0))
-    return width * flat * significant
+    significant = float(np.clip((snr - 3.0) / 5.0, 0.0, 1.0))
+    return min(width, flat, significant)

@@ -1,51 +1,50 @@
-"""Colour modes of the foreground: mode seeking on a smoothed 3-D histogram (numpy + scipy).
+"""Colour modes of the foreground: mode seeking on a histogram of occupied colour bins.
 
-Every occupied histogram bin points to its highest neighbour (26-neighbourhood); following the
-pointers ends at a local maximum, a mode. Each pixel gets the mode of its bin. This is mean shift
-on a grid: no number of clusters to choose, and clusters of any shape in colour space.
+Colours are binned (``bin_width`` per channel); each occupied bin's density is the pixel count of
+its 3 x 3 x 3 neighbourhood, and each bin points to its densest neighbour. Following the pointers
+ends at a local maximum, a mode; each pixel takes the mode of its bin. This is mean shift on a
+grid: no number of clusters to choose, clusters of any shape in colour space. Only occupied bins
+are stored (sorted keys + binary search), so the cost follows the number of distinct colours,
+not the colour range.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage as ndi
 
-MAX_BINS = 160  # per axis
+_OFFSETS = np.array(
+    [(dx, dy, dz) for dx in (-1, 0, 1) for dy in (-1, 0, 1) for dz in (-1, 0, 1)], dtype=np.int64
+)
 
 
 def colour_modes(samples: np.ndarray, bin_width: float) -> np.ndarray:
-    """Mode index (0..k-1) of each row of ``samples`` (n, 3), modes numbered by first bin."""
-    if samples.shape[0] == 0:
+    """Mode index (0..k-1) of each row of ``samples`` (n, 3)."""
+    n = samples.shape[0]
+    if n == 0:
         return np.zeros(0, np.int64)
-    lo = np.percentile(samples, 0.5, axis=0) - 2.0 * bin_width
-    hi = np.percentile(samples, 99.5, axis=0) + 2.0 * bin_width
-    nb = np.clip(((hi - lo) / bin_width).astype(np.int64) + 1, 1, MAX_BINS)
-    q = np.clip(((samples - lo) / bin_width).astype(np.int64), 0, nb - 1)
-    keys = (q[:, 0] * nb[1] + q[:, 1]) * nb[2] + q[:, 2]
-    shape = (int(nb[0]), int(nb[1]), int(nb[2]))
-    hist = np.bincount(keys, minlength=int(np.prod(nb))).astype(np.float32).reshape(shape)
-    smooth = ndi.gaussian_filter(hist, sigma=1.0, mode="constant")
-    index = np.arange(smooth.size).reshape(shape)
-    best = index.copy()
-    best_v = smooth.copy()
-    pad_v = np.pad(smooth, 1, constant_values=-1.0)
-    pad_i = np.pad(index, 1, constant_values=0)
-    x, y, z = shape
-    for dx in (-1, 0, 1):
-        for dy in (-1, 0, 1):
-            for dz in (-1, 0, 1):
-                if dx == dy == dz == 0:
-                    continue
-                v = pad_v[1 + dx : 1 + dx + x, 1 + dy : 1 + dy + y, 1 + dz : 1 + dz + z]
-                i = pad_i[1 + dx : 1 + dx + x, 1 + dy : 1 + dy + y, 1 + dz : 1 + dz + z]
-                up = v > best_v
-                best_v = np.where(up, v, best_v)
-                best = np.where(up, i, best)
-    ptr = best.ravel()
-    for _ in range(64):  # pointer jumping: log2(path length) rounds
+    q = np.floor(samples / bin_width).astype(np.int64)
+    q -= q.min(axis=0) - 1  # >= 1, so every neighbour index is >= 0
+    span = q.max(axis=0) + 2
+    keys = (q[:, 0] * span[1] + q[:, 1]) * span[2] + q[:, 2]
+    bins, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
+    step = np.array([span[1] * span[2], span[2], 1], dtype=np.int64)
+    shifts = _OFFSETS @ step  # (27,) key offsets of the neighbours
+    nb_keys = bins[:, None] + shifts[None, :]  # (m, 27)
+    pos = np.searchsorted(bins, nb_keys)
+    pos = np.minimum(pos, bins.size - 1)
+    present = bins[pos] == nb_keys
+    density = np.where(present, counts[pos], 0).sum(axis=1)
+    nb_density = np.where(present, density[pos], -1)
+    # ties broken towards the larger key, so every chain ends
+    score = nb_density.astype(np.float64) + 1e-9 * np.where(present, bins[pos], 0) / max(1, int(bins.max()))
+    best = pos[np.arange(bins.size), np.argmax(score, axis=1)]
+    own = density.astype(np.float64) + 1e-9 * bins / max(1, int(bins.max()))
+    up = score[np.arange(bins.size), np.argmax(score, axis=1)] > own
+    ptr = np.where(up, best, np.arange(bins.size))
+    for _ in range(64):
         nxt = ptr[ptr]
         if np.array_equal(nxt, ptr):
             break
         ptr = nxt
-    _, mode_of = np.unique(ptr[keys], return_inverse=True)
-    return np.asarray(mode_of, dtype=np.int64)
+    _, mode_of_bin = np.unique(ptr, return_inverse=True)
+    return np.asarray(mode_of_bin[inverse.ravel()], dtype=np.int64)

@@ -67,17 +67,23 @@ class _UnionFind:
 def region_stats(
     labels: np.ndarray, values: np.ndarray, n: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per label 0..n-1: mean (n, 3), pixel count (n,) and sd (n, 3) of ``values``."""
-    flat = labels.ravel()
+    """Per label 0..n-1: mean (n, 3), pixel count (n,) and sd (n, 3) of ``values``.
+
+    Label 0 (background) is not measured: its row is zero.
+    """
+    sel = labels > 0
+    flat = labels[sel]
+    vals = values[sel].astype(np.float64)
     count = np.bincount(flat, minlength=n).astype(np.float64)
-    mean = np.empty((n, 3))
-    sd = np.empty((n, 3))
+    mean = np.zeros((n, 3))
+    sd = np.zeros((n, 3))
+    den = np.maximum(count, 1.0)
     for c in range(3):
-        v = values[:, :, c].ravel().astype(np.float64)
+        v = vals[:, c]
         s1 = np.bincount(flat, weights=v, minlength=n)
         s2 = np.bincount(flat, weights=v * v, minlength=n)
-        mean[:, c] = s1 / np.maximum(count, 1.0)
-        sd[:, c] = np.sqrt(np.maximum(s2 / np.maximum(count, 1.0) - mean[:, c] ** 2, 0.0))
+        mean[:, c] = s1 / den
+        sd[:, c] = np.sqrt(np.maximum(s2 / den - mean[:, c] ** 2, 0.0))
     return mean, count, sd
 
 
@@ -107,31 +113,16 @@ def edge_lines(log_contrast: np.ndarray, noise: np.ndarray, valid: np.ndarray,
     return np.asarray(cv2.Canny(dx16, dy16, low * fixed, high * fixed, L2gradient=True) > 0)
 
 
-def _pieces(core: np.ndarray, log_contrast: np.ndarray, bin_width: float, min_px: int) -> np.ndarray:
-    labels = np.zeros(core.shape, np.int32)
+def _pieces(core: np.ndarray, log_contrast: np.ndarray, bin_width: float) -> np.ndarray:
+    """Connected pixels of one colour mode, numbered from 1 (0: not in ``core``)."""
+    from skimage.measure import label as label_equal
+
     samples = log_contrast[core]
     if samples.shape[0] < 10:
-        return labels
-    mode_of = colour_modes(samples, bin_width)
+        return np.zeros(core.shape, np.int32)
     modes_img = np.zeros(core.shape, np.int32)
-    modes_img[core] = mode_of + 1
-    ys, xs = np.nonzero(core)
-    order = np.argsort(mode_of, kind="stable")
-    bounds = np.searchsorted(mode_of[order], np.arange(int(mode_of.max()) + 2))
-    nxt = 1
-    for m in range(int(mode_of.max()) + 1):
-        idx = order[bounds[m] : bounds[m + 1]]
-        if idx.size < min_px:
-            continue
-        y0, y1 = int(ys[idx].min()), int(ys[idx].max()) + 1
-        x0, x1 = int(xs[idx].min()), int(xs[idx].max()) + 1
-        sub = (modes_img[y0:y1, x0:x1] == m + 1).astype(np.uint8)
-        n, cc = cv2.connectedComponents(sub, connectivity=4)
-        if n > 1:
-            box = labels[y0:y1, x0:x1]
-            box[cc > 0] = cc[cc > 0] + (nxt - 1)
-            nxt += n - 1
-    return labels
+    modes_img[core] = colour_modes(samples, bin_width) + 1
+    return np.asarray(label_equal(modes_img, background=0, connectivity=1), dtype=np.int32)
 
 
 def _merge(labels: np.ndarray, log_contrast: np.ndarray, valid: np.ndarray, core: np.ndarray,
@@ -143,20 +134,19 @@ def _merge(labels: np.ndarray, log_contrast: np.ndarray, valid: np.ndarray, core
     uf = _UnionFind(n)
 
     def run(pairs: np.ndarray, soft: bool) -> None:
-        cand = []
-        for a, b in pairs:
-            if a == 0:
-                continue
-            dist = float(np.sqrt(np.sum((mean[a] - mean[b])[valid] ** 2)))
-            tol = max(s.merge_abs, s.merge_rel * float(max(mag[a], mag[b])))
-            if soft:
-                tol = max(tol, s.merge_sd * float(np.sqrt(np.mean((var[a] + var[b]) / 2.0))))
-            cand.append((dist / tol, int(a), int(b)))
-        cand.sort()
-        for r, a, b in cand:
-            if r >= 1.0:
+        pairs = pairs[pairs[:, 0] > 0]
+        if pairs.size == 0:
+            return
+        a, b = pairs[:, 0], pairs[:, 1]
+        dist = np.sqrt(np.sum((mean[a] - mean[b])[:, valid] ** 2, axis=1))
+        tol = np.maximum(s.merge_abs, s.merge_rel * np.maximum(mag[a], mag[b]))
+        if soft:
+            tol = np.maximum(tol, s.merge_sd * np.sqrt(np.mean((var[a] + var[b]) / 2.0, axis=1)))
+        ratio = dist / tol
+        for k in np.argsort(ratio, kind="stable"):
+            if ratio[k] >= 1.0:
                 break
-            uf.union(a, b)
+            uf.union(int(a[k]), int(b[k]))
 
     run(adjacent_pairs(labels, core, 3), soft=True)
     run(adjacent_pairs(labels, lines, 5), soft=False)
@@ -207,7 +197,7 @@ def terrace_labels(
     rim = cv2.dilate(strong, ring).astype(bool) & ~strong.astype(bool)
     core = usable & ~lines & ~rim
     bin_width = max(s.bin_width, 2.0 * float(np.min(noise[valid])))
-    labels = _pieces(core, log_contrast, bin_width, 2)
+    labels = _pieces(core, log_contrast, bin_width)
     if labels.max() == 0:
         return labels
     labels = _merge(labels, log_contrast, valid, core, usable & lines, s)
@@ -215,13 +205,21 @@ def terrace_labels(
     n = int(labels.max()) + 1
     mean, _, _ = region_stats(labels, log_contrast, n)
     dist, owner = _nearest_label(labels)
-    diff = np.sqrt(np.sum(((log_contrast - mean[owner]) ** 2)[:, :, valid], axis=2))
-    tol = np.maximum(s.grow_tol, 0.15 * np.abs(mean[owner][:, :, valid]).max(axis=2))
-    take = (labels == 0) & usable & ~rim & (owner > 0) & (dist <= s.grow_far_px)
-    take &= (dist <= s.grow_px) | (diff < tol)
-    labels = np.where(take, owner, labels).astype(np.int32)
+    cand = (labels == 0) & usable & ~rim & (owner > 0) & (dist <= s.grow_far_px)
+    ys, xs = np.nonzero(cand)
+    own = owner[ys, xs]
+    mu = mean[own][:, valid]
+    diff = np.sqrt(np.sum((log_contrast[ys, xs][:, valid] - mu) ** 2, axis=1))
+    tol = np.maximum(s.grow_tol, 0.15 * np.abs(mu).max(axis=1))
+    ok = (dist[ys, xs] <= s.grow_px) | (diff < tol)
+    labels = labels.copy()
+    labels[ys[ok], xs[ok]] = own[ok]
     mean, _, _ = region_stats(labels, log_contrast, n)
-    d_own = np.sum(((log_contrast - mean[labels]) ** 2)[:, :, valid], axis=2)
-    d_sub = np.sum((log_contrast**2)[:, :, valid], axis=2)
-    labels[(labels > 0) & (d_sub < d_own)] = 0
+    ys, xs = np.nonzero(labels)
+    lab = labels[ys, xs]
+    px = log_contrast[ys, xs][:, valid]
+    d_own = np.sum((px - mean[lab][:, valid]) ** 2, axis=1)
+    d_sub = np.sum(px**2, axis=1)
+    back = d_sub < d_own
+    labels[ys[back], xs[back]] = 0
     return labels

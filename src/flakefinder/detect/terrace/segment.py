@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -126,11 +126,13 @@ def segment_terraces(image: np.ndarray, settings: SegmentSettings | None = None)
     n = int(labels.max()) + 1
     terraces: list[Terrace] = []
     if n > 1:
-        mean, _, _ = region_stats(labels, bg.log_contrast, n)
+        mean, count, _ = region_stats(labels, bg.log_contrast, n)
         h, w = labels.shape
+        floor = max(s.limits.min_area_px, round(s.limits.min_area_share * h * w))
+        limits = replace(s.limits, min_area_px=floor)
         boxes = _label_boxes(labels, n)
         for lab in range(1, n):
-            if boxes[lab] is None:
+            if boxes[lab] is None or count[lab] < floor:
                 continue
             x0, y0, x1, y1 = boxes[lab]
             x0, y0 = max(0, x0 - 2), max(0, y0 - 2)
@@ -147,7 +149,7 @@ def segment_terraces(image: np.ndarray, settings: SegmentSettings | None = None)
                 mean,
                 at_border,
             )
-            reason = rejection_reason(f, work.valid, s.limits)
+            reason = rejection_reason(f, work.valid, limits)
             terraces.append(Terrace(lab, (x0, y0, x1, y1), comp, f, reason))
     return TerraceMap(work, bg, labels, tuple(terraces))
 
