@@ -64,12 +64,29 @@ def _normalised_convolution(
     return num / np.maximum(den, 1e-6)[:, :, None], den
 
 
+def _quadratic_design(h: int, w: int) -> np.ndarray:
+    """(h * w, 6) terms 1, u, v, u^2, uv, v^2 on pixel centres in [-1, 1]."""
+    v, u = np.meshgrid((np.arange(h) + 0.5) / h * 2.0 - 1.0, (np.arange(w) + 0.5) / w * 2.0 - 1.0,
+                       indexing="ij")
+    u, v = u.ravel(), v.ravel()
+    return np.stack([np.ones_like(u), u, v, u * u, u * v, v * v], axis=1)
+
+
 def _field(small4: np.ndarray, sub4: np.ndarray, sigma: float) -> np.ndarray:
-    """Smooth field from substrate pixels; far from any, a 4x wider average takes over."""
-    near, weight = _normalised_convolution(small4, sub4, sigma)
-    far, _ = _normalised_convolution(small4, sub4, 4.0 * sigma)
-    w = np.clip(weight / 0.2, 0.0, 1.0)[:, :, None]
-    return np.asarray(w * near + (1.0 - w) * far, dtype=np.float32)
+    """Smooth substrate field: a quadratic in log intensity (vignetting, gradients; it also
+    carries the field into corners the substrate mask has not reached yet) plus the local
+    deviations from it, spread by normalised convolution and fading out away from substrate."""
+    h, w = sub4.shape
+    log4 = np.log(np.maximum(small4, 1.0))
+    design = _quadratic_design(h, w)
+    idx = np.flatnonzero(sub4.ravel())
+    idx = idx[:: max(1, idx.size // 4000)]
+    a = design[idx]
+    coef = np.linalg.solve(a.T @ a + 1e-9 * np.eye(6), a.T @ log4.reshape(-1, 3)[idx])
+    trend = (design @ coef).reshape(h, w, 3).astype(np.float32)
+    local, weight = _normalised_convolution(log4 - trend, sub4, sigma)
+    fade = np.clip(weight / 0.2, 0.0, 1.0)[:, :, None]
+    return np.exp(trend + fade * local).astype(np.float32)
 
 
 def _contrast(

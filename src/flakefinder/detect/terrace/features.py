@@ -158,5 +158,5 @@ def flake_confidence(f: TerraceFeatures, valid: np.ndarray, noise: np.ndarray) -
     ratio = float(np.abs(f.scatter[valid]).max()) / mag
     flat = float(np.clip((0.6 - ratio) / 0.3, 0.0, 1.0))
     snr = mag / float(np.max(noise[valid]))
-    significant = float(np.clip((snr - 3.0) / 5.0, 0.0, 1.0))
+    significant = float(np.clip((snr - 4.0) / 4.0, 0.0, 1.0))
     return min(width, flat, significant)

@@ -13,6 +13,9 @@ from flakefinder.errors import ImageError
 CLIP_LEVEL = 250
 """A stored value at or above which a channel counts as clipped (JPEG rounds 255 down a little)."""
 
+DARK_LEVEL = 12.0
+"""A substrate darker than this in every channel is too dark to measure contrast on."""
+
 _BIN = 4  # histogram bin width (stored units) of the substrate-colour mode
 
 
@@ -91,8 +94,16 @@ def working_image(image: np.ndarray, *, long_side_px: int = 1024) -> WorkingImag
     tiny = cv2.resize(small, (max(8, ws // 4), max(8, hs // 4)), interpolation=cv2.INTER_AREA)
     mode = joint_mode(tiny)
     valid = mode < CLIP_LEVEL - 3
-    if not valid.any():  # a white-clipped substrate: keep every channel, flag it elsewhere
-        valid = np.ones(3, bool)
+    if not valid.any():
+        raise ImageError(
+            "the substrate is clipped (overexposed) in every channel, so no contrast can be "
+            "measured; lower the exposure"
+        )
+    if float(mode.max()) < DARK_LEVEL:
+        raise ImageError(
+            f"the image is nearly black (substrate level {mode.max():.0f} of 255), so no "
+            "contrast can be measured; raise the exposure"
+        )
     upper = tuple(float(CLIP_LEVEL - 1) if v else 255.0 for v in valid)
     hot = (cv2.inRange(src, (0, 0, 0), upper) == 0).astype(np.uint8)
     if f > 1:
