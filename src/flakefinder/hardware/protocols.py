@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 if TYPE_CHECKING:
     import numpy as np
 
+    from flakefinder.hardware.objectives import Objective
+
 
 @dataclass(frozen=True)
 class StageLimits:
@@ -64,12 +66,31 @@ class Camera(Protocol):
         """Acquire one frame as (H, W, 3) uint8 RGB."""
 
 
+@runtime_checkable
+class ObjectiveTurret(Protocol):
+    """A nosepiece holding several objectives; the camera's pixel size follows the current one.
+
+    :func:`flakefinder.hardware.objectives.switch_objective` is how scans change objective
+    (it also applies the focus offsets)."""
+
+    @property
+    def objectives(self) -> tuple[Objective, ...]: ...
+
+    def current(self) -> Objective:
+        """The objective in the light path."""
+
+    def select(self, name: str) -> None:
+        """Turn to objective ``name`` (one of ``objectives``); blocks until it is in place."""
+
+
 @dataclass
 class Microscope:
-    """The three devices a scan needs, plus a name for the record."""
+    """The devices a scan needs, plus a name for the record. ``turret`` is None for a
+    microscope with one objective (``objective`` names it)."""
 
     stage: XYStage
     focus: FocusDrive
     camera: Camera
     objective: str = "50x"
     name: str = "microscope"
+    turret: ObjectiveTurret | None = None
