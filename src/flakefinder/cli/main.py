@@ -10,6 +10,7 @@ import typer
 COMMAND_MODULES: tuple[str, ...] = (
     "demo",
     "scan",
+    "revisit",
     "flakes",
     "synth",
     "detect",

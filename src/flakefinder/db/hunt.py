@@ -267,6 +267,14 @@ class HuntStore:
         assert found is not None
         return found
 
+    def set_planned_tiles(self, scan_id: int, n_tiles: int) -> None:
+        """The scan's planned tile count, once its overview has planned the search."""
+        with self.db.session() as s:
+            scan = s.get(ScanRow, scan_id)
+            if scan is None:
+                raise KeyError(f"no scan with id {scan_id}")
+            scan.n_tiles_planned = int(n_tiles)
+
     # -- revisits (RevisitStore) ---------------------------------------------------------------
     def revisited_flakes(self, pass_id: int) -> set[int]:
         with self.db.session() as s:

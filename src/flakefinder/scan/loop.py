@@ -65,6 +65,7 @@ class ScanSummary:
     move_s: float = 0.0  # of capture_s: stage moves until settled (worker thread)
     focus_s: float = 0.0  # of capture_s: focus moves (worker thread)
     snap_s: float = 0.0  # of capture_s: camera exposures and read-out (worker thread)
+    write_s: float = 0.0  # writer thread busy saving images and storing tiles
 
     @property
     def tiles_per_s(self) -> float:
@@ -309,6 +310,7 @@ def run_scan(
         move_s=move_s,
         focus_s=focus_s,
         snap_s=snap_s,
+        write_s=writer.busy_s,
     )
 
 

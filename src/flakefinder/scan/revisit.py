@@ -124,9 +124,9 @@ class RevisitOptions:
     z_stack: int = 1  # close-up planes (odd: centred on the best focus)
     z_step_um: float = 0.5
     bracket: bool = False  # a second exposure: 0.5x for thick flakes, 1.5x for monolayers
-    focus_range_um: float = 8.0  # coarse autofocus span around the predicted focus
+    focus_range_um: float = 6.0  # coarse autofocus span around the predicted focus
     focus_step_um: float = 1.0
-    fine_step_um: float = 0.2
+    fine_step_um: float = 0.25
     min_peak_gain: float = 0.03  # sharpness peak over the curve's minimum, else focus failed
     min_iou: float = 0.2  # overlap with the search outline to count as found again
     max_fov_fraction: float = 0.9  # larger flakes are not refined (too_large)
