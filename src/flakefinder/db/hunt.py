@@ -353,6 +353,10 @@ class HuntStore:
     def revisits_of_pass(self, pass_id: int) -> list[RevisitInfo]:
         return self._revisits(RevisitRow.pass_id == pass_id)
 
+    def get_revisit(self, revisit_id: int) -> RevisitInfo | None:
+        found = self._revisits(RevisitRow.id == revisit_id)
+        return found[0] if found else None
+
     def get_closeup(self, closeup_id: int) -> CloseupInfo | None:
         with self.db.session() as s:
             row = s.get(CloseupRow, closeup_id)

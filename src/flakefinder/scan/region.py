@@ -12,6 +12,8 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from flakefinder import bounds
 from flakefinder.errors import FlakefinderError
 from flakefinder.scan.plan import TilePlan, check_plan_limits
@@ -24,7 +26,7 @@ if TYPE_CHECKING:
 Rect = tuple[float, float, float, float]  # x_min, y_min, x_max, y_max (stage µm)
 
 EXCLUSION_KINDS = ("residue", "empty", "user")
-MAX_EXCLUSIONS = 5000
+MAX_EXCLUSIONS = 1000
 
 
 class RegionError(FlakefinderError, ValueError):
@@ -134,29 +136,24 @@ def _centres(lo: float, hi: float, fov: float, step: float) -> list[float]:
     return [first + (last - first) * i / (n - 1) for i in range(n)]
 
 
-def covered(rect: Rect, covers: Sequence[Rect]) -> bool:
+def covered(rect: Rect, covers: Sequence[Rect] | np.ndarray) -> bool:
     """Whether the union of ``covers`` contains all of ``rect`` (exact, by cutting ``rect``
-    along every edge of the covering rectangles)."""
+    along every edge of the covering rectangles that meet it)."""
     x0, y0, x1, y1 = rect
-    near = [c for c in covers if c[0] < x1 and c[2] > x0 and c[1] < y1 and c[3] > y0]
-    if not near:
+    c = np.asarray(covers, dtype=np.float64).reshape(-1, 4)
+    c = c[(c[:, 0] < x1) & (c[:, 2] > x0) & (c[:, 1] < y1) & (c[:, 3] > y0)]
+    if not len(c):
         return False
-    xs = sorted(
-        {x0, x1, *(min(max(c[0], x0), x1) for c in near), *(min(max(c[2], x0), x1) for c in near)}
-    )
-    ys = sorted(
-        {y0, y1, *(min(max(c[1], y0), y1) for c in near), *(min(max(c[3], y0), y1) for c in near)}
-    )
-    for xa, xb in zip(xs, xs[1:], strict=False):
-        if xb <= xa:
-            continue
-        mx = (xa + xb) / 2.0
-        for ya, yb in zip(ys, ys[1:], strict=False):
-            if yb <= ya:
-                continue
-            my = (ya + yb) / 2.0
-            if not any(c[0] <= mx <= c[2] and c[1] <= my <= c[3] for c in near):
-                return False
+    xs = np.unique(np.clip(np.concatenate([[x0, x1], c[:, 0], c[:, 2]]), x0, x1))
+    ys = np.unique(np.clip(np.concatenate([[y0, y1], c[:, 1], c[:, 3]]), y0, y1))
+    mx, my = (xs[:-1] + xs[1:]) / 2.0, (ys[:-1] + ys[1:]) / 2.0
+    for y in my:
+        rows = c[(c[:, 1] <= y) & (y <= c[:, 3])]
+        inside = ((rows[:, 0][:, None] <= mx[None, :]) & (mx[None, :] <= rows[:, 2][:, None])).any(
+            axis=0
+        )
+        if not inside.all():
+            return False
     return True
 
 
@@ -184,14 +181,14 @@ def plan_region(
             f"the region needs {len(xs) * len(ys)} tiles at a {fov_width_um:g} µm field of view;"
             " check its rectangle"
         )
-    covers = [e.rect_um for e in region.exclusions]
+    covers = np.asarray([e.rect_um for e in region.exclusions], dtype=np.float64).reshape(-1, 4)
     hw, hh = fov_width_um / 2.0, fov_height_um / 2.0
     tiles: list[TilePlan] = []
     for row, y in enumerate(ys):
         cols = range(len(xs)) if row % 2 == 0 else range(len(xs) - 1, -1, -1)
         for col in cols:
             x = xs[col]
-            if covers and covered((x - hw, y - hh, x + hw, y + hh), covers):
+            if len(covers) and covered((x - hw, y - hh, x + hw, y + hh), covers):
                 continue
             tiles.append(TilePlan(len(tiles), row, col, x, y))
     if limits is not None and tiles:
