@@ -68,7 +68,7 @@ def search_tiles(
 ) -> list[TilePlan]:
     """The search pass's tiles: the overview's proposed region, or the whole chip."""
     from flakefinder.hardware.objectives import switch_objective
-    from flakefinder.hunt.overview_pass import overview_area, run_overview_pass
+    from flakefinder.hunt.overview_pass import corners_box, overview_area, run_overview_pass
     from flakefinder.hunt.search_pass import region_plan
     from flakefinder.scan.plan import plan_raster
     from flakefinder.text import plural
@@ -83,7 +83,8 @@ def search_tiles(
         )
     outcome = run_overview_pass(
         microscope, hunt, chip_id=chip_id, scan_id=scan_id, overview=overview, search=search,
-        area_um=overview_area(corners), image_dir=image_dir, progress=progress,
+        area_um=overview_area(corners), chip_hint_um=corners_box(corners), image_dir=image_dir,
+        progress=progress,
     )  # fmt: skip
     run.reports.append(outcome.report)
     a = outcome.analysis

@@ -236,13 +236,14 @@ def scan_cmd(
         um_per_px=pixel, oxide_thickness_nm=where.oxide_nm, materials=mats, profile_id=profile_id
     )
     from flakefinder.cli.scan_run import Passes, run_passes
-    from flakefinder.hunt.overview_pass import overview_area
+    from flakefinder.hunt.overview_pass import corners_box, overview_area
 
     passes = Passes(
         overview=overview,
         search=microscope.objective,
         stop_after_overview=stop_after_overview,
         area_um=overview_area(where.corners) if overview is not None else None,
+        chip_um=corners_box(where.corners),
     )
     run_passes(
         microscope, det, database, scan_id, opened.chip_id, plan, context,

@@ -29,6 +29,7 @@ class Passes:
     search: str | None = None
     stop_after_overview: bool = False
     area_um: tuple[float, float, float, float] | None = None
+    chip_um: tuple[float, float, float, float] | None = None  # where the chip should be
 
 
 def _refuse_finished(database: Database, scan_id: int) -> None:
@@ -79,6 +80,7 @@ def _search_plan(
             overview=passes.overview,
             search=passes.search or scan.objective,
             area_um=passes.area_um,
+            chip_hint_um=passes.chip_um,
             image_dir=None if out is None else out.resolve() / f"scan_{scan_id}",
             progress=progress,
         )

@@ -42,12 +42,17 @@ class OverviewOutcome:
     mosaic_path: Path | None
 
 
+def corners_box(corners_um: list[tuple[float, float]]) -> Rect:
+    xs, ys = [p[0] for p in corners_um], [p[1] for p in corners_um]
+    return (min(xs), min(ys), max(xs), max(ys))
+
+
 def overview_area(corners_um: list[tuple[float, float]], margin: float = 0.15) -> Rect:
     """The area to image at low magnification: the chip corners' box grown by ``margin`` of
     its size on every side (at least 200 µm), so the chip's edges are in view."""
-    xs, ys = [p[0] for p in corners_um], [p[1] for p in corners_um]
-    grow = max(200.0, margin * max(max(xs) - min(xs), max(ys) - min(ys)))
-    return (min(xs) - grow, min(ys) - grow, max(xs) + grow, max(ys) + grow)
+    x0, y0, x1, y1 = corners_box(corners_um)
+    grow = max(200.0, margin * max(x1 - x0, y1 - y0))
+    return (x0 - grow, y0 - grow, x1 + grow, y1 + grow)
 
 
 def _save_picture(path: Path, picture: np.ndarray) -> None:
@@ -74,11 +79,13 @@ def run_overview_pass(
     search: str,
     area_um: Rect,
     image_dir: Path | None,
+    chip_hint_um: Rect | None = None,
     overlap: float = 0.1,
     progress: bool = True,
 ) -> OverviewOutcome:
-    """Image ``area_um`` at objective ``overview``, analyse it, propose the region to search
-    at objective ``search`` and store the pass. Leaves the microscope at ``overview``."""
+    """Image ``area_um`` at objective ``overview``, analyse it (the chip's colour is taken
+    inside ``chip_hint_um``, where the chip should be), propose the region to search at
+    objective ``search`` and store the pass. Leaves the microscope at ``overview``."""
     if microscope.turret is None:
         raise FlakefinderError("an overview pass needs a microscope with an objective turret")
     t_start = time.perf_counter()
@@ -116,7 +123,7 @@ def run_overview_pass(
                 move_s += t1 - t0
                 advance()
         t0 = time.perf_counter()
-        mosaic = stitch(frames, obj.pixel_size())
+        mosaic = stitch(frames, obj.pixel_size(), chip_hint_um)
         analysis = analyse_overview(mosaic, search_fov_um=search_fov, overlap=overlap)
         n_search = len(
             plan_region(analysis.region, *search_fov, overlap, limits=microscope.stage.limits)

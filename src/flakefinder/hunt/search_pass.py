@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from flakefinder.scan.loop import ScanSummary, run_scan
 from flakefinder.scan.region import SearchRegion, plan_region
 from flakefinder.scan.throughput import PassReport
 
@@ -18,6 +17,7 @@ if TYPE_CHECKING:
     from flakefinder.domain import Detector, ImagingContext
     from flakefinder.hardware.protocols import Microscope
     from flakefinder.scan.focus import FocusMap
+    from flakefinder.scan.loop import ScanSummary
     from flakefinder.scan.plan import TilePlan
 
 
@@ -54,6 +54,8 @@ def run_search_pass(
     progress: bool = True,
 ) -> tuple[ScanSummary, PassReport]:
     """Run (or continue) the scan's search pass; see the module docstring."""
+    from flakefinder.scan.loop import run_scan  # looked up per call (tests replace it)
+
     found = hunt.find_resumable_pass(scan_id, "search")
     pixel = microscope.camera.um_per_px
     if found is not None:

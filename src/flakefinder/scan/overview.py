@@ -104,16 +104,20 @@ def _terms(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     return np.stack([np.ones_like(u), u, v, u * u, u * v, v * v], axis=-1)
 
 
-def flat_field(frames: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """(field (H, W, 3) float32 with mean 1, substrate colour (3,)) shared by ``frames``.
+def flat_field(
+    frames: Sequence[OverviewFrame], um_per_px: float, chip_hint_um: Rect | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(field (H, W, 3) float32, 1 at the fit's centre; substrate colour (3,)) shared by the
+    frames. The substrate is the dominant colour of the blocks inside ``chip_hint_um`` (where
+    the chip should be: its corners as given), of all blocks without a hint.
 
     Raises :class:`OverviewError` when no frame shows enough bare substrate."""
-    shape = frames[0].shape
-    logs, us, vs = [], [], []
+    shape = frames[0].image.shape
+    logs, us, vs, hint = [], [], [], []
     for f in frames:
-        if f.shape != shape:
+        if f.image.shape != shape:
             raise OverviewError("overview frames must all have the same size")
-        b = _blocks(f.astype(np.float32) / 255.0)
+        b = _blocks(f.image.astype(np.float32) / 255.0)
         gh, gw = b.shape[:2]
         v, u = np.meshgrid(
             (np.arange(gh) + 0.5) / gh * 2 - 1, (np.arange(gw) + 0.5) / gw * 2 - 1, indexing="ij"
@@ -121,12 +125,21 @@ def flat_field(frames: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         logs.append(np.log(np.maximum(b, 1e-3)).reshape(-1, 3))
         us.append(u.reshape(-1))
         vs.append(v.reshape(-1))
+        if chip_hint_um is not None:
+            x = f.x_um + u.reshape(-1) * shape[1] * um_per_px / 2.0
+            y = f.y_um + v.reshape(-1) * shape[0] * um_per_px / 2.0
+            x0, y0, x1, y1 = chip_hint_um
+            hint.append((x >= x0) & (x <= x1) & (y >= y0) & (y <= y1))
     logm = np.concatenate(logs)
     u, v = np.concatenate(us), np.concatenate(vs)
+    inside = np.concatenate(hint) if hint else np.ones(len(logm), dtype=bool)
+    if inside.sum() < 24:
+        inside = np.ones(len(logm), dtype=bool)
     chroma = logm[:, [0, 2]] - logm[:, [1]]
     q = np.round(np.column_stack([chroma / 0.03, logm[:, 1] / 0.1])).astype(np.int64)
-    keys, inv, counts = np.unique(q, axis=0, return_inverse=True, return_counts=True)
-    sel = inv.reshape(-1) == int(np.argmax(counts))
+    keys, inv, counts = np.unique(q[inside], axis=0, return_inverse=True, return_counts=True)
+    mode = keys[int(np.argmax(counts))]
+    sel = np.all(q == mode, axis=1)
     sel = np.all(np.abs(logm - np.median(logm[sel], axis=0)) < 0.25, axis=1)
     if sel.sum() < 24:
         raise OverviewError(
@@ -153,11 +166,14 @@ def flat_field(frames: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return np.exp(log_field - coef[0]).astype(np.float32), substrate
 
 
-def stitch(frames: Sequence[OverviewFrame], um_per_px: float) -> Mosaic:
-    """Flat-field the frames and paste them at their stage positions (later frames on top)."""
+def stitch(
+    frames: Sequence[OverviewFrame], um_per_px: float, chip_hint_um: Rect | None = None
+) -> Mosaic:
+    """Flat-field the frames and paste them at their stage positions (later frames on top);
+    ``chip_hint_um`` is where the chip should be (see :func:`flat_field`)."""
     if not frames:
         raise OverviewError("an overview needs at least one frame")
-    field_, substrate = flat_field([f.image for f in frames])
+    field_, substrate = flat_field(frames, um_per_px, chip_hint_um)
     h, w = frames[0].image.shape[:2]
     x0 = min(f.x_um for f in frames) - w * um_per_px / 2.0
     y0 = min(f.y_um for f in frames) - h * um_per_px / 2.0
