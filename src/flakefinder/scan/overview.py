@@ -134,7 +134,9 @@ def flat_field(
     u, v = np.concatenate(us), np.concatenate(vs)
     inside = np.concatenate(hint) if hint else np.ones(len(logm), dtype=bool)
     if inside.sum() < 24:
-        inside = np.ones(len(logm), dtype=bool)
+        raise OverviewError(
+            "the overview frames do not cover where the chip should be (check its corners)"
+        )
     chroma = logm[:, [0, 2]] - logm[:, [1]]
     q = np.round(np.column_stack([chroma / 0.03, logm[:, 1] / 0.1])).astype(np.int64)
     keys, inv, counts = np.unique(q[inside], axis=0, return_inverse=True, return_counts=True)
