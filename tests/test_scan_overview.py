@@ -77,5 +77,7 @@ def test_no_chip_in_view_is_a_clear_error() -> None:
     with pytest.raises(OverviewError, match="do not cover where the chip should be"):
         analyse_overview(far(), search_fov_um=(512.0, 512.0))
     blank = np.zeros((64, 64, 3), np.uint8)
-    with pytest.raises(OverviewError, match="no bare substrate"):
+    with pytest.raises(OverviewError, match="frames are dark"):
         stitch([OverviewFrame(blank, 0.0, 0.0)], 2.0)
+    with pytest.raises(OverviewError, match="same size"):
+        stitch([OverviewFrame(blank + 100, 0.0, 0.0), OverviewFrame(blank[:32], 0.0, 0.0)], 2.0)

@@ -143,6 +143,11 @@ def flat_field(
     mode = keys[int(np.argmax(counts))]
     sel = np.all(q == mode, axis=1)
     sel = np.all(np.abs(logm - np.median(logm[sel], axis=0)) < 0.25, axis=1)
+    if float(np.exp(np.median(logm[sel, 1]))) < 0.02:
+        raise OverviewError(
+            "the overview frames are dark (no bare substrate to calibrate on): check the lamp,"
+            " the shutter and the exposure"
+        )
     if sel.sum() < 24:
         raise OverviewError(
             "the overview shows no bare substrate to calibrate on; is the chip under the"
