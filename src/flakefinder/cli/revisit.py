@@ -153,10 +153,11 @@ def _microscope(
             )
     else:
         vchip = build_chip(spec)
-    spec = replace(spec, objectives=_objectives(objectives_file, spec.objectives))
-    if spec.objective is None:
-        spec = replace(spec, objective=spec.objectives[0].name)
-    return build_microscope(spec, vchip)
+    objs = _objectives(objectives_file, spec.objectives)
+    start = spec.objective
+    if start is None or start not in {o.name for o in objs}:  # start at a calibrated one
+        start = next((o.name for o in objs if o.um_per_px is not None), objs[0].name)
+    return build_microscope(replace(spec, objectives=objs, objective=start), vchip)
 
 
 def _run(
