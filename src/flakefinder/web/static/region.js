@@ -70,7 +70,10 @@
     const s = handleSize();
     for (const [cx, cy, ix, iy] of [[r[0], r[1], 0, 1], [r[2], r[1], 2, 1], [r[2], r[3], 2, 3], [r[0], r[3], 0, 3]]) {
       const h = el("rect", { class: "handle", x: cx - s / 2, y: cy - s / 2, width: s, height: s }, hl);
-      h.addEventListener("pointerdown", (ev) => { ev.stopPropagation(); drag = { kind: "corner", ix, iy }; svg.setPointerCapture(ev.pointerId); });
+      h.addEventListener("pointerdown", (ev) => {
+        if (ev.shiftKey) return; // shift-drag draws an area to skip, wherever it starts
+        ev.stopPropagation(); drag = { kind: "corner", ix, iy }; svg.setPointerCapture(ev.pointerId);
+      });
     }
   }
 
