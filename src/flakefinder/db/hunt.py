@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 
 from flakefinder.db.convert import as_utc
 from flakefinder.db.hunt_records import CloseupInfo, PassInfo, RevisitInfo
@@ -310,31 +310,27 @@ class HuntStore:
                 contrast_rgb=None if r.contrast_rgb is None else [float(v) for v in r.contrast_rgb],
             )
         with self.db.session() as s:
-            result = s.execute(insert(RevisitRow).values(**values))
-            key = result.inserted_primary_key
-            assert key is not None
-            if closeups:
-                s.execute(
-                    insert(CloseupRow),
-                    [
-                        {
-                            "revisit_id": key[0],
-                            "frame_index": c.index,
-                            "x_um": c.x_um,
-                            "y_um": c.y_um,
-                            "z_um": c.z_um,
-                            "z_offset_um": c.z_offset_um,
-                            "exposure_ms": c.exposure_ms,
-                            "width_px": c.width_px,
-                            "height_px": c.height_px,
-                            "um_per_px": c.um_per_px,
-                            "sharpness": float(c.sharpness),
-                            "file_path": c.image_path,
-                            "acquired_at": utcnow(),
-                        }
-                        for c in closeups
-                    ],
+            row = RevisitRow(**values)
+            s.add(row)
+            s.flush()
+            s.add_all(
+                CloseupRow(
+                    revisit_id=row.id,
+                    frame_index=c.index,
+                    x_um=c.x_um,
+                    y_um=c.y_um,
+                    z_um=c.z_um,
+                    z_offset_um=c.z_offset_um,
+                    exposure_ms=c.exposure_ms,
+                    width_px=c.width_px,
+                    height_px=c.height_px,
+                    um_per_px=c.um_per_px,
+                    sharpness=float(c.sharpness),
+                    file_path=c.image_path,
+                    acquired_at=utcnow(),
                 )
+                for c in closeups
+            )
 
     def _revisits(self, *conditions: Any) -> list[RevisitInfo]:
         with self.db.session() as s:

@@ -24,15 +24,13 @@ import json
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from flakefinder import bounds
 from flakefinder.errors import FlakefinderError
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping, Sequence
-
-    from flakefinder.hardware.protocols import Microscope
 
 #: Largest focus offset between two objectives that a file may state (µm).
 MAX_FOCUS_OFFSET_UM = 10_000.0
@@ -118,6 +116,47 @@ class Objective:
             "magnification": self.magnification,
             "setup_profile": self.setup_profile,
         }
+
+
+@runtime_checkable
+class ObjectiveTurret(Protocol):
+    """A nosepiece holding several objectives; the camera's pixel size follows the current one
+    (a device of :class:`flakefinder.hardware.protocols.Microscope`).
+
+    :func:`switch_objective` is how scans change objective (it also applies the focus offsets)."""
+
+    @property
+    def objectives(self) -> tuple[Objective, ...]: ...
+
+    def current(self) -> Objective:
+        """The objective in the light path."""
+
+    def select(self, name: str) -> None:
+        """Turn to objective ``name`` (one of ``objectives``); blocks until it is in place."""
+
+
+class _Focus(Protocol):
+    def get_z_um(self) -> float: ...
+
+    def move_z_um(self, z_um: float) -> None: ...
+
+
+class _Camera(Protocol):
+    @property
+    def um_per_px(self) -> float: ...
+
+
+class _Scope(Protocol):
+    """What :func:`switch_objective` uses of a :class:`~flakefinder.hardware.protocols.Microscope`."""
+
+    turret: ObjectiveTurret | None
+    objective: str
+
+    @property
+    def focus(self) -> _Focus: ...
+
+    @property
+    def camera(self) -> _Camera: ...
 
 
 def _mag(name: str) -> float | None:
@@ -232,7 +271,7 @@ def load_objectives(path: str | Path) -> tuple[Objective, ...]:
             try:
                 import tomllib
             except ImportError:  # Python 3.10
-                import tomli as tomllib
+                import tomli as tomllib  # type: ignore[no-redef]
             data = tomllib.loads(text)
     except ValueError as exc:  # JSONDecodeError and TOMLDecodeError are ValueErrors
         raise ObjectiveError(f"cannot read objectives file {p}: {exc}") from None
@@ -241,7 +280,7 @@ def load_objectives(path: str | Path) -> tuple[Objective, ...]:
     return objectives_from_mapping(data, p.parent)
 
 
-def switch_objective(microscope: Microscope, name: str) -> Objective:
+def switch_objective(microscope: _Scope, name: str) -> Objective:
     """Turn ``microscope``'s turret to objective ``name`` and move the focus by the difference
     of the focus offsets. Returns the objective. Refuses (before anything moves) an unknown
     objective or one without a pixel size; a microscope without a turret accepts only its one

@@ -9,10 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from flakefinder.hardware.objectives import ObjectiveTurret
+
 if TYPE_CHECKING:
     import numpy as np
 
-    from flakefinder.hardware.objectives import Objective
+__all__ = ["Camera", "FocusDrive", "Microscope", "ObjectiveTurret", "StageLimits", "XYStage"]
 
 
 @dataclass(frozen=True)
@@ -64,23 +66,6 @@ class Camera(Protocol):
 
     def snap(self) -> np.ndarray:
         """Acquire one frame as (H, W, 3) uint8 RGB."""
-
-
-@runtime_checkable
-class ObjectiveTurret(Protocol):
-    """A nosepiece holding several objectives; the camera's pixel size follows the current one.
-
-    :func:`flakefinder.hardware.objectives.switch_objective` is how scans change objective
-    (it also applies the focus offsets)."""
-
-    @property
-    def objectives(self) -> tuple[Objective, ...]: ...
-
-    def current(self) -> Objective:
-        """The objective in the light path."""
-
-    def select(self, name: str) -> None:
-        """Turn to objective ``name`` (one of ``objectives``); blocks until it is in place."""
 
 
 @dataclass

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from flakefinder.hardware.objectives import Objective, find_objective
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-    from flakefinder.hardware.sim import SimCamera
+
+class _Optics(Protocol):
+    """What the turret changes on the camera (``SimCamera.set_optics``)."""
+
+    def set_optics(
+        self, *, um_per_px: float, numerical_aperture: float | None, focus_offset_um: float
+    ) -> None: ...
 
 
 class SimTurret:
@@ -20,7 +26,7 @@ class SimTurret:
 
     def __init__(
         self,
-        camera: SimCamera,
+        camera: _Optics,
         objectives: Sequence[Objective],
         current: str,
         *,

@@ -131,11 +131,11 @@ def open_revisit(
                 " without --resume"
             )
         by_id = {f.id: f for f in database.query_flakes(FlakeQuery(scan_id=scan.id))}
-        route = [by_id[i] for i in found.settings.get("route", []) if i in by_id]
+        stored = [by_id[i] for i in found.settings.get("route", []) if i in by_id]
         hunt.update_pass(found.id, status=ScanStatus.RUNNING)
         return OpenedRevisit(
             found.id,
-            tuple(_targets(database, route, shift)),
+            tuple(_targets(database, stored, shift)),
             float(found.settings.get("route_um", 0.0)),
             float(found.settings.get("naive_route_um", 0.0)),
             resumed=True,

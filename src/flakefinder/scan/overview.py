@@ -222,7 +222,7 @@ def _chip_mask(mosaic: Mosaic) -> np.ndarray:
     contours, _ = cv2.findContours(chip, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     filled = np.zeros_like(chip)
     cv2.drawContours(filled, contours, -1, 1, thickness=cv2.FILLED)
-    return filled.astype(bool)
+    return cast("np.ndarray", filled.astype(bool))
 
 
 def _objects(mosaic: Mosaic, threshold: float) -> np.ndarray:
