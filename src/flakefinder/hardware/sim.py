@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 import struct
 import time
 from collections.abc import Callable
@@ -35,7 +36,9 @@ Renderer = Callable[..., np.ndarray]
 
 #: Stage travel outside the chip that the simulated stage allows (µm).
 DEFAULT_STAGE_MARGIN_UM = 5000.0
-#: Camera value of the sample holder around a chip (``simulated_microscope(chip_edge=True)``).
+#: The sample holder around a chip (``simulated_microscope(chip_edge=True)``): reflectance
+#: relative to the bare substrate for the default renderer, camera value for other renderers.
+HOLDER_REFLECTANCE = 0.25
 HOLDER_RGB = (38, 36, 40)
 
 
@@ -44,7 +47,8 @@ def format_limits(limits: StageLimits) -> str:
 
 
 class SimStage:
-    """XY stage with travel limits and an optional fixed move time that ``wait_for_xy`` honours.
+    """XY stage with travel limits and a move time that ``wait_for_xy`` honours: a fixed
+    ``move_time_s`` plus, with ``speed_um_per_s``, the travelled distance at that speed.
 
     ``sleep`` and ``clock`` are injectable so tests can check the waiting without sleeping.
     """
@@ -56,11 +60,15 @@ class SimStage:
         x_um: float = 0.0,
         y_um: float = 0.0,
         move_time_s: float = 0.0,
+        speed_um_per_s: float | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if move_time_s < 0:
             raise ValueError(f"move_time_s must be >= 0, got {move_time_s}")
+        if speed_um_per_s is not None and not speed_um_per_s > 0:
+            raise ValueError(f"speed_um_per_s must be > 0, got {speed_um_per_s}")
+        self.speed_um_per_s = speed_um_per_s
         self._limits = limits
         self._x_um = float(x_um)
         self._y_um = float(y_um)
@@ -83,8 +91,11 @@ class SimStage:
                 f"stage move to ({x_um:g}, {y_um:g}) µm is outside the stage limits "
                 f"({format_limits(self._limits)})"
             )
+        travel = 0.0
+        if self.speed_um_per_s is not None:
+            travel = math.hypot(x_um - self._x_um, y_um - self._y_um) / self.speed_um_per_s
         self._x_um, self._y_um = float(x_um), float(y_um)
-        self._move_done_at = self._clock() + self.move_time_s
+        self._move_done_at = self._clock() + self.move_time_s + travel
         self.moves += 1
 
     def wait_for_xy(self) -> None:
@@ -150,7 +161,7 @@ class SimCamera:
         exposure_ms: float = 10.0,
         reference_exposure_ms: float = 10.0,
         noise_per_frame: bool = True,
-        outside_chip_rgb: tuple[int, int, int] | None = None,
+        chip_edge: bool = False,
     ) -> None:
         if um_per_px <= 0:
             raise ValueError(f"um_per_px must be > 0, got {um_per_px}")
@@ -168,7 +179,7 @@ class SimCamera:
         self._exposure_ms = float(exposure_ms)
         self.reference_exposure_ms = float(reference_exposure_ms)
         self.noise_per_frame = noise_per_frame
-        self.outside_chip_rgb = outside_chip_rgb  # None: the substrate goes on for ever
+        self.chip_edge = chip_edge  # False: the substrate goes on for ever
         self.numerical_aperture: float | None = None  # set by a turret: the objective's NA
         self.focus_offset_um = 0.0  # set by a turret: the objective's true focal plane shift
         self.frame_counter = 0  # frames taken by this camera (statistics only)
@@ -208,23 +219,28 @@ class SimCamera:
     def _render_settings(self) -> Any:
         """The renderer settings, with the current objective's NA when a turret set one."""
         settings = self.settings
-        na = self.numerical_aperture
-        if na is None:
+        changes: dict[str, float] = {}
+        if self.numerical_aperture is not None:
+            changes["numerical_aperture"] = self.numerical_aperture
+        if self.chip_edge and self._renderer is None:
+            changes["outside_chip_reflectance"] = HOLDER_REFLECTANCE
+        if not changes:
             return settings
         if settings is None and self._renderer is None:
             import importlib
 
             render = importlib.import_module("flakefinder.synth.render")
-            return render.RenderSettings(numerical_aperture=na)
-        if dataclasses.is_dataclass(settings) and hasattr(settings, "numerical_aperture"):
-            return dataclasses.replace(settings, numerical_aperture=na)  # type: ignore[type-var]
+            return render.RenderSettings(**changes)
+        if dataclasses.is_dataclass(settings) and all(hasattr(settings, k) for k in changes):
+            return dataclasses.replace(settings, **changes)  # type: ignore[type-var]
         return settings
 
     def _paint_holder(self, image: np.ndarray, x: float, y: float, seed: int) -> np.ndarray:
-        """Pixels beyond the chip's edges show the sample holder (with camera noise)."""
+        """A renderer of its own (a test's) knows no holder: pixels beyond the chip's edges are
+        painted :data:`HOLDER_RGB` (with camera noise) after rendering."""
         width = getattr(self.chip, "width_um", None)
         height = getattr(self.chip, "height_um", None)
-        if self.outside_chip_rgb is None or width is None or height is None:
+        if not self.chip_edge or self._renderer is None or width is None or height is None:
             return image
         h, w = image.shape[:2]
         xs = x + (np.arange(w) + 0.5 - w / 2.0) * self._um_per_px
@@ -236,7 +252,7 @@ class SimCamera:
         outside = out_y[:, None] | out_x[None, :]
         rng = np.random.default_rng(seed)
         noise = rng.normal(0.0, 1.5, size=(int(outside.sum()), 3))
-        holder = np.asarray(self.outside_chip_rgb, dtype=np.float64)[None, :] + noise
+        holder = np.asarray(HOLDER_RGB, dtype=np.float64)[None, :] + noise
         image = np.array(image, copy=True)
         image[outside] = np.clip(np.rint(holder), 0, 255).astype(np.uint8)
         return image
@@ -290,6 +306,7 @@ def simulated_microscope(
     um_per_px: float = 0.2,
     focus_plane_um: tuple[float, float, float] = (0.0, 0.0, 0.0),
     move_time_s: float = 0.0,
+    speed_um_per_s: float | None = None,
     settings: Any = None,
     seed: int = 0,
     limits: StageLimits | None = None,
@@ -307,14 +324,18 @@ def simulated_microscope(
 
     With ``objectives`` the microscope has a :class:`SimTurret` starting at ``objective``
     (default: the first) and ``um_per_px`` is ignored: the objective sets the pixel size.
-    ``chip_edge`` renders the sample holder (:data:`HOLDER_RGB`) beyond the chip's edges."""
+    ``chip_edge`` renders the sample holder (:data:`HOLDER_REFLECTANCE`) beyond the chip's
+    edges, blurred by defocus like the chip."""
     if limits is None:
         limits = chip_stage_limits(chip)
     cx, cy = float(chip.width_um) / 2.0, float(chip.height_um) / 2.0
     if not limits.contains(cx, cy):
         cx = min(max(cx, limits.x_min_um), limits.x_max_um)
         cy = min(max(cy, limits.y_min_um), limits.y_max_um)
-    stage = SimStage(limits, x_um=cx, y_um=cy, move_time_s=move_time_s, sleep=sleep)
+    stage = SimStage(
+        limits, x_um=cx, y_um=cy, move_time_s=move_time_s, speed_um_per_s=speed_um_per_s,
+        sleep=sleep,
+    )  # fmt: skip
     z0, dz_dx, dz_dy = focus_plane_um
     focus = SimFocus(z0 + dz_dx * cx + dz_dy * cy)
     camera = SimCamera(
@@ -328,7 +349,7 @@ def simulated_microscope(
         settings=settings,
         seed=seed,
         exposure_ms=exposure_ms,
-        outside_chip_rgb=HOLDER_RGB if chip_edge else None,
+        chip_edge=chip_edge,
     )
     if not objectives:
         return Microscope(
