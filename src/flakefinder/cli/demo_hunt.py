@@ -84,7 +84,7 @@ def search_tiles(
     outcome = run_overview_pass(
         microscope, hunt, chip_id=chip_id, scan_id=scan_id, overview=overview, search=search,
         area_um=overview_area(corners), chip_hint_um=corners_box(corners), image_dir=image_dir,
-        progress=progress,
+        progress=False,  # a frame or a few: the summary line follows at once
     )  # fmt: skip
     run.reports.append(outcome.report)
     a = outcome.analysis
