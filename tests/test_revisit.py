@@ -183,3 +183,32 @@ def test_bad_flakes_are_reported_and_the_rest_goes_on(searched, uninterrupted, t
     assert got[c.id].status == "ok"  # the rest goes on
     assert summary.by_status[RevisitStatus.OK] == 1 and hunt.get_pass(pass_id).status.value == "finished"
     db.close()
+
+
+def test_z_stack_and_second_exposure(searched, uninterrupted, tmp_path) -> None:
+    from flakefinder.domain import LayerClass
+
+    visits, _, flakes = uninterrupted
+    mono = next(flakes[v.flake_id] for v in visits if flakes[v.flake_id].layer_class is LayerClass.MONO)
+    m = scope(searched.chip)
+    obj = switch_objective(m, "50x")
+    db = copy_db(searched, tmp_path)
+    hunt = HuntStore(db)
+    pass_id = hunt.start_pass(1, scan_id=searched.scan_id, kind="revisit", objective="50x",
+                              um_per_px=0.2, n_planned=1, settings={})  # fmt: skip
+    options = RevisitOptions(z_stack=3, z_step_um=0.5, bracket=True)
+    target = RevisitTarget(mono.id, mono.material, mono.layer_class, mono.layer_count,
+                           mono.polygon_um, mono.bbox_um, 1.5)  # fmt: skip
+    run_revisit(m, detector_for_objective("contrast", obj), hunt, pass_id, [target],
+                ImagingContext(um_per_px=0.2), options=options, image_dir=tmp_path / "c",
+                progress=False)  # fmt: skip
+    [visit] = hunt.revisits_of_pass(pass_id)
+    frames = [(c.z_offset_um, c.exposure_ms) for c in visit.closeups]
+    assert frames == [(0.0, 10.0), (-0.5, 10.0), (0.5, 10.0), (0.0, 15.0)]  # monolayer: 1.5x
+    sharp = {c.z_offset_um: c.sharpness for c in visit.closeups if c.exposure_ms == 10.0}
+    assert sharp[0.0] > sharp[-0.5] and sharp[0.0] > sharp[0.5]  # the stack brackets focus
+    assert visit.closeups[1].z_um == pytest.approx(visit.focus_z_um - 0.5)
+    assert visit.status == "ok" and m.camera.exposure_ms == 10.0  # exposure restored
+    assert m.focus.get_z_um() == pytest.approx(visit.focus_z_um)
+    assert len(list((tmp_path / "c").glob("*.png"))) == 4
+    db.close()
