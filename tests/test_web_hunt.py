@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from flakefinder.db import Database, ScanStatus
 from flakefinder.server.app import create_app
 from flakefinder.server.settings import ServerSettings
 from hunt_helpers import populate_hunt
@@ -23,6 +24,10 @@ def client(tmp_path: Path) -> Iterator[TestClient]:
     app = create_app(ServerSettings(detector="none", database_url=url, api_key=KEY))
     with TestClient(app, follow_redirects=False) as c:
         yield c
+
+
+def url_of(client: TestClient) -> str:
+    return str(client.app.state.web_db.url)  # type: ignore[attr-defined]
 
 
 def test_region_api_edits_before_the_search_only(client: TestClient) -> None:
@@ -53,6 +58,11 @@ def test_region_api_edits_before_the_search_only(client: TestClient) -> None:
     r = client.put("/api/scans/1/region", json=body, headers=AUTH)  # tiles stored: too late
     assert r.status_code == 409 and "can no longer change" in r.json()["detail"]
     assert client.put("/api/scans/99/region", json=body, headers=AUTH).status_code == 404
+    db = Database(url_of(client))
+    db._set_scan_status(2, ScanStatus.RUNNING)  # its search started (no tile stored yet)
+    db.close()
+    r = client.put("/api/scans/2/region", json=body, headers=AUTH)
+    assert r.status_code == 409 and "scan 2 is running" in r.json()["detail"]
     assert client.get("/api/scans/99/region", headers=AUTH).status_code == 404
 
 

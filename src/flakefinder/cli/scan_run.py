@@ -141,6 +141,7 @@ def run_passes(
         # a second run of this scan (two --resume at once) refuses here, before the stage moves
         with sigterm_as_interrupt(), scan_lock(database, scan_id):
             _refuse_finished(database, scan_id)
+            HuntStore(database).mark_scan_running(scan_id)  # the region is fixed from here on
             tiles = _search_plan(
                 microscope, database, scan_id, chip_id, plan, passes, out, progress
             )

@@ -248,6 +248,12 @@ class HuntStore:
         if overview is None:
             raise KeyError(f"scan {scan_id} has no overview pass, so no search region")
         with self.db.session() as s:
+            scan = s.get(ScanRow, scan_id)
+            if scan is not None and scan.status == ScanStatus.RUNNING.value:
+                raise RegionLockedError(
+                    f"scan {scan_id} is running; its region can change only while it is stopped"
+                    " before the search (flakefinder scan ... --stop-after-overview)"
+                )
             n = s.scalar(select(func.count()).where(ImageRow.scan_id == scan_id)) or 0
             if n:
                 raise RegionLockedError(
@@ -255,7 +261,6 @@ class HuntStore:
                     " can no longer change (run a new overview to search another region)"
                 )
             row = s.get(PassRow, overview.id)
-            scan = s.get(ScanRow, scan_id)
             assert row is not None and scan is not None
             settings = dict(row.settings or {})
             settings["region"] = region.to_dict()
@@ -266,6 +271,15 @@ class HuntStore:
         found = self.get_pass(overview.id)
         assert found is not None
         return found
+
+    def mark_scan_running(self, scan_id: int) -> None:
+        """Mark a (resumed) scan running while its passes run: its region is fixed meanwhile."""
+        with self.db.session() as s:
+            scan = s.get(ScanRow, scan_id)
+            if scan is None:
+                raise KeyError(f"no scan with id {scan_id}")
+            scan.status = ScanStatus.RUNNING.value
+            scan.finished_at = None
 
     def set_planned_tiles(self, scan_id: int, n_tiles: int) -> None:
         """The scan's planned tile count, once its overview has planned the search."""
