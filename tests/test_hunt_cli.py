@@ -116,3 +116,48 @@ def test_revisit_of_an_unfinished_scan_is_refused(tmp_path, monkeypatch, capsys)
     assert code == 2 and "scan 1 is interrupted (0 of" in err and "tiles): finish it" in err
     code, _, err = run(monkeypatch, capsys, "scan", "--simulated", "--overview", "5x", "--db", url)
     assert code == 2 and "needs --objective too" in err
+
+
+def test_overview_onto_a_full_disk_stops_cleanly_and_resumes(tmp_path, monkeypatch, capsys) -> None:
+    """The overview mosaic cannot be written: one line, the scan and its overview pass marked
+    interrupted (not left running), the lock released, no temporary file left; --resume with
+    room again runs the overview again."""
+    import fcntl
+    import os
+
+    from flakefinder.db.locks import lock_path
+    from fullfs import full_disk
+
+    url = f"sqlite:///{tmp_path / 'f.db'}"
+    img = tmp_path / "img"
+    img.mkdir()
+    common = [*SCAN, "--db", url, "--out", str(img), "--stop-after-overview"]
+    with full_disk(monkeypatch, img) as refused:
+        code, out, err = run(monkeypatch, capsys, *common)
+    assert code == 2 and refused, (out, err)
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "Traceback" not in err, err
+    assert errors[0].startswith("error: scan 1 stopped: cannot write ")
+    assert "no space left on device" in errors[0] and "--resume" in errors[0]
+    assert "still marked" not in errors[0]
+    db = Database(url)
+    [scan] = db.list_scans()
+    [overview] = HuntStore(db).list_passes(scan_id=scan.id)
+    assert scan.status.value == "interrupted" and overview.status.value == "interrupted"
+    db.close()
+    fd = os.open(lock_path(tmp_path / "f.db", 1), os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free: no BlockingIOError
+    finally:
+        os.close(fd)
+    assert not [p for p in img.rglob("*") if p.name.startswith(".")]
+    code, out, err = run(monkeypatch, capsys, *common, "--resume")
+    assert code == 0, err
+    assert "stopped after the overview" in out
+    db = Database(url)
+    [scan] = db.list_scans()
+    passes = HuntStore(db).list_passes(scan_id=scan.id)
+    assert scan.status.value == "interrupted"  # stopped after the overview, as asked
+    assert passes[-1].kind == "overview" and passes[-1].status.value == "finished"
+    assert Path(passes[-1].settings["mosaic_path"]).is_file()
+    db.close()

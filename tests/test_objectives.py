@@ -73,6 +73,26 @@ def test_objectives_file_toml_and_json(tmp_path: Path) -> None:
         load_objectives(tmp_path / "nope.toml")
 
 
+def test_objectives_files_are_read_within_bounds(tmp_path: Path) -> None:
+    """JSON through the bounded strict loader, TOML size-checked: one ObjectiveError each."""
+    for name, data, message in (
+        ("nan.json", '{"objectives": {"5x": {"um_per_px": NaN}}}', "NaN"),
+        ("deep.json", "[" * 5000 + "]" * 5000, "nested 5000 levels deep"),
+        ("long.json", '{"objectives": {"5x": {"um_per_px": 1' + "0" * 200 + "}}}", "number"),
+        ("big.json", " " * (2**20 + 1) + "{}", "larger than"),
+        ("big.toml", "#" * (2**20 + 1), "larger than"),
+        ("deep.toml", "x = " + "[" * 50_000 + "]" * 50_000, "nested too deeply"),
+        ("latin1.toml", b"[objectives.5x]\n# \xe9\n", "not UTF-8"),
+    ):
+        p = tmp_path / name
+        if isinstance(data, bytes):
+            p.write_bytes(data)
+        else:
+            p.write_text(data)
+        with pytest.raises(ObjectiveError, match=message):
+            load_objectives(p)
+
+
 def test_merge_keeps_micro_manager_pixel_sizes() -> None:
     base = (Objective("20x", 0.5), Objective("50x", None))
     extra = (Objective("20x", 0.9, 0.42, focus_offset_um=3.0), Objective("50x", 0.2, 0.55))

@@ -148,7 +148,9 @@ def test_resume_after_ctrl_c_gives_the_uninterrupted_result(searched, uninterrup
     [stopped] = [p for p in hunt.list_passes(scan_id=searched.scan_id) if p.kind == "revisit"]
     assert stopped.status.value == "interrupted" and stopped.n_done == 2  # nothing half-stored
     assert len(list((tmp_path / "closeups").glob("*.png"))) == 2
+    # no temporary files left: neither the old ``.part.png`` nor atomic_open's ``.NAME.*.tmp``
     assert not list((tmp_path / "closeups").glob("*.part.png"))
+    assert not list((tmp_path / "closeups").glob(".*"))
     assert revisit(searched, db, tmp_path, resume=True) == stopped.id
     resumed = hunt.revisits_of_pass(stopped.id)
     key = lambda v: (v.flake_id, v.status, v.layer_count, v.polygon_um, v.focus_z_um)  # noqa: E731

@@ -52,6 +52,13 @@ def page(browser: Any, db_url: str, tmp_path: Path) -> Iterator[Any]:
         pg = context.new_page()
         errors: list[str] = []
         pg.on("pageerror", lambda exc: errors.append(str(exc)))
+        # anything the Content-Security-Policy blocks is an error too (the UI must not need it)
+        pg.on(
+            "console",
+            lambda msg: errors.append(msg.text)
+            if msg.type == "error" and "Content Security Policy" in msg.text
+            else None,
+        )
         try:
             yield pg
             assert errors == [], f"JavaScript errors: {errors}"
@@ -144,7 +151,19 @@ def test_chip_map_shows_the_overview_under_the_tiles(page: Any, tmp_path: Path) 
     order = page.locator("#chipmap").evaluate(
         "s => [...s.children].map(c => c.id || c.tagName.toLowerCase())"
     )
-    assert order.index("overview-layer") < order.index("image") < order.index("flake-layer")
+    assert order.index("overview-layer") < order.index("mosaic-layer") < order.index("flake-layer")
+    # the tiles' mosaic is a pyramid over the tiles' own extent (two 128 px images at 0.5 µm/px
+    # from (68, 68): one 256 px tile of 128 µm), not over the map's, which the overview widens
+    page.wait_for_function(
+        """() => { const shown = [...document.querySelectorAll("#mosaic-layer image")];
+        return shown.length > 0 && shown.every((e) => e.dataset.loaded === "load"); }"""
+    )
+    tile = page.locator("#mosaic-layer image")
+    expect(tile).to_have_count(1)
+    assert tile.get_attribute("data-tile") == "0/0/0"
+    assert [tile.get_attribute(k) for k in ("x", "y", "width", "height")] == [
+        "68", "68", "128", "128"
+    ]  # fmt: skip
     expect(page.locator("#chipmap polygon.flake-outline")).to_have_count(4)
     assert page.locator("#chipmap").get_attribute("viewBox") == "0.0 0.0 400.0 300.0"
     shot(page, tmp_path, "chipmap_overview")

@@ -163,6 +163,13 @@ def scan_cmd(
     from flakefinder.scan.resume import NewScan, open_scan
 
     mats = parse_materials(materials)
+    if server is not None and api_key is not None:
+        from flakefinder.server.settings import check_api_key
+
+        try:
+            check_api_key(api_key, source="--api-key / FLAKEFINDER_API_KEY")
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--api-key") from None
     if not 0.0 <= overlap < 1.0:
         raise typer.BadParameter("must lie in [0, 1)", param_hint="--overlap")
     if simulated == (mm_config is not None):

@@ -32,14 +32,53 @@ class Passes:
     chip_um: tuple[float, float, float, float] | None = None  # where the chip should be
 
 
-def _refuse_finished(database: Database, scan_id: int) -> None:
-    """Refuse a scan that another process finished while this one waited for its lock."""
+def _refuse(database: Database, scan_id: int, passes: Passes) -> None:
+    """Refuse, before anything moves or is marked, a scan that another process finished while
+    this one waited for its lock, and an overview asked for after the search has begun."""
     from flakefinder.db import ScanStatus
-    from flakefinder.errors import ScanLockedError
+    from flakefinder.db.hunt import HuntStore
+    from flakefinder.errors import FlakefinderError, ScanLockedError
+    from flakefinder.hunt.search_pass import stored_region
 
     info = database.get_scan(scan_id)
     if info is not None and info.status is ScanStatus.FINISHED:
         raise ScanLockedError(f"scan {scan_id} was finished by another process meanwhile")
+    if (
+        info is not None
+        and info.tiles_done
+        and passes.overview is not None
+        and stored_region(HuntStore(database), scan_id) is None
+    ):
+        raise FlakefinderError(
+            f"scan {scan_id} was started without --overview; resume it without --overview"
+        )
+
+
+def _leave_interrupted(database: Database, scan_id: int, exc: BaseException) -> None:
+    """After a run stopped by ``exc``: a scan still marked running (this process holds its lock,
+    so the mark is its own) becomes interrupted; when that fails too, ``exc`` says so."""
+    from flakefinder.db import ScanStatus
+
+    try:
+        info = database.get_scan(scan_id)
+        if info is not None and info.status is ScanStatus.RUNNING:
+            database.mark_interrupted(scan_id)
+    except Exception as error:  # e.g. the database's disk is full too
+        exc.add_note(f"marking the scan interrupted also failed: {error}")
+
+
+def _status_note(database: Database, scan_id: int) -> str:
+    """"" when the scan is marked interrupted; else why not (e.g. the database is full too)."""
+    from flakefinder.db import ScanStatus
+    from flakefinder.errors import FlakefinderError
+
+    try:
+        info = database.get_scan(scan_id)
+    except FlakefinderError as exc:
+        return f" (its status could not be read: {exc})"
+    if info is None or info.status is ScanStatus.INTERRUPTED:
+        return ""
+    return f" (it is still marked {info.status.value}: the database could not be updated)"
 
 
 def _search_plan(
@@ -55,7 +94,6 @@ def _search_plan(
     """The tiles to search: the region of the scan's overview (run first when asked for and
     not done yet), else ``plan``. None: stopped after the overview, as asked."""
     from flakefinder.db.hunt import HuntStore
-    from flakefinder.errors import FlakefinderError
     from flakefinder.hardware.objectives import switch_objective
     from flakefinder.hunt.overview_pass import run_overview_pass
     from flakefinder.hunt.search_pass import region_plan, stored_region
@@ -67,10 +105,6 @@ def _search_plan(
     scan = database.get_scan(scan_id)
     assert scan is not None
     if region is None and passes.overview is not None:
-        if scan.tiles_done:
-            raise FlakefinderError(
-                f"scan {scan_id} was started without --overview; resume it without --overview"
-            )
         assert passes.area_um is not None
         outcome = run_overview_pass(
             microscope,
@@ -131,16 +165,17 @@ def run_passes(
 
     from flakefinder.db.hunt import HuntStore
     from flakefinder.db.locks import scan_lock
+    from flakefinder.errors import FlakefinderError
     from flakefinder.hunt.search_pass import run_search_pass
     from flakefinder.scan.focus import focus_points, measure_focus_map
     from flakefinder.scan.plan import plan_bounds_um
     from flakefinder.scan.throughput import pass_table
     from flakefinder.text import plural
 
-    try:
-        # a second run of this scan (two --resume at once) refuses here, before the stage moves
-        with sigterm_as_interrupt(), scan_lock(database, scan_id):
-            _refuse_finished(database, scan_id)
+    # a second run of this scan (two --resume at once) refuses here, before the stage moves
+    with sigterm_as_interrupt(), scan_lock(database, scan_id):
+        _refuse(database, scan_id, passes)
+        try:
             HuntStore(database).mark_scan_running(scan_id)  # the region is fixed from here on
             tiles = _search_plan(
                 microscope, database, scan_id, chip_id, plan, passes, out, progress
@@ -167,8 +202,22 @@ def run_passes(
                 image_dir=out.resolve() / f"scan_{scan_id}" if out is not None else None,
                 progress=progress,
             )
-    except KeyboardInterrupt as exc:
-        stopped(f"scan {scan_id}", exc)
+        except KeyboardInterrupt as exc:
+            _leave_interrupted(database, scan_id, exc)
+            stopped(f"scan {scan_id}", exc)
+        except FlakefinderError as exc:  # a full disk, a database that stopped answering, ...
+            _leave_interrupted(database, scan_id, exc)
+            typer.secho(
+                f"error: scan {scan_id} stopped: {exc}; the tiles stored so far are kept:"
+                " fix that, then continue with the same command and"
+                f" --resume{_status_note(database, scan_id)}",
+                fg=typer.colors.RED,
+                err=True,
+            )
+            raise typer.Exit(2) from None
+        except BaseException as exc:
+            _leave_interrupted(database, scan_id, exc)
+            raise
     merged = summary.duplicates_merged + summary.border_dropped
     typer.echo(
         f"scan {scan_id}: {plural(summary.tiles_done, 'tile')} scanned, "

@@ -20,7 +20,6 @@ yet): it can be listed, but using it raises :class:`ObjectiveError` with the fix
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -258,23 +257,49 @@ def objectives_from_mapping(data: Mapping[str, Any], base_dir: Path) -> tuple[Ob
     return tuple(out)
 
 
+#: Largest objectives file read (bytes): a few objectives take well under a kilobyte.
+MAX_OBJECTIVES_FILE_BYTES = 2**20
+
+
 def load_objectives(path: str | Path) -> tuple[Objective, ...]:
-    """Read an objectives file (``.toml`` or ``.json``); :class:`ObjectiveError` when bad."""
+    """Read an objectives file (``.toml`` or ``.json``); :class:`ObjectiveError` when bad.
+
+    JSON goes through the bounded strict loader (:func:`flakefinder.artifacts.load_json_file`:
+    size, nesting depth and number length checked, NaN and Infinity refused); TOML is size
+    checked before it is read and must be UTF-8.
+    """
+    from flakefinder.artifacts import FILE_JSON_LIMITS, load_json_file
+
     p = Path(path)
     if not p.is_file():
         raise ObjectiveError(f"objectives file not found: {p}")
-    text = p.read_text(encoding="utf-8", errors="replace")
-    try:
-        if p.suffix.lower() == ".json":
-            data = json.loads(text)
-        else:
-            try:
-                import tomllib
-            except ImportError:  # Python 3.10
-                import tomli as tomllib  # type: ignore[no-redef]
-            data = tomllib.loads(text)
-    except ValueError as exc:  # JSONDecodeError and TOMLDecodeError are ValueErrors
-        raise ObjectiveError(f"cannot read objectives file {p}: {exc}") from None
+    limits = replace(FILE_JSON_LIMITS, max_bytes=MAX_OBJECTIVES_FILE_BYTES)
+    data: Any
+    if p.suffix.lower() == ".json":
+        data = load_json_file(p, error=ObjectiveError, what=f"objectives file {p}", limits=limits)
+    else:
+        try:
+            import tomllib
+        except ImportError:  # Python 3.10
+            import tomli as tomllib  # type: ignore[no-redef]
+        try:
+            size = p.stat().st_size
+            if size > MAX_OBJECTIVES_FILE_BYTES:
+                raise ObjectiveError(
+                    f"objectives file {p}: {size} bytes is larger than the"
+                    f" {MAX_OBJECTIVES_FILE_BYTES} allowed"
+                )
+            data = tomllib.loads(p.read_bytes().decode("utf-8"))
+        except OSError as exc:
+            raise ObjectiveError(f"cannot read objectives file {p}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError as exc:
+            raise ObjectiveError(
+                f"objectives file {p}: not UTF-8 text (byte {exc.start})"
+            ) from None
+        except RecursionError:  # arrays nested thousands deep
+            raise ObjectiveError(f"objectives file {p}: nested too deeply") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ObjectiveError(f"cannot read objectives file {p}: {exc}") from None
     if not isinstance(data, dict):
         raise ObjectiveError(f"objectives file {p} must hold a table of objectives")
     return objectives_from_mapping(data, p.parent)

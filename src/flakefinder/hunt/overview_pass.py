@@ -8,7 +8,6 @@ overview is marked interrupted and simply runs again.
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -64,9 +63,7 @@ def _save_picture(path: Path, picture: np.ndarray) -> None:
     if max(h, w) > MAX_MOSAIC_PX:
         f = MAX_MOSAIC_PX / max(h, w)
         picture = cv2.resize(picture, (round(w * f), round(h * f)), interpolation=cv2.INTER_AREA)
-    tmp = path.with_name(path.stem + ".part.png")
-    save_image(tmp, picture)
-    os.replace(tmp, path)
+    save_image(path, picture)  # atomic: a full disk never leaves half a mosaic
 
 
 def run_overview_pass(
@@ -164,7 +161,10 @@ def run_overview_pass(
             images=0 if path is None else 1,
         )
         hunt.finish_pass(pass_id, report)
-    except BaseException:
-        hunt.mark_pass_interrupted(pass_id)
+    except BaseException as exc:
+        try:
+            hunt.mark_pass_interrupted(pass_id)
+        except Exception as error:  # e.g. the database's disk is full too
+            exc.add_note(f"marking pass {pass_id} interrupted also failed: {error}")
         raise
     return OverviewOutcome(pass_id, analysis, n_search, report, path)

@@ -83,8 +83,11 @@ def run_search_pass(
             image_dir=image_dir,
             progress=progress,
         )
-    except BaseException:
-        hunt.mark_pass_interrupted(pass_id)
+    except BaseException as exc:
+        try:
+            hunt.mark_pass_interrupted(pass_id)
+        except Exception as error:  # e.g. the database's disk is full too
+            exc.add_note(f"marking pass {pass_id} interrupted also failed: {error}")
         raise
     h_px, w_px = microscope.camera.shape_px
     report = PassReport(

@@ -14,7 +14,6 @@ that status and a message, and the pass goes on.
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -117,9 +116,7 @@ def _best_match(
 def _save(path: Path, image: np.ndarray) -> None:
     from flakefinder.imaging import save_image
 
-    tmp = path.with_name(path.stem + ".part" + path.suffix)
-    save_image(tmp, image)
-    os.replace(tmp, path)
+    save_image(path, image)  # atomic: a full disk never leaves half a close-up
 
 
 class _Visit:
@@ -329,8 +326,11 @@ def run_revisit(
                 n_images += len(closeups)
                 by_status[record.status] += 1
                 advance()
-    except BaseException:
-        store.mark_pass_interrupted(pass_id)
+    except BaseException as exc:
+        try:
+            store.mark_pass_interrupted(pass_id)
+        except Exception as error:  # e.g. the database's disk is full too
+            exc.add_note(f"marking pass {pass_id} interrupted also failed: {error}")
         raise
     h_px, w_px = microscope.camera.shape_px
     pixel = microscope.camera.um_per_px

@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from flakefinder.artifacts import write_atomic
 from flakefinder.coco import encode_rle
 from flakefinder.domain import ClassMap, parse_category_name
 from flakefinder.synth.chip import check_materials
@@ -129,7 +130,7 @@ class CocoDatasetWriter:
         return image_id
 
     def write(self, info: Mapping[str, Any]) -> Path:
-        """Write ``annotations.json`` (compact JSON, via a temporary file) and return its path."""
+        """Write ``annotations.json`` (compact JSON, atomically) and return its path."""
         data = {
             "info": dict(info),
             "licenses": [],
@@ -138,7 +139,5 @@ class CocoDatasetWriter:
             "annotations": self._annotations,
         }
         path = self.root / "annotations.json"
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(data))
-        tmp.replace(path)
+        write_atomic(path, json.dumps(data))
         return path

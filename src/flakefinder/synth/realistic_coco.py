@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from flakefinder.artifacts import write_atomic
 from flakefinder.synth.coco_writer import CocoDatasetWriter
 from flakefinder.synth.realistic import RealisticStyle, render_realistic
 
@@ -69,7 +70,7 @@ def export_realistic_coco(
             width_px, height_px, mats, seed=image_seed, style=style, min_area_px=min_area_px
         )
         file_name, file_path = writer.image_path(i, ".jpg")
-        file_path.write_bytes(sample.jpeg)
+        write_atomic(file_path, sample.jpeg)
         meta = sample.metadata()
         writer.add_image(
             file_name,
