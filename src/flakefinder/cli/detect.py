@@ -112,6 +112,7 @@ def detect_cmd(
     if loaded is not None and loaded.source == "self-calibrated":
         loaded.profile.save(out / "setup_profile.json")
         typer.echo(f"self-calibrated setup profile written to {out / 'setup_profile.json'}")
+    _save_settings(det, out)
     typer.echo(
         f"{plural(summary['flakes'], 'flake')} in {plural(summary['images'], 'image')} "
         f"({det.name} {det.version}); results in {out}"
@@ -150,6 +151,27 @@ def _self_calibrate(det: Any, files: list[Path], ctx: ImagingContext) -> None:
     )
     for note in notes:
         typer.echo(f"  {note}")
+
+
+def _save_settings(det: Any, out: Path) -> None:
+    """Write each self-calibrated camera setting's profile (``setting_<k>.json``), reusable with
+    ``--setup``, and list the settings with their images in ``settings.json``."""
+    from flakefinder.artifacts import write_json_atomic
+
+    calibrations = getattr(det, "calibrations", None)
+    if not calibrations:
+        return
+    listing = []
+    for k, c in enumerate(calibrations, start=1):
+        entry: dict[str, Any] = {"name": c.name, "source": c.source, "note": c.note,
+                                 "substrate_rgb": list(c.substrate_rgb), "images": list(c.names)}
+        if c.profile is not None and c.source == "self-calibrated":
+            path = out / f"setting_{k}.json"
+            c.profile.save(path)
+            entry["profile"] = path.name
+        listing.append(entry)
+    write_json_atomic(out / "settings.json", {"settings": listing})
+    typer.echo(f"camera settings and their profiles: {out / 'settings.json'}")
 
 
 def _class_map(det: Any, materials: tuple[str, ...]) -> ClassMap:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from flakefinder.detect.terrace.channels import channel_abs_max, channel_norm
 from flakefinder.detect.terrace.image import WorkingImage
 from flakefinder.errors import ImageError
 
@@ -104,8 +105,8 @@ def _contrast(
     med = np.median(sample, axis=0)
     noise = np.maximum(1.4826 * np.median(np.abs(sample - med), axis=0), 1e-3)
     noise[~valid] = np.inf
-    z = np.sqrt(np.sum((lc / noise) ** 2, axis=2))
-    amp = np.max(np.abs(lc), axis=2)
+    z = channel_norm(lc, valid, noise)
+    amp = channel_abs_max(lc, valid)
     return lc, noise, (z > k_sigma) & (amp > min_contrast)
 
 
@@ -148,10 +149,11 @@ def estimate_background(
     log4 = np.log(np.maximum(small4, 1.0))
     grad = cv2.dilate(log4, _K3) - cv2.erode(log4, _K3)
     scale = np.maximum(np.median(grad.reshape(-1, 3), axis=0), 1e-4)
-    edge = np.sqrt(np.sum((grad / scale)[:, :, valid] ** 2, axis=2) / valid.sum())
+    edge = channel_norm(grad, valid, scale) / np.float32(np.sqrt(valid.sum()))
     calm = edge < edge_k
     rel = small4 / np.maximum(work.substrate_rgb, 1.0).astype(np.float32) - 1.0
-    near = np.all((np.abs(rel) < 0.05) | ~valid, axis=2)
+    spread = channel_abs_max(rel, valid)
+    near = spread < 0.05
     n, lab, stats, _ = cv2.connectedComponentsWithStats(calm.astype(np.uint8), connectivity=4)
     near_count = np.bincount(lab[near], minlength=n)
     near_count[0] = 0
@@ -162,7 +164,7 @@ def estimate_background(
         near_count == near_count.max()
     )
     is_sub[0] = False
-    sub = is_sub[lab] & np.all((np.abs(rel) < 0.15) | ~valid, axis=2)
+    sub = is_sub[lab] & (spread < 0.15)
     sigma = max(th, tw) / 16.0
     for round_ in range(2):
         if not sub.any():
@@ -170,7 +172,7 @@ def estimate_background(
         _, _, fg4 = _contrast(log4, sub, _field(small4, sub, sigma), valid, k_sigma, min_contrast)
         if round_ == 0:
             lc4 = log4 - np.log(np.maximum(_field(small4, sub, sigma), 1.0))
-            sub = (np.max(np.abs(np.where(valid, lc4, 0.0)), axis=2) < readmit) & calm
+            sub = (channel_abs_max(lc4, valid) < readmit) & calm
         else:
             sub = ~cv2.dilate(fg4.astype(np.uint8), _K3).astype(bool)
     if not sub.any():

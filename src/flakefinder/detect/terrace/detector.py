@@ -208,10 +208,13 @@ class TerraceDetector:
             maps, images, material=context.materials[0], oxide_nm=context.oxide_thickness_nm,
             um_per_px=context.um_per_px, candidates=candidates, names=labels,
         )
+        from dataclasses import replace
+
         first = len(self.calibrations)
         for k, s in enumerate(new, start=first + 1):
-            self.notes.append(f"setting {k} ({s.source}): {s.note}")
-        self.calibrations.extend(new)
+            s = replace(s, name=f"setting {k}")
+            self.notes.append(f"{s.name} ({s.source}): {s.note}")
+            self.calibrations.append(s)
 
     # -- output -----------------------------------------------------------------------------------
     def _detections(self, tm: TerraceMap, clf: object, context: ImagingContext) -> list[Detection]:

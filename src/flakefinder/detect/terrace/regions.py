@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from flakefinder.detect.terrace.channels import channel_max
 from flakefinder.detect.terrace.modes import colour_modes
 
 _K3 = np.ones((3, 3), np.uint8)
@@ -191,7 +192,7 @@ def terrace_labels(
     s = settings
     usable = foreground & ~clipped
     lines = edge_lines(log_contrast, noise, valid, s.canny_low, s.canny_high)
-    bright = np.max(np.where(valid, log_contrast, -9.0), axis=2) > s.bright
+    bright = channel_max(log_contrast, valid) > s.bright
     strong = (clipped | bright).astype(np.uint8)
     ring = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * s.rim_px + 1, 2 * s.rim_px + 1))
     rim = cv2.dilate(strong, ring).astype(bool) & ~strong.astype(bool)

@@ -62,6 +62,7 @@ class SettingCalibration:
 
     name: str
     images: tuple[int, ...]
+    names: tuple[str, ...]
     substrate_rgb: tuple[float, float, float]
     profile: SetupProfile | None  # None: no layer numbers (material without optics data)
     source: str  # "self-calibrated", "thin-film model", "no optics data"
@@ -162,7 +163,7 @@ def calibrate_settings(
         name = f"setting {g}"
         shown = ", ".join(labels[i] for i in members[:4]) + (", ..." if len(members) > 4 else "")
         if physics is None:
-            out.append(SettingCalibration(name, tuple(members), sub_t, None, "no optics data",
+            out.append(SettingCalibration(name, tuple(members), tuple(labels[i] for i in members), sub_t, None, "no optics data",
                        f"{material} has no optical constants: layer numbers need labels "
                        f"(calibrate with --labels or --masks); images: {shown}"))
             continue
@@ -181,10 +182,10 @@ def calibrate_settings(
         else:
             why = f"{len(regions)} terraces to calibrate on (at least {MIN_CAL_REGIONS} needed)"
         if profile is not None:
-            out.append(SettingCalibration(name, tuple(members), sub_t, profile, "self-calibrated",
+            out.append(SettingCalibration(name, tuple(members), tuple(labels[i] for i in members), sub_t, profile, "self-calibrated",
                        f"calibrated on {len(regions)} terraces of {len(use)} images; images: {shown}"))
         else:
-            out.append(SettingCalibration(name, tuple(members), sub_t, physics, "thin-film model",
+            out.append(SettingCalibration(name, tuple(members), tuple(labels[i] for i in members), sub_t, physics, "thin-film model",
                        f"could not self-calibrate ({why}); using the thin-film model; images: {shown}"))
     return out
 
