@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Mapping
+from concurrent.futures import Future
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -16,8 +17,10 @@ from starlette.concurrency import run_in_threadpool
 from flakefinder import bounds
 from flakefinder.domain import Detector, ImagingContext
 from flakefinder.errors import FlakefinderError, ImageError, UnknownMaterialError
-from flakefinder.imaging import ImageLimits
-from flakefinder.server.batching import Batcher
+from flakefinder.image_header import ImageHeader
+from flakefinder.intake import WorkImage
+from flakefinder.membudget import MemoryBudgetError, Reservation
+from flakefinder.server.batching import Batcher, BatchResult
 from flakefinder.server.limits import BodyLimitMiddleware
 from flakefinder.server.schemas import (
     BatchResponse,
@@ -36,7 +39,7 @@ from flakefinder.server.security import (
     AccessPolicy,
     add_login_routes,
 )
-from flakefinder.server.settings import ServerSettings
+from flakefinder.server.settings import ServerSettings, image_intake
 
 if TYPE_CHECKING:
     from flakefinder.detect.setup_io import LoadedSetup
@@ -150,11 +153,19 @@ def create_app(
     app.add_middleware(BodyLimitMiddleware, limit_bytes=limit_bytes)
     app.add_middleware(AccessMiddleware, policy=policy)
     add_login_routes(app, policy)
-    image_limits = ImageLimits(max_pixels=settings.max_image_pixels)
+    intake = image_intake(settings)
+    app.state.intake = intake
+    app.state.images_decoded = 0
+    app.state.images_abandoned = 0
 
     @app.exception_handler(FlakefinderError)
     async def flakefinder_error(request: Request, exc: FlakefinderError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    @app.exception_handler(ClientGoneError)
+    async def client_gone(request: Request, exc: ClientGoneError) -> JSONResponse:
+        # nobody reads this answer: the work for it was dropped (nginx's "client closed")
+        return JSONResponse({"detail": "the client closed the connection"}, status_code=499)
 
     def default_entry() -> _Served | None:
         served: dict[str | None, _Served] = app.state.served
@@ -194,39 +205,67 @@ def create_app(
         except (UnknownMaterialError, ValueError) as exc:
             raise HTTPException(status_code=400, detail=str(exc).strip("\"'")) from None
 
-    async def run_one(upload: UploadFile, context: ImagingContext) -> DetectResponse:
-        from flakefinder.imaging import decode_image
-
-        batcher = entry_for(context).batcher
-        t0 = time.perf_counter()
+    async def prepare(upload: UploadFile) -> _Prepared:
+        name = upload.filename or "upload"
         data = await upload.read()
         if len(data) > limit_bytes:
             raise HTTPException(
-                413, f"{upload.filename}: {len(data)} bytes exceed {settings.max_upload_mb:g} MB"
+                413, f"{name}: {len(data)} bytes exceed {settings.max_upload_mb:g} MB"
             )
         try:
-            image = await run_in_threadpool(
-                decode_image, data, what=upload.filename or "upload", limits=image_limits
-            )
+            header = await run_in_threadpool(intake.header, data, name)
         except ImageError as exc:
             raise HTTPException(status_code=400, detail=str(exc)) from None
-        if min(image.shape[:2]) < 8:
-            raise HTTPException(
-                400,
-                f"{upload.filename}: image of {image.shape[1]}x{image.shape[0]} px is too small",
-            )
+        return _Prepared(name, data, header)
+
+    async def reserve(prepared: _Prepared) -> Reservation:
         try:
-            result = await asyncio.wrap_future(batcher.submit(image, context))
-        except FlakefinderError as exc:
-            raise HTTPException(status_code=400, detail=str(exc)) from None
+            return await intake.reserve(prepared.header, prepared.name)
+        except MemoryBudgetError as exc:
+            raise _budget_http_error(exc) from None
+
+    async def detect_reserved(
+        request: Request,
+        prepared: _Prepared,
+        reservation: Reservation,
+        context: ImagingContext,
+        t0: float,
+    ) -> DetectResponse:
+        """Decode, detect and answer one image whose memory is reserved; frees it after."""
+        batcher = entry_for(context).batcher
+        try:
+            if await request.is_disconnected():
+                app.state.images_abandoned += 1
+                raise ClientGoneError
+            try:
+                work: WorkImage = await run_in_threadpool(
+                    intake.decode, prepared.data, prepared.header, prepared.name
+                )
+            except ImageError as exc:
+                raise HTTPException(status_code=400, detail=str(exc)) from None
+            prepared.data = b""  # the upload's bytes are not needed any more
+            app.state.images_decoded += 1
+            reservation.shrink(work.pixels.nbytes)
+            future = batcher.submit(
+                work.pixels, work.context(context), client=_client_key(request)
+            )
+            try:
+                result = await _until_done(request, future)
+            except FlakefinderError as exc:
+                raise HTTPException(status_code=400, detail=str(exc)) from None
+        finally:
+            reservation.release()
         app.state.requests_served += 1
         total = time.perf_counter() - t0
         det = batcher.detector
         return DetectResponse(
             image=ImageInfo(
-                filename=upload.filename, width_px=image.shape[1], height_px=image.shape[0]
+                filename=prepared.name, width_px=work.width_px, height_px=work.height_px
             ),
-            flakes=[FlakeOut.from_detection(d, context.um_per_px) for d in result.detections],
+            flakes=[
+                FlakeOut.from_detection(d, context.um_per_px)
+                for d in work.to_original(result.detections)
+            ],
             detector=det.name,
             model_version=det.version,
             batch_size=result.batch_size,
@@ -235,12 +274,68 @@ def create_app(
             ),
         )
 
+    async def run_one(
+        request: Request, upload: UploadFile, context: ImagingContext
+    ) -> DetectResponse:
+        entry_for(context)  # an unknown profile is a 404 before anything is decoded
+        t0 = time.perf_counter()
+        prepared = await prepare(upload)
+        reservation = await reserve(prepared)
+        return await detect_reserved(request, prepared, reservation, context, t0)
+
+    async def run_batch(
+        request: Request, uploads: list[UploadFile], context: ImagingContext
+    ) -> list[DetectResponse]:
+        """The images of one request, a few at a time: at most ``max_batch`` in flight and at
+        most the per-request memory budget reserved; stops when the client goes away."""
+        entry_for(context)
+        held: list[Reservation] = []
+        tasks: list[asyncio.Task[DetectResponse]] = []
+
+        async def settle_one() -> None:
+            running = [t for t in tasks if not t.done()]
+            if running:
+                await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            for t in tasks:
+                if t.done():
+                    t.result()  # the first failure fails the batch, as one bad image does
+            held[:] = [r for r in held if r.n_bytes > 0]
+
+        try:
+            for i, upload in enumerate(uploads):
+                t0 = time.perf_counter()
+                prepared = await prepare(upload)
+                need = intake.decode_bytes(prepared.header)
+                intake.memory.check(need, prepared.name)  # 413 before waiting for anything
+                while held and (
+                    sum(r.n_bytes for r in held) + need > intake.memory.request_limit_bytes
+                    or sum(not t.done() for t in tasks) >= settings.max_batch
+                ):
+                    await settle_one()
+                if await request.is_disconnected():
+                    app.state.images_abandoned += len(uploads) - i
+                    raise ClientGoneError
+                reservation = await reserve(prepared)
+                held.append(reservation)
+                tasks.append(
+                    asyncio.create_task(
+                        detect_reserved(request, prepared, reservation, context, t0)
+                    )
+                )
+            return list(await asyncio.gather(*tasks))
+        except BaseException:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+
     errors: dict[int | str, dict[str, Any]] = {
         400: {"model": ErrorBody},
         401: {"model": ErrorBody},
         403: {"model": ErrorBody},
         404: {"model": ErrorBody},
         413: {"model": ErrorBody},
+        503: {"model": ErrorBody},
     }
 
     @app.get("/api/health", response_model=Health)
@@ -298,7 +393,7 @@ def create_app(
         profile_id: str | None = Query(None, description="Setup profile (GET /api/setups)"),
     ) -> DetectResponse:
         # The declared parameters document the wire format; ImagingContext.from_query reads it.
-        return await run_one(image, context_for(request))
+        return await run_one(request, image, context_for(request))
 
     @app.post("/api/detect/batch", response_model=BatchResponse, responses=errors)
     async def detect_batch(
@@ -309,12 +404,60 @@ def create_app(
         materials: str | None = Query(None),
         profile_id: str | None = Query(None),
     ) -> BatchResponse:
-        context = context_for(request)
-        results = await asyncio.gather(*(run_one(f, context) for f in images))
-        return BatchResponse(results=list(results))
+        return BatchResponse(results=await run_batch(request, images, context_for(request)))
 
     if settings.database_url:
         from flakefinder.web import mount_web
 
-        mount_web(app, settings.database_url)
+        mount_web(
+            app,
+            settings.database_url,
+            intake=intake,
+            setup_session_bytes=int(settings.setup_session_mb * 2**20),
+        )
     return app
+
+
+@dataclass
+class _Prepared:
+    """An upload read and its header checked, before any pixel is decoded."""
+
+    name: str
+    data: bytes
+    header: ImageHeader
+
+
+class ClientGoneError(Exception):
+    """The client closed the connection: its remaining work is dropped."""
+
+
+def _client_key(request: Request) -> str:
+    """Whose queue a request joins in the batcher: the client's address."""
+    return request.client.host if request.client else ""
+
+
+def _budget_http_error(exc: MemoryBudgetError) -> HTTPException:
+    headers = {"Retry-After": "5"} if exc.status_code == 503 else None
+    return HTTPException(exc.status_code, str(exc), headers=headers)
+
+
+async def _until_done(request: Request, future: Future[BatchResult]) -> BatchResult:
+    """The batcher's result, unless the client disconnects first (then the job is cancelled:
+    a job the worker has not taken yet never reaches the model)."""
+    result = asyncio.wrap_future(future)
+    gone = asyncio.ensure_future(_disconnected(request))
+    either: set[asyncio.Future[Any]] = {result, gone}
+    try:
+        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+    if not result.done():
+        result.cancel()
+        raise ClientGoneError
+    return result.result()
+
+
+async def _disconnected(request: Request) -> None:
+    """Return when the client has gone (the request body is read by then)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass

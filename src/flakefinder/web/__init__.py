@@ -11,9 +11,21 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
+    from flakefinder.intake import ImageIntake
 
-def mount_web(app: FastAPI, database_url: str) -> None:
-    """Serve the UI and its JSON API from ``app``, backed by the database at ``database_url``."""
+
+def mount_web(
+    app: FastAPI,
+    database_url: str,
+    *,
+    intake: ImageIntake,
+    setup_session_bytes: int = 96 * 2**20,
+) -> None:
+    """Serve the UI and its JSON API from ``app``, backed by the database at ``database_url``.
+
+    ``intake`` decodes the Setup page's uploads within the server's memory budget;
+    ``setup_session_bytes`` caps the memory of one Setup-page session.
+    """
     from pathlib import Path
 
     from fastapi.staticfiles import StaticFiles
@@ -34,4 +46,6 @@ def mount_web(app: FastAPI, database_url: str) -> None:
     app.include_router(create_api_router(db))
     app.include_router(create_chipmap_router(db, map_queries))
     app.include_router(create_page_router(db, map_queries))
-    app.include_router(create_setup_router(Workspaces()))
+    app.include_router(
+        create_setup_router(Workspaces(max_session_bytes=setup_session_bytes), intake)
+    )
