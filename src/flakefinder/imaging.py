@@ -65,8 +65,9 @@ def _channels(array: np.ndarray, what: str) -> np.ndarray:
 
 
 def _row_slices(a: np.ndarray) -> list[slice]:
-    """Slices of about 4 MiB of rows of ``a`` (bounds the temporaries of a conversion)."""
-    step = max(1, (4 << 20) // max(1, a[:1].nbytes))
+    """Slices of rows of ``a`` of about 256 Ki values each: the temporaries of a conversion
+    (float64 or index copies of one slice) stay near 2 MiB, whatever the image size."""
+    step = max(1, (1 << 18) // max(1, a[:1].size))
     return [slice(r, r + step) for r in range(0, a.shape[0], step)]
 
 
