@@ -28,7 +28,8 @@ def working_size(width: int, height: int, max_pixels: int | None) -> tuple[int, 
     if max_pixels is None or width * height <= max_pixels:
         return width, height
     s = math.sqrt(max_pixels / (width * height))
-    w, h = max(1, math.floor(width * s)), max(1, math.floor(height * s))
+    # (a hair over the exact product, so that 720 x 540 at 43,200 px is 240 x 180, not 239)
+    w, h = max(1, math.floor(width * s + 1e-9)), max(1, math.floor(height * s + 1e-9))
     while w * h > max_pixels:  # floating-point edge: shrink the longer side
         if w >= h:
             w -= 1

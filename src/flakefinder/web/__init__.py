@@ -46,6 +46,5 @@ def mount_web(
     app.include_router(create_api_router(db))
     app.include_router(create_chipmap_router(db, map_queries))
     app.include_router(create_page_router(db, map_queries))
-    app.include_router(
-        create_setup_router(Workspaces(max_session_bytes=setup_session_bytes), intake)
-    )
+    app.state.setup_workspaces = Workspaces(max_session_bytes=setup_session_bytes)
+    app.include_router(create_setup_router(app.state.setup_workspaces, intake))

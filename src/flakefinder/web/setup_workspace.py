@@ -97,7 +97,7 @@ class Workspace:
         if self.nbytes + n_bytes > self.max_bytes:
             raise CalibrationError(
                 f"{what} needs {n_bytes / MIB:.1f} MiB; this setup session holds"
-                f" {self.nbytes / MIB:.1f} of its {self.max_bytes / MIB:.0f} MiB: remove"
+                f" {self.nbytes / MIB:.1f} of its {self.max_bytes / MIB:.1f} MiB: remove"
                 " something first, or calibrate from fewer images"
             )
 
