@@ -35,7 +35,7 @@ class ServerSettings:
     # Memory (see flakefinder.intake): uploads of more pixels are shrunk to this many for
     # detection and the Setup page (None: never); decoded images are reserved from the server's
     # budget (at most request_memory_mb for one image) and wait up to memory_wait_s for it.
-    max_work_pixels: int | None = 8 * 2**20
+    max_work_pixels: int | None = 8_000_000
     memory_budget_mb: float = 1024.0
     request_memory_mb: float = 512.0
     memory_wait_s: float = 30.0
