@@ -86,6 +86,9 @@ def test_memory_budgets_answer_413_and_503() -> None:
         assert "big.png: needs 1 MiB of memory to decode, over this server's budget" in (
             r.json()["detail"]
         )
+        batch = [("images", ("big.png", _upload(), "image/png"))] * 3
+        r = c.post("/api/detect/batch", files=batch)
+        assert r.status_code == 413 and "per request: send a smaller image" in r.json()["detail"]
     busy = _settings(memory_budget_mb=2.0, memory_wait_s=0.0)
     with TestClient(create_app(busy, detector=DarkSquareDetector())) as c:
         memory = c.app.state.intake.memory  # type: ignore[attr-defined]

@@ -302,18 +302,20 @@ def create_app(
             held[:] = [r for r in held if r.n_bytes > 0]
 
         try:
-            for i, upload in enumerate(uploads):
+            for upload in uploads:
                 t0 = time.perf_counter()
                 prepared = await prepare(upload)
                 need = intake.decode_bytes(prepared.header)
-                intake.memory.check(need, prepared.name)  # 413 before waiting for anything
+                try:
+                    intake.memory.check(need, prepared.name)  # 413 before waiting for anything
+                except MemoryBudgetError as exc:
+                    raise _budget_http_error(exc) from None
                 while held and (
                     sum(r.n_bytes for r in held) + need > intake.memory.request_limit_bytes
                     or sum(not t.done() for t in tasks) >= settings.max_batch
                 ):
                     await settle_one()
                 if await request.is_disconnected():
-                    app.state.images_abandoned += len(uploads) - i
                     raise ClientGoneError
                 reservation = await reserve(prepared)
                 held.append(reservation)
@@ -323,10 +325,12 @@ def create_app(
                     )
                 )
             return list(await asyncio.gather(*tasks))
-        except BaseException:
+        except BaseException as exc:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            if isinstance(exc, ClientGoneError):
+                app.state.images_abandoned += len(uploads) - len(tasks)  # never started
             raise
 
     errors: dict[int | str, dict[str, Any]] = {
@@ -341,10 +345,16 @@ def create_app(
     @app.get("/api/health", response_model=Health)
     async def health() -> Health:
         first = default_entry()
+        served: dict[str | None, _Served] = app.state.served
         return Health(
             status="ok",
             detector="none" if first is None else first.batcher.detector.name,
             requests_served=app.state.requests_served,
+            images_decoded=app.state.images_decoded,
+            images_dropped=app.state.images_abandoned
+            + sum(e.batcher.images_dropped for e in served.values()),
+            image_memory_mb=intake.memory.in_use_bytes / 2**20,
+            image_memory_peak_mb=intake.memory.peak_bytes / 2**20,
         )
 
     def setup_infos() -> list[SetupInfo]:
