@@ -174,3 +174,13 @@ def test_a_cancelled_job_never_reaches_the_detector() -> None:
         batcher.stop()
     assert det.seen == [1, 3]
     assert batcher.images_dropped == 1 and batcher.images_done == 2
+
+
+def test_large_buffers_go_back_to_the_os_on_glibc() -> None:
+    import platform
+
+    from flakefinder.server.allocator import return_large_buffers_to_os
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("mallopt's mmap threshold is a glibc setting")
+    assert return_large_buffers_to_os() is True

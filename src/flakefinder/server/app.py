@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from flakefinder import bounds
-from flakefinder.domain import Detector, ImagingContext
+from flakefinder.domain import BatchDetector, Detector, ImagingContext
 from flakefinder.errors import FlakefinderError, ImageError, UnknownMaterialError
 from flakefinder.image_header import ImageHeader
 from flakefinder.intake import WorkImage
@@ -111,6 +111,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from flakefinder.server.allocator import return_large_buffers_to_os
+
+        return_large_buffers_to_os()  # decoded images must not stay in malloc's arenas
         app.state.requests_served = 0
         built: dict[str | None, Detector]
         if detectors is not None:
@@ -286,9 +289,11 @@ def create_app(
     async def run_batch(
         request: Request, uploads: list[UploadFile], context: ImagingContext
     ) -> list[DetectResponse]:
-        """The images of one request, a few at a time: at most ``max_batch`` in flight and at
-        most the per-request memory budget reserved; stops when the client goes away."""
-        entry_for(context)
+        """The images of one request, a few at a time: at most the per-request memory budget
+        reserved, and in flight at most ``max_batch`` images for a batching (GPU) detector or
+        two for another (one decoding while one is detected); stops when the client goes."""
+        detector = entry_for(context).batcher.detector
+        in_flight = settings.max_batch if isinstance(detector, BatchDetector) else 2
         held: list[Reservation] = []
         tasks: list[asyncio.Task[DetectResponse]] = []
 
@@ -312,7 +317,7 @@ def create_app(
                     raise _budget_http_error(exc) from None
                 while held and (
                     sum(r.n_bytes for r in held) + need > intake.memory.request_limit_bytes
-                    or sum(not t.done() for t in tasks) >= settings.max_batch
+                    or sum(not t.done() for t in tasks) >= in_flight
                 ):
                     await settle_one()
                 if await request.is_disconnected():
