@@ -31,12 +31,12 @@ MIB = 2**20
 
 # the ceiling each operation must stay under (peak resident memory of the server, MiB)
 CEILINGS_MIB = {
-    "detect": 1024,
-    "detect16": 1024,
-    "batch30": 1280,
-    "setup60": 768,
-    "grow5": 1280,
-    "hangup": 1280,
+    "detect": 768,
+    "detect16": 768,
+    "batch30": 768,
+    "setup60": 512,
+    "grow5": 1024,
+    "hangup": 768,
 }
 OPS = tuple(CEILINGS_MIB)
 
