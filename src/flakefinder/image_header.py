@@ -106,8 +106,8 @@ class ImageHeader:
         full = w * h
         tw, th = self.work_size(max_pixels)
         out = tw * th * 3
-        if self.format == "TIFF":  # tifffile (or OpenCV and its copy), uint8 channels, result
-            return 2 * self.decoded_bytes + full * 3 + out * 2
+        if self.format == "TIFF":  # tifffile's (or OpenCV's) array, uint8 channels, result
+            return self.decoded_bytes + full * 3 + out * 2
         if self.format == "JPEG":  # DCT scaling decodes at 1/2, 1/4 or 1/8 when that suffices
             scale = _jpeg_draft_scale(w, h, tw, th)
             coefficients = (-(-w // 8) * 8) * (-(-h // 8) * 8) * 3 * 2 if self.progressive else 0

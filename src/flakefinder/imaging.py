@@ -180,8 +180,9 @@ def _read_tiff(data: bytes, what: str) -> np.ndarray:
         arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
         if arr is None:
             raise ImageError(f"{what}: cannot decode TIFF: {_clean(exc)}") from None
-        if arr.ndim == 3 and arr.shape[2] in (3, 4):  # OpenCV gives BGR(A)
-            arr = arr[:, :, [2, 1, 0, 3][: arr.shape[2]]]
+        if arr.ndim == 3 and arr.shape[2] in (3, 4):  # OpenCV gives BGR(A): swap in place
+            code = cv2.COLOR_BGR2RGB if arr.shape[2] == 3 else cv2.COLOR_BGRA2RGBA
+            cv2.cvtColor(arr, code, dst=arr)
         return np.ascontiguousarray(arr)
 
 

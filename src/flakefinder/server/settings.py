@@ -37,9 +37,9 @@ class ServerSettings:
     # budget (at most request_memory_mb for one image) and wait up to memory_wait_s for it.
     max_work_pixels: int | None = 8_000_000
     memory_budget_mb: float = 1024.0
-    request_memory_mb: float = 512.0
+    request_memory_mb: float = 768.0
     memory_wait_s: float = 30.0
-    setup_session_mb: float = 96.0  # images and regions of one Setup-page session
+    setup_session_mb: float = 64.0  # images and regions of one Setup-page session
 
     def __post_init__(self) -> None:
         from flakefinder.server.security import check_api_key

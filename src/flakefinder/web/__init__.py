@@ -19,7 +19,7 @@ def mount_web(
     database_url: str,
     *,
     intake: ImageIntake,
-    setup_session_bytes: int = 96 * 2**20,
+    setup_session_bytes: int = 64 * 2**20,
 ) -> None:
     """Serve the UI and its JSON API from ``app``, backed by the database at ``database_url``.
 

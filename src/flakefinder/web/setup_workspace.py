@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 MAX_WORKSPACES = 4
 MAX_IMAGES = 12
 MAX_REGIONS = 300
-MAX_SESSION_BYTES = 96 * 2**20
+MAX_SESSION_BYTES = 64 * 2**20
 REGION_OVERHEAD_BYTES = 512  # the region object, its id and its place in the dict
 MIB = 2**20
 
