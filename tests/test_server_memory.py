@@ -74,7 +74,7 @@ def test_a_batch_holds_a_few_images_at_a_time_not_all() -> None:
     one = intake.decode_bytes(intake.header(_upload(), "x"))
     # decoded lazily: at most max_batch images reserved at once (decoding all first: 12 x one)
     assert one < intake.memory.peak_bytes <= 2 * one
-    assert app_state.images_decoded == n and len(det.seen) == n
+    assert app_state.counters.images_decoded == n and len(det.seen) == n
 
 
 def test_memory_budgets_answer_413_and_503() -> None:
@@ -174,7 +174,7 @@ def test_a_batch_stops_when_its_client_hangs_up() -> None:
         status = c.portal.call(scenario)
     assert status == 499  # "client closed request": nobody reads it
     assert det.calls == 1  # the other five images were never decoded nor detected
-    assert app.state.images_decoded == 1
+    assert app.state.counters.images_decoded == 1
     assert app.state.intake.memory.in_use_bytes == 0
 
 
@@ -191,8 +191,8 @@ def test_a_client_gone_before_its_batch_starts_costs_nothing() -> None:
             return int(await _asgi_call(app, "/api/detect/batch", files, gone))
 
         assert c.portal.call(scenario) == 499
-    assert det.seen == [] and app.state.images_decoded == 0
-    assert app.state.images_abandoned == 4
+    assert det.seen == [] and app.state.counters.images_decoded == 0
+    assert app.state.counters.images_abandoned == 4
     assert app.state.intake.memory.granted == 0
 
 
@@ -209,4 +209,4 @@ def test_a_single_image_of_a_client_gone_is_dropped() -> None:
             return int(await _asgi_call(app, "/api/detect", files, gone))
 
         assert c.portal.call(scenario) == 499
-    assert det.seen == [] and app.state.images_decoded == 0
+    assert det.seen == [] and app.state.counters.images_decoded == 0

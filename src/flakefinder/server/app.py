@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import AsyncIterator, Mapping
-from concurrent.futures import Future
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -15,23 +12,18 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from flakefinder import bounds
-from flakefinder.domain import BatchDetector, Detector, ImagingContext
-from flakefinder.errors import FlakefinderError, ImageError, UnknownMaterialError
-from flakefinder.image_header import ImageHeader
-from flakefinder.intake import WorkImage
-from flakefinder.membudget import MemoryBudgetError, Reservation
-from flakefinder.server.batching import Batcher, BatchResult
+from flakefinder.domain import Detector, ImagingContext
+from flakefinder.errors import FlakefinderError, UnknownMaterialError
+from flakefinder.server.batching import Batcher
+from flakefinder.server.detection import ClientGoneError, Counters, DetectionRunner
 from flakefinder.server.limits import BodyLimitMiddleware
 from flakefinder.server.schemas import (
     BatchResponse,
     DetectResponse,
     ErrorBody,
-    FlakeOut,
     Health,
-    ImageInfo,
     ModelInfo,
     SetupInfo,
-    Timing,
 )
 from flakefinder.server.security import (
     API_KEY_HEADER,
@@ -114,7 +106,7 @@ def create_app(
         from flakefinder.server.allocator import return_large_buffers_to_os
 
         return_large_buffers_to_os()  # decoded images must not stay in malloc's arenas
-        app.state.requests_served = 0
+        app.state.counters.requests_served = 0
         built: dict[str | None, Detector]
         if detectors is not None:
             built = {key: det for key, det in detectors.items()}
@@ -158,8 +150,18 @@ def create_app(
     add_login_routes(app, policy)
     intake = image_intake(settings)
     app.state.intake = intake
-    app.state.images_decoded = 0
-    app.state.images_abandoned = 0
+    app.state.counters = Counters()
+
+    def batcher_for(context: ImagingContext) -> Batcher:
+        return entry_for(context).batcher
+
+    runner = DetectionRunner(
+        intake=intake,
+        upload_limit_bytes=limit_bytes,
+        max_batch=settings.max_batch,
+        batcher_for=batcher_for,
+        counters=app.state.counters,
+    )
 
     @app.exception_handler(FlakefinderError)
     async def flakefinder_error(request: Request, exc: FlakefinderError) -> JSONResponse:
@@ -208,136 +210,6 @@ def create_app(
         except (UnknownMaterialError, ValueError) as exc:
             raise HTTPException(status_code=400, detail=str(exc).strip("\"'")) from None
 
-    async def prepare(upload: UploadFile) -> _Prepared:
-        name = upload.filename or "upload"
-        data = await upload.read()
-        if len(data) > limit_bytes:
-            raise HTTPException(
-                413, f"{name}: {len(data)} bytes exceed {settings.max_upload_mb:g} MB"
-            )
-        try:
-            header = await run_in_threadpool(intake.header, data, name)
-        except ImageError as exc:
-            raise HTTPException(status_code=400, detail=str(exc)) from None
-        return _Prepared(name, data, header)
-
-    async def reserve(prepared: _Prepared) -> Reservation:
-        try:
-            return await intake.reserve(prepared.header, prepared.name)
-        except MemoryBudgetError as exc:
-            raise _budget_http_error(exc) from None
-
-    async def detect_reserved(
-        request: Request,
-        prepared: _Prepared,
-        reservation: Reservation,
-        context: ImagingContext,
-        t0: float,
-    ) -> DetectResponse:
-        """Decode, detect and answer one image whose memory is reserved; frees it after."""
-        batcher = entry_for(context).batcher
-        try:
-            if await request.is_disconnected():
-                app.state.images_abandoned += 1
-                raise ClientGoneError
-            try:
-                work: WorkImage = await run_in_threadpool(
-                    intake.decode, prepared.data, prepared.header, prepared.name
-                )
-            except ImageError as exc:
-                raise HTTPException(status_code=400, detail=str(exc)) from None
-            prepared.data = b""  # the upload's bytes are not needed any more
-            app.state.images_decoded += 1
-            reservation.shrink(work.pixels.nbytes)
-            future = batcher.submit(
-                work.pixels, work.context(context), client=_client_key(request)
-            )
-            try:
-                result = await _until_done(request, future)
-            except FlakefinderError as exc:
-                raise HTTPException(status_code=400, detail=str(exc)) from None
-        finally:
-            reservation.release()
-        app.state.requests_served += 1
-        total = time.perf_counter() - t0
-        det = batcher.detector
-        return DetectResponse(
-            image=ImageInfo(
-                filename=prepared.name, width_px=work.width_px, height_px=work.height_px
-            ),
-            flakes=[
-                FlakeOut.from_detection(d, context.um_per_px)
-                for d in work.to_original(result.detections)
-            ],
-            detector=det.name,
-            model_version=det.version,
-            batch_size=result.batch_size,
-            timing=Timing(
-                queue_ms=result.queue_s * 1e3, model_ms=result.model_s * 1e3, total_ms=total * 1e3
-            ),
-        )
-
-    async def run_one(
-        request: Request, upload: UploadFile, context: ImagingContext
-    ) -> DetectResponse:
-        entry_for(context)  # an unknown profile is a 404 before anything is decoded
-        t0 = time.perf_counter()
-        prepared = await prepare(upload)
-        reservation = await reserve(prepared)
-        return await detect_reserved(request, prepared, reservation, context, t0)
-
-    async def run_batch(
-        request: Request, uploads: list[UploadFile], context: ImagingContext
-    ) -> list[DetectResponse]:
-        """The images of one request, a few at a time: at most the per-request memory budget
-        reserved, and in flight at most ``max_batch`` images for a batching (GPU) detector or
-        two for another (one decoding while one is detected); stops when the client goes."""
-        detector = entry_for(context).batcher.detector
-        in_flight = settings.max_batch if isinstance(detector, BatchDetector) else 2
-        held: list[Reservation] = []
-        tasks: list[asyncio.Task[DetectResponse]] = []
-
-        async def settle_one() -> None:
-            running = [t for t in tasks if not t.done()]
-            if running:
-                await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-            for t in tasks:
-                if t.done():
-                    t.result()  # the first failure fails the batch, as one bad image does
-            held[:] = [r for r in held if r.n_bytes > 0]
-
-        try:
-            for upload in uploads:
-                t0 = time.perf_counter()
-                prepared = await prepare(upload)
-                need = intake.decode_bytes(prepared.header)
-                try:
-                    intake.memory.check(need, prepared.name)  # 413 before waiting for anything
-                except MemoryBudgetError as exc:
-                    raise _budget_http_error(exc) from None
-                while held and (
-                    sum(r.n_bytes for r in held) + need > intake.memory.request_limit_bytes
-                    or sum(not t.done() for t in tasks) >= in_flight
-                ):
-                    await settle_one()
-                if await request.is_disconnected():
-                    raise ClientGoneError
-                reservation = await reserve(prepared)
-                held.append(reservation)
-                tasks.append(
-                    asyncio.create_task(
-                        detect_reserved(request, prepared, reservation, context, t0)
-                    )
-                )
-            return list(await asyncio.gather(*tasks))
-        except BaseException as exc:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            if isinstance(exc, ClientGoneError):
-                app.state.images_abandoned += len(uploads) - len(tasks)  # never started
-            raise
-
     errors: dict[int | str, dict[str, Any]] = {
         400: {"model": ErrorBody},
         401: {"model": ErrorBody},
@@ -351,12 +223,13 @@ def create_app(
     async def health() -> Health:
         first = default_entry()
         served: dict[str | None, _Served] = app.state.served
+        counters: Counters = app.state.counters
         return Health(
             status="ok",
             detector="none" if first is None else first.batcher.detector.name,
-            requests_served=app.state.requests_served,
-            images_decoded=app.state.images_decoded,
-            images_dropped=app.state.images_abandoned
+            requests_served=counters.requests_served,
+            images_decoded=counters.images_decoded,
+            images_dropped=counters.images_abandoned
             + sum(e.batcher.images_dropped for e in served.values()),
             image_memory_mb=intake.memory.in_use_bytes / 2**20,
             image_memory_peak_mb=intake.memory.peak_bytes / 2**20,
@@ -408,7 +281,7 @@ def create_app(
         profile_id: str | None = Query(None, description="Setup profile (GET /api/setups)"),
     ) -> DetectResponse:
         # The declared parameters document the wire format; ImagingContext.from_query reads it.
-        return await run_one(request, image, context_for(request))
+        return await runner.one(request, image, context_for(request))
 
     @app.post("/api/detect/batch", response_model=BatchResponse, responses=errors)
     async def detect_batch(
@@ -419,7 +292,7 @@ def create_app(
         materials: str | None = Query(None),
         profile_id: str | None = Query(None),
     ) -> BatchResponse:
-        return BatchResponse(results=await run_batch(request, images, context_for(request)))
+        return BatchResponse(results=await runner.batch(request, images, context_for(request)))
 
     if settings.database_url:
         from flakefinder.web import mount_web
@@ -431,48 +304,3 @@ def create_app(
             setup_session_bytes=int(settings.setup_session_mb * 2**20),
         )
     return app
-
-
-@dataclass
-class _Prepared:
-    """An upload read and its header checked, before any pixel is decoded."""
-
-    name: str
-    data: bytes
-    header: ImageHeader
-
-
-class ClientGoneError(Exception):
-    """The client closed the connection: its remaining work is dropped."""
-
-
-def _client_key(request: Request) -> str:
-    """Whose queue a request joins in the batcher: the client's address."""
-    return request.client.host if request.client else ""
-
-
-def _budget_http_error(exc: MemoryBudgetError) -> HTTPException:
-    headers = {"Retry-After": "5"} if exc.status_code == 503 else None
-    return HTTPException(exc.status_code, str(exc), headers=headers)
-
-
-async def _until_done(request: Request, future: Future[BatchResult]) -> BatchResult:
-    """The batcher's result, unless the client disconnects first (then the job is cancelled:
-    a job the worker has not taken yet never reaches the model)."""
-    result = asyncio.wrap_future(future)
-    gone = asyncio.ensure_future(_disconnected(request))
-    either: set[asyncio.Future[Any]] = {result, gone}
-    try:
-        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        gone.cancel()
-    if not result.done():
-        result.cancel()
-        raise ClientGoneError
-    return result.result()
-
-
-async def _disconnected(request: Request) -> None:
-    """Return when the client has gone (the request body is read by then)."""
-    while (await request.receive())["type"] != "http.disconnect":
-        pass
