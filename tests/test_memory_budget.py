@@ -38,7 +38,7 @@ def test_reservations_add_up_and_peak_is_recorded() -> None:
 
 def test_one_image_over_the_request_budget_is_413() -> None:
     budget = MemoryBudget(limit_bytes=10 * MIB, request_limit_bytes=6 * MIB)
-    with pytest.raises(OverBudgetError, match="big.png: needs 7 MiB .* budget of 6 MiB per req"):
+    with pytest.raises(OverBudgetError, match="big.png: needs 7.0 MiB .* budget of 6.0 MiB per req"):
         asyncio.run(budget.reserve(7 * MIB, "big.png"))
     assert OverBudgetError.status_code == 413 and budget.refused == 1
     assert budget.in_use_bytes == 0

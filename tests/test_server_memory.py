@@ -83,7 +83,7 @@ def test_memory_budgets_answer_413_and_503() -> None:
     with TestClient(create_app(tight, detector=DarkSquareDetector())) as c:
         r = c.post("/api/detect", files=files)
         assert r.status_code == 413
-        assert "big.png: needs 1 MiB of memory to decode, over this server's budget" in (
+        assert "big.png: needs 0.9 MiB of memory, over this server's budget of 0.1 MiB" in (
             r.json()["detail"]
         )
         batch = [("images", ("big.png", _upload(), "image/png"))] * 3

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from types import TracebackType
 
 MIB = 2**20
+DEFAULT_HINT = "send a smaller image"
 
 
 class MemoryBudgetError(FlakefinderError):
@@ -118,15 +119,15 @@ class MemoryBudget:
             raise ValueError("memory budgets must be positive and wait_s >= 0")
         self.request_limit_bytes = min(self.request_limit_bytes, self.limit_bytes)
 
-    def check(self, n_bytes: int, what: str) -> None:
-        """Raise :class:`OverBudgetError` when one reservation of ``n_bytes`` can never fit."""
+    def check(self, n_bytes: int, what: str, hint: str = DEFAULT_HINT) -> None:
+        """Raise :class:`OverBudgetError` when one reservation of ``n_bytes`` can never fit;
+        its message names ``what`` needs the memory and ends with ``hint``."""
         if n_bytes > self.request_limit_bytes:
             with self._lock:
                 self.refused += 1
             raise OverBudgetError(
-                f"{what}: needs {n_bytes / MIB:.0f} MiB of memory to decode, over this server's"
-                f" budget of {self.request_limit_bytes / MIB:.0f} MiB per request: send a smaller"
-                " image"
+                f"{what}: needs {_mib(n_bytes)} of memory, over this server's budget of"
+                f" {_mib(self.request_limit_bytes)} per request: {hint}"
             )
 
     def try_reserve(self, n_bytes: int, what: str = "request") -> Reservation | None:
@@ -138,13 +139,15 @@ class MemoryBudget:
             self._take(n_bytes)
         return Reservation(self, n_bytes)
 
-    async def reserve(self, n_bytes: int, what: str = "request") -> Reservation:
+    async def reserve(
+        self, n_bytes: int, what: str = "request", hint: str = DEFAULT_HINT
+    ) -> Reservation:
         """Reserve ``n_bytes``, waiting (first come, first served) up to ``wait_s``.
 
-        Raises :class:`OverBudgetError` (413) or :class:`BusyError` (503).
+        Raises :class:`OverBudgetError` (413, see :meth:`check`) or :class:`BusyError` (503).
         """
         n_bytes = max(0, int(n_bytes))
-        self.check(n_bytes, what)
+        self.check(n_bytes, what, hint)
         loop = asyncio.get_running_loop()
         with self._lock:
             if not self._waiters and self.in_use_bytes + n_bytes <= self.limit_bytes:
@@ -158,7 +161,7 @@ class MemoryBudget:
         except TimeoutError:
             self._abandon(waiter)
             raise BusyError(
-                f"{what}: the server's image memory ({self.limit_bytes / MIB:.0f} MiB) is in use"
+                f"{what}: the server's image memory ({_mib(self.limit_bytes)}) is in use"
                 " by other requests; try again in a few seconds"
             ) from None
         except BaseException:  # cancelled: the client went away
@@ -205,3 +208,8 @@ def _resolve(future: asyncio.Future[None]) -> None:
     if not future.done():
         future.set_result(None)
 
+
+def _mib(n_bytes: int) -> str:
+    """``n_bytes`` in MiB for a message (one decimal below 10 MiB)."""
+    mib = n_bytes / MIB
+    return f"{mib:.1f} MiB" if mib < 10 else f"{mib:,.0f} MiB"

@@ -6,6 +6,11 @@ clusters over the optics prediction, download the profile.
 
 Every route that changes state is a POST or DELETE under ``/api/setup``: the server's access
 rules for state-changing requests apply to them like to every other such route.
+
+Memory: an upload is kept at the server's working size (:mod:`flakefinder.intake`) while every
+request and answer speaks in the uploaded image's pixels; decoding, region growing, PNG
+encoding and calibration each reserve their memory from the server's budget first (413/503
+when it cannot be had), and a session is capped in bytes (:mod:`.setup_workspace`).
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, ConfigDict, Field
 
 from flakefinder.errors import CalibrationError, ImageError, UnknownMaterialError
-from flakefinder.membudget import MemoryBudgetError, Reservation
+from flakefinder.membudget import DEFAULT_HINT, MemoryBudgetError, Reservation
 from flakefinder.web.setup_workspace import MarkedRegion, Workspace, Workspaces
 
 if TYPE_CHECKING:
@@ -212,9 +217,9 @@ def create_setup_router(workspaces: Workspaces, intake: ImageIntake) -> APIRoute
         except KeyError as exc:
             raise HTTPException(404, str(exc.args[0])) from None
 
-    async def reserve(n_bytes: int, what: str) -> Reservation:
+    async def reserve(n_bytes: int, what: str, hint: str = DEFAULT_HINT) -> Reservation:
         try:
-            return await intake.memory.reserve(n_bytes, what)
+            return await intake.memory.reserve(n_bytes, what, hint)
         except MemoryBudgetError as exc:
             raise _http(exc) from None
 
@@ -345,7 +350,8 @@ def create_setup_router(workspaces: Workspaces, intake: ImageIntake) -> APIRoute
         if any(n is not None and not 1 <= n <= 100 for n in body.layers.values()):
             raise HTTPException(400, "layer numbers must be whole numbers from 1 to 100")
         pixels = sum(im.pixels.shape[0] * im.pixels.shape[1] for im in ws.images)
-        with await reserve(pixels * CALIBRATE_BYTES_PER_PX, "calibration"):
+        hint = "calibrate from fewer or smaller images (or with flakefinder calibrate)"
+        with await reserve(pixels * CALIBRATE_BYTES_PER_PX, "calibration", hint):
             return await run_in_threadpool(_calibrate, ws, body, material)
 
     @r.get("/api/setup/sessions/{workspace_id}/profile.json", tags=["setup"])
