@@ -156,10 +156,25 @@ def op_detect(c: httpx.Client, image: LargeImage, sixteen: bool = False) -> Outc
     return Outcome(f"1 x {len(data) // 1000} kB: {r.status_code}", f"{n} flakes")
 
 
-def op_batch(c: httpx.Client, image: LargeImage) -> Outcome:
+def op_batch(c: httpx.Client, image: LargeImage, server: Server) -> Outcome:
+    """A batch of 30; while it runs, one small image from another connection is timed."""
     files = _files("large.png", image.png, 30, "images")
-    r = c.post("/api/detect/batch", files=files, params={"um_per_px": UM_PER_LARGE_PX})
+    answer: list[httpx.Response] = []
+    batch = threading.Thread(target=lambda: answer.append(
+        c.post("/api/detect/batch", files=files, params={"um_per_px": UM_PER_LARGE_PX})))  # fmt: skip
+    batch.start()
+    waited = 0.0
+    while waited < 60 and int(server.health().get("images_decoded", 0)) < 3:  # type: ignore[call-overload]
+        time.sleep(0.5)  # polling the server's counter until the batch is well under way
+        waited += 0.5
+    with httpx.Client(base_url=server.url, timeout=600) as other:
+        t = time.perf_counter()
+        other.post("/api/detect", files=_files("small.png", _warm_png())).raise_for_status()
+        small_s = time.perf_counter() - t
+    batch.join()
+    r = answer[0]
     note = f"{len(r.json()['results'])} answers" if r.status_code == 200 else r.text[:80]
+    note += f"; a small image sent meanwhile: {small_s:.1f} s"
     return Outcome(f"30 x {len(image.png) // 1000} kB: {r.status_code}", note)
 
 
@@ -234,7 +249,7 @@ def run_server_ops(ops: list[str], src: Path, seed: int) -> None:
     runs: dict[str, Callable[[httpx.Client, Server], Outcome]] = {
         "detect": lambda c, s: op_detect(c, image),
         "detect16": lambda c, s: op_detect(c, image, sixteen=True),
-        "batch30": lambda c, s: op_batch(c, image),
+        "batch30": lambda c, s: op_batch(c, image, s),
         "setup60": lambda c, s: op_setup60(c, image, s),
         "grow5": lambda c, s: op_grow5(c, image),
         "hangup": lambda c, s: op_hangup(image, s),
