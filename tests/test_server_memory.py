@@ -131,12 +131,12 @@ class _HangsUpDuringFirst(DarkSquareDetector):
 def _asgi_call(app: Any, path: str, files: list[Any], gone: asyncio.Event) -> Any:
     """Send one multipart request straight to the ASGI app; after the body, ``receive`` says
     the client disconnected once ``gone`` is set. Returns a coroutine giving the status."""
-    request = httpx.Request("POST", f"http://testserver{path}", files=files)
+    request = httpx.Request("POST", f"http://localhost{path}", files=files)
     body = request.read()
     scope = {
         "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
         "scheme": "http", "path": path, "raw_path": path.encode(), "root_path": "",
-        "query_string": b"", "client": ("127.0.0.1", 50000), "server": ("testserver", 80),
+        "query_string": b"", "client": ("127.0.0.1", 50000), "server": ("localhost", 80),
         "headers": [(k.lower().encode(), v.encode()) for k, v in request.headers.items()],
     }  # fmt: skip
     sent: list[dict[str, Any]] = []

@@ -35,6 +35,13 @@ def scaled_page(browser: Any, tmp_path: Path) -> Iterator[Any]:  # noqa: F811
         page = context.new_page()
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
+        # anything the Content-Security-Policy blocks is an error too (the UI must not need it)
+        page.on(
+            "console",
+            lambda msg: errors.append(msg.text)
+            if msg.type == "error" and "Content Security Policy" in msg.text
+            else None,
+        )
         try:
             yield page
             assert errors == [], f"JavaScript errors: {errors}"

@@ -3,7 +3,11 @@
 Numpy, SciPy and OpenCV only. :func:`grow_region` starts at the clicked pixel and keeps the
 connected pixels whose (lightly smoothed) colour is close to the clicked colour; "close" is by
 default half the distance between that colour and the substrate, so that a faint monolayer and a
-dark thick flake both stop at their edge. :func:`polygon_mask` rasterises an outline.
+dark thick flake both stop at their edge, but never more than a contrast of
+:data:`MAX_TOLERANCE_CONTRAST` per channel, so that a click on one terrace does not run into the
+next thicker or thinner one (graphene on 90 nm SiO2 changes by about 0.1 per layer; on the
+shipped real micrographs an uncapped click on a bilayer took in the monolayer beside it and the
+optics fit then proposed the wrong layer numbers). :func:`polygon_mask` rasterises an outline.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ MIN_TOLERANCE = 3.0  # colour levels (0-255): below this, camera noise splits a 
 MAX_TOLERANCE = 60.0
 SUBSTRATE_LEVELS = 6.0  # a click closer than this to the substrate colour is not on a flake
 SEED_WINDOW_PX = 2  # the clicked colour is the median of a (2k + 1)² window
+MAX_TOLERANCE_CONTRAST = 0.05  # default tolerance at most this share of the substrate level
 
 
 def _check_image(image: np.ndarray) -> np.ndarray:
@@ -93,6 +98,17 @@ def _smooth_channel(a: np.ndarray, c: int) -> np.ndarray:
     )
 
 
+def _smooth_window(a: np.ndarray, ys: slice, xs: slice, c: int) -> np.ndarray:
+    """:func:`_smooth_channel` of ``a`` cut to rows ``ys`` and columns ``xs``, computed from
+    that window and a one-pixel border only (the same numbers as smoothing the whole image)."""
+    h, w = a.shape[:2]
+    y0, y1 = ys.start, min(h, ys.stop)
+    x0, x1 = xs.start, min(w, xs.stop)
+    py0, px0 = max(0, y0 - 1), max(0, x0 - 1)
+    local = a[py0 : min(h, y1 + 1), px0 : min(w, x1 + 1)]
+    return _smooth_channel(local, c)[y0 - py0 : y1 - py0, x0 - px0 : x1 - px0]
+
+
 def grow_region_crop(
     image: np.ndarray,
     x_px: int,
@@ -114,20 +130,24 @@ def grow_region_crop(
         The clicked pixel (column, row).
     tolerance
         Largest colour distance (max over channels, in 0-255 levels) from the clicked colour;
-        None: half the distance from the clicked colour to the substrate, within 3-60.
+        None: per channel, half the distance from the clicked colour to the substrate (max over
+        channels) but at most :data:`MAX_TOLERANCE_CONTRAST` of that channel's substrate level,
+        within 3-60 levels.
     max_fraction
         Largest share of the image the region may cover; a larger one leaked into the substrate.
 
     Returns
     -------
     MaskCrop
-        The region (holes filled, connected to the clicked pixel) in its bounding box.
+        The region (holes filled; the connected part that most of the clicked window belongs
+        to) in its bounding box.
 
     Raises
     ------
     CalibrationError
-        For a pixel outside the image, a click on bare substrate, or a region that grows over
-        more than ``max_fraction`` of the image.
+        For a pixel outside the image, a click on bare substrate, a clicked window with no
+        pixel close to its own colour, or a region that grows over more than ``max_fraction``
+        of the image.
     """
     from scipy import ndimage
 
@@ -137,19 +157,19 @@ def grow_region_crop(
         raise CalibrationError(f"pixel ({x_px}, {y_px}) lies outside the {w}x{h} image")
     k = SEED_WINDOW_PX
     ys, xs = slice(max(0, y_px - k), y_px + k + 1), slice(max(0, x_px - k), x_px + k + 1)
-    # the clicked colour: per channel, the median of the smoothed window (smoothing needs only
-    # a two-pixel border around it)
-    ys_pad = slice(max(0, ys.start - 1), min(h, ys.stop + 1))
-    xs_pad = slice(max(0, xs.start - 1), min(w, xs.stop + 1))
-    local = a[ys_pad, xs_pad]
-    inner = (slice(ys.start - ys_pad.start, ys.stop - ys_pad.start),
-             slice(xs.start - xs_pad.start, min(xs.stop, w) - xs_pad.start))  # fmt: skip
-    seed = np.array([np.median(_smooth_channel(local, c)[inner]) for c in range(3)])
-    to_substrate = float(np.abs(seed - substrate_rgb(a)).max())
+    # the clicked colour: per channel, the median of the smoothed window
+    seed = np.array([np.median(_smooth_window(a, ys, xs, c)) for c in range(3)])
+    substrate = substrate_rgb(a)
+    to_substrate = float(np.abs(seed - substrate).max())
+    # the wider tolerance of the blurred rim towards the substrate (default tolerance only)
+    loose_tol = max(MIN_TOLERANCE, min(MAX_TOLERANCE, to_substrate / 2))
     if tolerance is None:
-        tolerance = min(MAX_TOLERANCE, max(MIN_TOLERANCE, to_substrate / 2))
+        limit = np.minimum(to_substrate / 2, MAX_TOLERANCE_CONTRAST * substrate)
+        tol_rgb = np.clip(limit, MIN_TOLERANCE, MAX_TOLERANCE)
     elif not (np.isfinite(tolerance) and 0 < tolerance <= 255):
         raise CalibrationError(f"tolerance must be in (0, 255] colour levels, got {tolerance}")
+    else:
+        tol_rgb = np.full(3, float(tolerance))
     if to_substrate < SUBSTRATE_LEVELS:
         raise CalibrationError(
             f"pixel ({x_px}, {y_px}) has the substrate's colour: click inside a flake"
@@ -159,12 +179,31 @@ def grow_region_crop(
         channel = _smooth_channel(a, c)
         np.subtract(channel, np.float32(seed[c]), out=channel)
         np.abs(channel, out=channel)
-        close &= channel <= tolerance
+        close &= channel <= tol_rgb[c]
         del channel
     labels, _ = ndimage.label(close)
     del close
-    crop = MaskCrop.around(labels == labels[y_px, x_px], margin=1)
+    near = labels[ys, xs]
+    if not near.any():
+        raise CalibrationError(
+            f"the colour around ({x_px}, {y_px}) is too uneven to grow a region: click nearer "
+            "the flake's middle, or draw its outline"
+        )
+    # the region most of the clicked window belongs to
+    region = labels == np.bincount(near[near > 0]).argmax()
+    crop = MaskCrop.around(region, margin=1 if tolerance is not None else 2)
+    del region
     del labels
+    if tolerance is None:
+        # one more pixel of the rim within the wider tolerance: only the crop (whose margin
+        # holds the dilation) needs its colours
+        y0, x0 = crop.offset_yx
+        rows, cols = slice(y0, y0 + crop.mask.shape[0]), slice(x0, x0 + crop.mask.shape[1])
+        loose = np.ones(crop.mask.shape, bool)
+        for c in range(3):
+            loose &= np.abs(_smooth_window(a, rows, cols, c) - np.float32(seed[c])) <= loose_tol
+        crop.mask |= ndimage.binary_dilation(crop.mask) & loose
+        crop = MaskCrop.around(crop.mask, crop.offset_yx, margin=1)
     crop.mask[...] = ndimage.binary_fill_holes(crop.mask)
     if crop.area_px > max_fraction * h * w:
         raise CalibrationError(

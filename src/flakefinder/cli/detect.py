@@ -143,6 +143,7 @@ def _run(
     *,
     setup_info: dict[str, str] | None = None,
 ) -> dict[str, int]:
+    from flakefinder.artifacts import atomic_open, write_atomic
     from flakefinder.detect.flake_csv import FLAKE_CSV_FIELDS, flake_csv_row
     from flakefinder.domain import BatchDetector, check_rgb_image, keep_confident
     from flakefinder.errors import ImageError
@@ -155,8 +156,8 @@ def _run(
     used_names: set[str] = set()
     failed = 0
     batched = isinstance(det, BatchDetector) and batch_size > 1
-    csv_part = out / "flakes.csv.part"  # renamed when complete: no half-written flakes.csv
-    with csv_part.open("w", newline="", encoding="utf-8") as fcsv:
+    # written beside flakes.csv and renamed when complete: no half-written flakes.csv
+    with atomic_open(out / "flakes.csv", newline="") as fcsv:
         writer = csv.DictWriter(fcsv, fieldnames=FLAKE_CSV_FIELDS)
         writer.writeheader()
         for start in range(0, len(files), batch_size):
@@ -188,8 +189,7 @@ def _run(
                     writer.writerow(flake_csv_row(d, image_id, path, k, cat_id, ctx.um_per_px))
                 if write_overlays:
                     _write_overlay(overlay_dir, path, image, kept, used_names)
-    csv_part.replace(out / "flakes.csv")
-    (out / "detections.json").write_text(json.dumps(results) + "\n", encoding="utf-8")
+    write_atomic(out / "detections.json", json.dumps(results) + "\n")
     coco_images: dict[str, Any] = {
         "images": image_records,
         "categories": [{"id": i + 1, "name": n} for i, n in enumerate(names)],
@@ -197,7 +197,7 @@ def _run(
     }
     if setup_info is not None:
         coco_images["setup"] = setup_info
-    (out / "images.json").write_text(json.dumps(coco_images, indent=1) + "\n", encoding="utf-8")
+    write_atomic(out / "images.json", json.dumps(coco_images, indent=1) + "\n")
     return {"images": len(image_records), "flakes": len(results), "failed": failed}
 
 

@@ -12,10 +12,13 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from flakefinder import bounds
+from flakefinder.artifacts import JsonLimits
 from flakefinder.domain import Detector, ImagingContext
 from flakefinder.errors import FlakefinderError, UnknownMaterialError
 from flakefinder.server.batching import Batcher
 from flakefinder.server.detection import ClientGoneError, Counters, DetectionRunner
+from flakefinder.server.edges import install_edges
+from flakefinder.server.jsonbody import REQUEST_JSON_DEPTH, StrictJsonMiddleware
 from flakefinder.server.limits import BodyLimitMiddleware
 from flakefinder.server.schemas import (
     BatchResponse,
@@ -25,12 +28,7 @@ from flakefinder.server.schemas import (
     ModelInfo,
     SetupInfo,
 )
-from flakefinder.server.security import (
-    API_KEY_HEADER,
-    AccessMiddleware,
-    AccessPolicy,
-    add_login_routes,
-)
+from flakefinder.server.security import API_KEY_HEADER
 from flakefinder.server.settings import ServerSettings, image_intake
 
 if TYPE_CHECKING:
@@ -143,11 +141,11 @@ def create_app(
 
     add_site_routes(app)
     limit_bytes = int(settings.max_upload_mb * 1024 * 1024)
-    policy = AccessPolicy(api_key=settings.api_key, public_read=settings.public_read)
-    # added last = outermost: access is decided before any body byte is read
+    # added last = outermost: Host and access are decided before any body byte is read
+    json_limits = JsonLimits(max_bytes=limit_bytes, max_depth=REQUEST_JSON_DEPTH)
+    app.add_middleware(StrictJsonMiddleware, limits=json_limits)
     app.add_middleware(BodyLimitMiddleware, limit_bytes=limit_bytes)
-    app.add_middleware(AccessMiddleware, policy=policy)
-    add_login_routes(app, policy)
+    install_edges(app, settings)
     intake = image_intake(settings)
     app.state.intake = intake
     app.state.counters = Counters()
