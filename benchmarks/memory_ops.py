@@ -1,8 +1,9 @@
 """The server side of ``bench_detect_memory.py`` (and the large image of ``bench_soak.py``).
 
-Each operation starts a fresh server process (``create_app`` under uvicorn, contrast detector,
-the server's default memory settings), sends its requests, and reads the server's peak
-resident memory (``VmHWM`` in ``/proc/PID/status``). Nothing here is imported by the package.
+Each operation starts a fresh server process (``create_app`` under uvicorn with the connection
+handling of ``flakefinder serve``, contrast detector, the server's default memory settings),
+sends its requests, and reads the server's peak resident memory (``VmHWM`` in
+``/proc/PID/status``). Nothing here is imported by the package.
 """
 
 from __future__ import annotations
@@ -83,8 +84,16 @@ def serve(port: int, settings: dict[str, object]) -> None:
 
     known = {f.name for f in dataclasses.fields(ServerSettings)}
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in settings.items() if k in known}
-    app = create_app(ServerSettings(**values))  # type: ignore[arg-type]
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="error")
+    server_settings = ServerSettings(**values)  # type: ignore[arg-type]
+    app = create_app(server_settings)
+    try:  # as `flakefinder serve` runs it: the guarded h11 protocol and its connection limits
+        from flakefinder.server.connections import uvicorn_config
+    except ImportError:  # a checkout from before the server edges
+        uvicorn.run(app, host="127.0.0.1", port=port, log_level="error")
+        return
+    limits = server_settings.limits
+    config = uvicorn_config(app, "127.0.0.1", port, limits, log_level="error")
+    uvicorn.Server(config).run()
 
 
 def _free_port() -> int:
