@@ -48,14 +48,18 @@ class LabelledRegion:
     image_index
         Index into the ``images`` passed to :func:`calibrate`.
     mask
-        Boolean (H, W) mask of the region, the image's size.
+        Boolean (H, W) mask of the region, the image's size; or, with ``offset_yx``, a crop of
+        it whose top-left pixel is at ``offset_yx`` (row, column) of the image.
     n_layers
         Layer number when known (labels mode); None when only the outline is known.
+    offset_yx
+        Where a cropped ``mask`` lies in the image; None: ``mask`` is the image's size.
     """
 
     image_index: int
     mask: np.ndarray
     n_layers: int | None = None
+    offset_yx: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -156,10 +160,17 @@ def _check_inputs(
         if not 0 <= r.image_index < len(out):
             raise CalibrationError(f"region {k}: image_index {r.image_index} is out of range")
         m = np.asarray(r.mask)
-        if m.shape != out[r.image_index].shape[:2]:
+        ih, iw = out[r.image_index].shape[:2]
+        if r.offset_yx is None and m.shape != (ih, iw):
             raise CalibrationError(
-                f"region {k}: mask size {m.shape[1]}x{m.shape[0]} differs from image "
-                f"{r.image_index} ({out[r.image_index].shape[1]}x{out[r.image_index].shape[0]})"
+                f"region {k}: mask size {m.shape[-1]}x{m.shape[0]} differs from image "
+                f"{r.image_index} ({iw}x{ih})"
+            )
+        oy, ox = r.offset_yx or (0, 0)
+        if m.ndim != 2 or oy < 0 or ox < 0 or oy + m.shape[0] > ih or ox + m.shape[1] > iw:
+            raise CalibrationError(
+                f"region {k}: a {m.shape[-1]}x{m.shape[0]} mask at (row {oy}, column {ox})"
+                f" does not fit in image {r.image_index} ({iw}x{ih})"
             )
         if not m.any():
             raise CalibrationError(f"region {k} (image {r.image_index}): the mask is empty")
@@ -353,7 +364,7 @@ def calibrate(
     crops: list[tuple[int, tuple[int, int], np.ndarray]] = (
         [(i, (y0, x0), m) for i, y0, x0, m in mined]
         if mode == "none"
-        else [(r.image_index, (0, 0), np.asarray(r.mask, dtype=bool)) for r in work]
+        else [(r.image_index, r.offset_yx or (0, 0), np.asarray(r.mask, dtype=bool)) for r in work]
     )
     for k, (img_i, off, m) in enumerate(crops):
         if mode == "labels" and work[k].n_layers is None:

@@ -71,6 +71,18 @@ def serve(
         25.0, help="Largest accepted upload (MB).", callback=validation.positive()
     ),
     max_batch: int = typer.Option(8, help="Images per model call when requests arrive together."),
+    max_work_megapixels: float = typer.Option(
+        8.0,
+        help="Uploads of more pixels are shrunk to this many for detection and the Setup page"
+        " (answers stay in the upload's pixels); 0: never shrink.",
+        callback=validation.in_range(0.0, 50.0),
+    ),
+    memory_budget_mb: float = typer.Option(
+        1024.0,
+        help="Memory for decoded images, all requests together; a request waits for its share"
+        " (then 503), one image that can never fit is a 413.",
+        callback=validation.in_range(16.0, 1e6),
+    ),
     allowed_host: list[str] | None = typer.Option(
         None,
         "--allowed-host",
@@ -119,6 +131,10 @@ def serve(
             f" --allow-no-key to open {host} to everyone",
             param_hint="--host",
         )
+    if 0 < max_work_megapixels < 0.01:
+        raise typer.BadParameter(
+            "give 0 (never shrink) or at least 0.01 megapixels", param_hint="--max-work-megapixels"
+        )
     setups = tuple(str(p) for p in setup or ())
     if detector != "none":
         candidates: list[Path | None] = [*setup] if setup else [None]
@@ -142,6 +158,8 @@ def serve(
         max_upload_mb=max_upload_mb,
         max_batch=max_batch,
         database_url=db,
+        max_work_pixels=round(max_work_megapixels * 1e6) or None,
+        memory_budget_mb=memory_budget_mb,
         allowed_hosts=tuple(allowed_host or ()),
         bind_host=host,
         limits=ConnectionLimits(

@@ -101,6 +101,12 @@ class Health(BaseModel):
     status: str
     detector: str
     requests_served: int
+    images_decoded: int = Field(0, description="Uploads decoded since the server started")
+    images_dropped: int = Field(
+        0, description="Images not decoded or not detected because their client had gone"
+    )
+    image_memory_mb: float = Field(0.0, description="Memory reserved for decoded images now")
+    image_memory_peak_mb: float = Field(0.0, description="The most reserved at once so far")
 
 
 class ErrorBody(BaseModel):
