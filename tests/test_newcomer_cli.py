@@ -81,3 +81,57 @@ def test_annotate_round_trip_keeps_uuid_file_names(
     assert "no labelled image" in err and "2 task(s) without an annotation" in err
     assert "--accept-predictions" in err
     assert not (tmp_path / "empty").exists()
+
+
+# -- 5. calibrate names images by file, 10. train's plan, 12. synth help, 14. setup show -------
+
+
+def _solid(path: Path, rgb: tuple[int, int, int], size: int = 64) -> Path:
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    a = np.clip(np.array(rgb, float) + rng.normal(0, 2, (size, size, 3)), 0, 255).astype(np.uint8)
+    Image.fromarray(a).save(path)
+    return path
+
+
+def test_calibrate_messages_name_the_files(monkeypatch, capsys, tmp_path: Path) -> None:
+    tiny = _solid(tmp_path / "tiny_chip.png", (120, 110, 170), size=8)
+    code, out, err = run(monkeypatch, capsys, "calibrate", str(tiny), "--out", str(tmp_path / "s.json"))
+    assert code == 2 and "tiny_chip.png" in err and "image 0" not in err, err
+    violet = _solid(tmp_path / "violet_chip.png", (117, 106, 173))
+    teal = _solid(tmp_path / "teal_chip.png", (43, 110, 95))
+    code, out, err = run(monkeypatch, capsys, "calibrate", str(violet), str(teal), "--out",
+                         str(tmp_path / "s.json"))  # fmt: skip
+    if code == 2:  # a refused mix names the files, never "image 0 ... image 1"
+        assert "image 0" not in err and "image 1" not in err, err
+        assert "violet_chip.png" in err and "teal_chip.png" in err, err
+
+
+def test_train_says_the_plan_that_runs(monkeypatch, capsys) -> None:
+    from flakefinder.cli.train import _recipe
+
+    capsys.readouterr()
+    rec = _recipe("auto", "cpu", stages=1, epochs=1, iterations=10, batch_size=None)
+    line = capsys.readouterr().out
+    assert (len(rec.stages), rec.total_epochs, rec.iterations_per_epoch) == (1, 1, 10)
+    assert "1 stage(s), 1 epoch(s) x 10 iterations" in line, line
+    assert "no GPU found" in line and "recipe cpu_small" in line
+
+
+def test_synth_help_example_uses_current_options() -> None:
+    from flakefinder.cli.synth import HELP
+
+    assert "--size " not in HELP and "--frame-px 512" in HELP
+
+
+def test_setup_show_says_gamma_once(monkeypatch, capsys, tmp_path: Path) -> None:
+    gmm = Path(__file__).parents[1] / "src/flakefinder/data/real/gmm_graphene_90nm.json"
+    setup = tmp_path / "setup.json"
+    code, _, err = run(monkeypatch, capsys, "calibrate", "--from-gmm", str(gmm), "--material",
+                       "graphene", "--oxide-nm", "90", "--um-per-px", "0.3844", "--out", str(setup))  # fmt: skip
+    assert code == 0, err
+    code, out, err = run(monkeypatch, capsys, "setup", "show", str(setup))
+    assert code == 0, err
+    assert "gamma gamma" not in out and "camera gamma 0.97" in out, out

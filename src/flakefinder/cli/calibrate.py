@@ -106,6 +106,7 @@ def calibrate_command(
         regions=regions,
         name=name,
         base=base_profile,
+        image_names=names,
     )
     for line in report.lines():
         typer.echo(line)
