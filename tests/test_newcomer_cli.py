@@ -135,3 +135,40 @@ def test_setup_show_says_gamma_once(monkeypatch, capsys, tmp_path: Path) -> None
     code, out, err = run(monkeypatch, capsys, "setup", "show", str(setup))
     assert code == 0, err
     assert "gamma gamma" not in out and "camera gamma 0.97" in out, out
+
+
+# -- 7. --detector-option help, with no other argument, on every command that takes it ----------
+
+
+def _leaf_commands() -> dict[str, object]:
+    import typer
+
+    from flakefinder.cli.main import create_app
+
+    found: dict[str, object] = {}
+
+    def walk(cmd: object, prefix: str) -> None:
+        subs = getattr(cmd, "commands", None)
+        if subs:
+            for name, sub in subs.items():
+                walk(sub, f"{prefix} {name}".strip())
+        else:
+            found[prefix] = cmd
+
+    walk(typer.main.get_command(create_app()), "")
+    return found
+
+
+def test_detector_option_help_alone_lists_the_options(monkeypatch, capsys) -> None:
+    from flakefinder.detect.registry import available_detectors
+
+    taking = [
+        name
+        for name, cmd in _leaf_commands().items()
+        if any("--detector-option" in p.opts for p in cmd.params)  # type: ignore[attr-defined]
+    ]
+    assert {"detect", "batch-detect", "scan", "serve", "demo", "annotate export"} <= set(taking)
+    for name in taking:
+        code, out, err = run(monkeypatch, capsys, *name.split(), "--detector-option", "help")
+        assert code == 0, (name, err)
+        assert all(f"{d}:" in out for d in available_detectors()), (name, out)

@@ -115,12 +115,24 @@ SetupOpt = Annotated[
         " labels first.",
     ),
 ]
+def _detector_options_help(value: list[str] | None) -> list[str] | None:
+    """``--detector-option help``: list every detector's options and exit 0.
+
+    The option is eager, so the list comes before Typer asks for missing arguments
+    (``flakefinder detect --detector-option help`` needs no images).
+    """
+    print_options_help_if_asked(value)
+    return value
+
+
 DetectorOptionsOpt = Annotated[
     list[str] | None,
     typer.Option(
         "--detector-option",
         "-O",
         help="KEY=VALUE option of the detector (repeatable); '--detector-option help' lists them.",
+        callback=_detector_options_help,
+        is_eager=True,
     ),
 ]
 ScoreOpt = Annotated[
