@@ -172,3 +172,127 @@ def test_detector_option_help_alone_lists_the_options(monkeypatch, capsys) -> No
         code, out, err = run(monkeypatch, capsys, *name.split(), "--detector-option", "help")
         assert code == 0, (name, err)
         assert all(f"{d}:" in out for d in available_detectors()), (name, out)
+
+
+# -- 2. pixel size, oxide, materials: option > profile > default, in every command; 8. defaults --
+
+SHIPPED = Path(__file__).parents[1] / "src/flakefinder/data/real"
+
+
+def _gmm_profile(
+    tmp_path: Path, monkeypatch, capsys, um_per_px: str = "0.3844", oxide_nm: str = "90"
+) -> Path:
+    setup = tmp_path / f"setup_{um_per_px}_{oxide_nm}.json"
+    code, _, err = run(monkeypatch, capsys, "calibrate", "--from-gmm",
+                       str(SHIPPED / "gmm_graphene_90nm.json"), "--material", "graphene",
+                       "--oxide-nm", oxide_nm, "--um-per-px", um_per_px, "--out", str(setup))  # fmt: skip
+    assert code == 0, err
+    return setup
+
+
+def test_resolve_context_option_then_profile_then_default(tmp_path, monkeypatch, capsys) -> None:
+    from flakefinder.calibration import SetupProfile
+    from flakefinder.cli.options import (
+        DEFAULT_MATERIALS,
+        DEFAULT_OXIDE_NM,
+        DEFAULT_UM_PER_PX,
+        resolve_context,
+    )
+    from flakefinder.errors import ProfileError
+
+    profile = SetupProfile.load(_gmm_profile(tmp_path, monkeypatch, capsys))
+    none = {"um_per_px": None, "oxide_nm": None, "materials": None}
+    ctx = resolve_context(**none)
+    assert (ctx.um_per_px, ctx.oxide_thickness_nm, ctx.materials) == (
+        DEFAULT_UM_PER_PX, DEFAULT_OXIDE_NM, (DEFAULT_MATERIALS,))  # fmt: skip
+    ctx = resolve_context(**none, profile=profile)
+    assert (ctx.um_per_px, ctx.oxide_thickness_nm, ctx.materials) == (0.3844, 90.0, ("graphene",))
+    assert ctx.profile_id == profile.profile_id
+    ctx = resolve_context(um_per_px=0.5, oxide_nm=92.0, materials="Graphene", profile=profile)
+    assert (ctx.um_per_px, ctx.oxide_thickness_nm, ctx.materials) == (0.5, 92.0, ("graphene",))
+    with pytest.raises(ProfileError, match="hBN"):
+        resolve_context(um_per_px=None, oxide_nm=None, materials="hBN", profile=profile)
+    with pytest.raises(ProfileError, match="285"):
+        resolve_context(um_per_px=None, oxide_nm=285.0, materials=None, profile=profile)
+
+
+def test_every_command_with_a_setup_resolves_by_the_rule() -> None:
+    commands = _leaf_commands()
+    for name in ("detect", "batch-detect", "annotate export", "evaluate dataset", "scan", "serve"):
+        params = {p.name: p for p in commands[name].params}  # type: ignore[attr-defined]
+        assert "setup" in params, name
+        for concept in ("um_per_px", "oxide_nm", "materials"):
+            # None = not given: the profile's value, else the shared default
+            assert params[concept].default is None, (name, concept)
+
+
+def test_annotate_export_uses_the_profile_pixel_size_like_detect(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    setup = _gmm_profile(tmp_path, monkeypatch, capsys)
+    images = [str(p) for p in sorted(SHIPPED.glob("*.jpg"))]
+    code, out, err = run(monkeypatch, capsys, "detect", *images, "--setup", str(setup),
+                         "--out", str(tmp_path / "det"), "--no-overlays")  # fmt: skip
+    assert code == 0, err
+    found = out.strip().splitlines()[-1].split(" flake")[0]
+    code, out, err = run(monkeypatch, capsys, "annotate", "export", *images, "--setup",
+                         str(setup), "--out", str(tmp_path / "pre"))  # fmt: skip
+    assert code == 0, err
+    assert f"{found} flakes in 3 images exported" in out, (found, out)
+    assert int(found) > 3
+
+
+def test_scan_takes_pixel_size_and_oxide_from_the_profile(tmp_path, monkeypatch, capsys) -> None:
+    from flakefinder.db import Database
+
+    setup = _gmm_profile(tmp_path, monkeypatch, capsys, um_per_px="0.5", oxide_nm="93")
+    db = f"sqlite:///{tmp_path / 'f.db'}"
+    code, _, err = run(monkeypatch, capsys, "scan", "--simulated", "--chip-size-mm", "0.12",
+                       "--frame-px", "128", "--no-progress", "--setup", str(setup), "--db", db)  # fmt: skip
+    assert code == 0, err
+    database = Database(db)
+    try:
+        scan = database.get_scan(1)
+        assert scan is not None and scan.um_per_px == 0.5
+        chip = database.get_chip(scan.chip_id)
+        assert chip is not None and chip.oxide_thickness_nm == 93.0
+    finally:
+        database.close()
+
+
+def test_serve_defaults_come_from_the_first_profile(tmp_path, monkeypatch, capsys) -> None:
+    import uvicorn
+
+    import flakefinder.server.app as server_app
+
+    setup = _gmm_profile(tmp_path, monkeypatch, capsys)
+    seen: list = []
+    monkeypatch.setattr(server_app, "create_app", lambda settings: seen.append(settings))
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: None)
+    code, _, err = run(monkeypatch, capsys, "serve", "--setup", str(setup))
+    assert code == 0, err
+    code, _, err = run(monkeypatch, capsys, "serve", "--setup", str(setup), "--um-per-px", "0.25")
+    assert code == 0, err
+    code, _, err = run(monkeypatch, capsys, "serve")
+    assert code == 0, err
+    got = [(s.um_per_px, s.oxide_thickness_nm, s.materials) for s in seen]
+    assert got == [(0.3844, 90.0, ("graphene",)), (0.25, 90.0, ("graphene",)),
+                   (0.2, 90.0, ("graphene",))]  # fmt: skip
+
+
+def test_setup_auto_and_calibrate_share_the_defaults(tmp_path, monkeypatch, capsys) -> None:
+    from flakefinder.calibration import SetupProfile
+    from flakefinder.cli.options import DEFAULT_OXIDE_NM, DEFAULT_UM_PER_PX
+
+    pair = [str(SHIPPED / "graphene_90nm_a.jpg"), str(SHIPPED / "graphene_90nm_b.jpg")]
+    code, out, err = run(monkeypatch, capsys, "detect", *pair, "--setup", "auto", "--out",
+                         str(tmp_path / "det"), "--no-overlays")  # fmt: skip
+    assert code == 0, err
+    assert "assumes the defaults --oxide-nm 90 and --um-per-px 0.2" in err
+    auto = SetupProfile.load(tmp_path / "det" / "setup_profile.json")
+    code, out, err = run(monkeypatch, capsys, "calibrate", *pair, "--out", str(tmp_path / "c.json"))
+    assert code == 0, err
+    assert "assumes the defaults" in err
+    calibrated = SetupProfile.load(tmp_path / "c.json")
+    for p in (auto, calibrated):
+        assert (p.um_per_px, p.oxide_nm) == (DEFAULT_UM_PER_PX, DEFAULT_OXIDE_NM)

@@ -11,17 +11,14 @@ import typer
 
 from flakefinder.cli import validation
 from flakefinder.cli.options import (
-    DEFAULT_MATERIALS,
-    DEFAULT_OXIDE_NM,
     DEFAULT_SCORE,
-    DEFAULT_UM_PER_PX,
     DetectorOpt,
     DetectorOptionsOpt,
     DeviceOpt,
-    MaterialsOpt,
     ModelOpt,
     OptionalOxideNmOpt,
     OptionalUmPerPxOpt,
+    ProfileMaterialsOpt,
     ScoreOpt,
     SetupOpt,
 )
@@ -49,7 +46,7 @@ def detect_cmd(
     model: ModelOpt = None,
     setup: SetupOpt = None,
     detector_option: DetectorOptionsOpt = None,
-    materials: MaterialsOpt = DEFAULT_MATERIALS,
+    materials: ProfileMaterialsOpt = None,
     oxide_nm: OptionalOxideNmOpt = None,
     um_per_px: OptionalUmPerPxOpt = None,
     score: ScoreOpt = DEFAULT_SCORE,
@@ -61,14 +58,15 @@ def detect_cmd(
 
     Unreadable images are reported and skipped; the others are still processed.
     """
-    from flakefinder.cli import parse_materials
-    from flakefinder.cli.options import build_detector, print_options_help_if_asked
-    from flakefinder.domain import ImagingContext
+    from flakefinder.cli.options import (
+        build_detector,
+        print_options_help_if_asked,
+        resolve_context,
+    )
     from flakefinder.imaging import iter_image_files
     from flakefinder.text import plural
 
     print_options_help_if_asked(detector_option)
-    mats = parse_materials(materials)
     files = iter_image_files(images)
     if not files:
         typer.secho("no image files found", fg=typer.colors.YELLOW, err=True)
@@ -76,24 +74,16 @@ def detect_cmd(
     if setup is not None:
         from flakefinder.cli.setup_option import resolve_setup
 
-        loaded = resolve_setup(setup, detector, files, mats, oxide_nm, um_per_px)
-        from flakefinder.calibration.profile import check_compatible
-
-        check_compatible(
-            loaded.profile,
-            materials=mats,
-            oxide_nm=oxide_nm if oxide_nm is not None else loaded.profile.oxide_nm,
-        )
+        loaded = resolve_setup(setup, detector, files, materials, oxide_nm, um_per_px)
+    ctx = resolve_context(
+        um_per_px=um_per_px,
+        oxide_nm=oxide_nm,
+        materials=materials,
+        profile=None if loaded is None else loaded.profile,
+    )
+    mats = ctx.materials
     det = build_detector(
         detector, model=model, setup=loaded, options=detector_option, score=score, device=device
-    )
-    um = um_per_px if um_per_px is not None else (loaded.profile.um_per_px if loaded else None)
-    ox = oxide_nm if oxide_nm is not None else (loaded.profile.oxide_nm if loaded else None)
-    ctx = ImagingContext(
-        um_per_px=DEFAULT_UM_PER_PX if um is None else um,
-        oxide_thickness_nm=DEFAULT_OXIDE_NM if ox is None else ox,
-        materials=mats,
-        profile_id=None if loaded is None else loaded.profile.profile_id,
     )
     class_map = _class_map(det, mats)
     out.mkdir(parents=True, exist_ok=True)

@@ -23,6 +23,7 @@ from flakefinder.cli.options import (
     ModelOpt,
     OptionalOxideNmOpt,
     OptionalUmPerPxOpt,
+    ProfileMaterialsOpt,
     SetupOpt,
     UmPerPxOpt,
 )
@@ -103,7 +104,7 @@ def dataset_cmd(
     ),
     splits: int = typer.Option(3, help="Few-shot: number of random splits."),
     seed: int = typer.Option(0, help="Few-shot: seed of the splits."),
-    materials: MaterialsOpt = DEFAULT_MATERIALS,
+    materials: ProfileMaterialsOpt = None,
     oxide_nm: OptionalOxideNmOpt = None,
     um_per_px: OptionalUmPerPxOpt = None,
     max_layers: int = typer.Option(4, help="Real images: count detections of 1..N layers."),

@@ -16,17 +16,15 @@ import typer
 from flakefinder.cli import validation
 from flakefinder.cli.options import (
     DEFAULT_FRAME_PX,
-    DEFAULT_MATERIALS,
-    DEFAULT_OXIDE_NM,
     ChipSizeMmOpt,
     DbOpt,
     DetectorOpt,
     DetectorOptionsOpt,
     FramePxOpt,
-    MaterialsOpt,
     ModelOpt,
+    OptionalOxideNmOpt,
     OptionalUmPerPxOpt,
-    OxideNmOpt,
+    ProfileMaterialsOpt,
     SetupOpt,
 )
 from flakefinder.detect.registry import DEFAULT_DETECTOR
@@ -118,8 +116,8 @@ def scan_cmd(
     api_key: str | None = typer.Option(
         None, envvar="FLAKEFINDER_API_KEY", help="API key of the inference server, if it needs one."
     ),
-    oxide_nm: OxideNmOpt = DEFAULT_OXIDE_NM,
-    materials: MaterialsOpt = DEFAULT_MATERIALS,
+    oxide_nm: OptionalOxideNmOpt = None,
+    materials: ProfileMaterialsOpt = None,
     out: Path | None = typer.Option(
         None,
         help="Folder for tile images (scan_<id>/tile_*.png; about 1.7 MB per 1024² tile).",
@@ -137,25 +135,33 @@ def scan_cmd(
     Stop with Ctrl-C (or SIGTERM) at any time; run again with --resume to continue where it
     stopped. --resume refuses when the chip has no unfinished scan.
     """
-    from flakefinder.cli import parse_materials
-    from flakefinder.cli.options import build_detector, open_database
+    from flakefinder.cli.options import build_detector, open_database, resolve_context, setting
     from flakefinder.domain import ImagingContext
     from flakefinder.scan.plan import plan_raster
     from flakefinder.scan.resume import NewScan, open_scan
 
-    mats = parse_materials(materials)
     if not 0.0 <= overlap < 1.0:
         raise typer.BadParameter("must lie in [0, 1)", param_hint="--overlap")
     if simulated == (mm_config is not None):
         raise typer.BadParameter("give exactly one of --simulated or --mm-config FILE")
+    loaded = _load_setup(setup)
+    profile = None if loaded is None else loaded.profile
+    # explicit option > setup profile > default; a real camera's own pixel size before the default
+    chosen = resolve_context(
+        um_per_px=um_per_px, oxide_nm=oxide_nm, materials=materials, profile=profile
+    )
+    mats = chosen.materials
     if simulated:
         where = _simulated_setup(
-            chip, chip_size_mm, seed, chip_name, corners, mats, oxide_nm, frame_px,
-            um_per_px, overlap, progress,
+            chip, chip_size_mm, seed, chip_name, corners, mats, chosen.oxide_thickness_nm,
+            frame_px, chosen.um_per_px, overlap, progress,
         )  # fmt: skip
     else:
         assert mm_config is not None
-        where = _real_setup(mm_config, corners, chip_name, oxide_nm, um_per_px)
+        pixel_given = setting(um_per_px, None if profile is None else profile.um_per_px, None)
+        where = _real_setup(
+            mm_config, corners, chip_name, chosen.oxide_thickness_nm, pixel_given
+        )
     frame, frame_warning = chip_frame_settings(simulated, where.corners)
     microscope = where.microscope
     h_px, w_px = microscope.camera.shape_px
@@ -163,8 +169,7 @@ def scan_cmd(
     plan = plan_raster(
         where.corners, w_px * pixel, h_px * pixel, overlap, limits=microscope.stage.limits
     )
-    loaded = _load_setup(setup)
-    profile_id = None if loaded is None else loaded.profile.profile_id
+    profile_id = chosen.profile_id
     det: Detector
     if server is not None:
         from flakefinder.server.client import RemoteDetector
@@ -229,14 +234,13 @@ def _simulated_setup(
     mats: tuple[str, ...],
     oxide_nm: float,
     frame_px: int,
-    um_per_px: float | None,
+    pixel: float,
     overlap: float,
     progress: bool,
 ) -> _Setup:
     from flakefinder.hardware.sim import simulated_microscope
     from flakefinder.synth.chip import load_chip
 
-    pixel = um_per_px or 0.2
     if chip is not None:
         vchip = load_chip(chip)
         name = chip_name or chip.stem
