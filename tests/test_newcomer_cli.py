@@ -296,3 +296,19 @@ def test_setup_auto_and_calibrate_share_the_defaults(tmp_path, monkeypatch, caps
     calibrated = SetupProfile.load(tmp_path / "c.json")
     for p in (auto, calibrated):
         assert (p.um_per_px, p.oxide_nm) == (DEFAULT_UM_PER_PX, DEFAULT_OXIDE_NM)
+
+
+# -- 3. the README's `evaluate illumination --out sweep/` with its default detectors -----------
+
+
+def test_illumination_sweep_default_detectors_run(tmp_path, monkeypatch, capsys) -> None:
+    import flakefinder.detect.registry as registry
+
+    # the default list minus maskrcnn (slow on a CPU; the README test runs the full line)
+    monkeypatch.setattr(registry, "available_detectors", lambda: ("contrast", "union"))
+    code, out, err = run(monkeypatch, capsys, "evaluate", "illumination", "--out",
+                         str(tmp_path / "sweep"), "--views", "1", "--levels", "1.0",
+                         "--frame-px", "128")  # fmt: skip
+    assert code == 0, err
+    assert "skipping union: it needs a setup profile" in err
+    assert "| contrast | 1.000 |" in out and (tmp_path / "sweep" / "illumination.csv").is_file()

@@ -211,8 +211,8 @@ def illumination_cmd(
     out: Path = typer.Option(..., "--out", help="Output folder: illumination.csv/.md/.png."),
     detectors: str | None = typer.Option(
         None,
-        help="Comma-separated detectors (default: every registered detector; one that needs a"
-        " model is skipped when none is available).",
+        help="Comma-separated detectors (default: every registered detector that needs no setup"
+        " profile; one that needs a model is skipped when none is available).",
     ),
     model: ModelOpt = None,
     levels: str = typer.Option(
@@ -261,8 +261,14 @@ def illumination_cmd(
     names = [n for n in names if n]
     dets: list[Any] = []
     for name in names:
+        spec = detector_spec(name)
+        if spec.requires_setup and detectors is None:
+            # the sweep renders synthetic views of its own; there is no setup profile to use
+            typer.secho(f"skipping {spec.name}: it needs a setup profile", fg=typer.colors.YELLOW,
+                        err=True)  # fmt: skip
+            continue
         try:
-            takes_model = detector_spec(name).model != "none"
+            takes_model = spec.model != "none"
             dets.append(
                 make_detector(name, model if takes_model else None, device=device, score=score)
             )
