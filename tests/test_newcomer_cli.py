@@ -312,3 +312,20 @@ def test_illumination_sweep_default_detectors_run(tmp_path, monkeypatch, capsys)
     assert code == 0, err
     assert "skipping union: it needs a setup profile" in err
     assert "| contrast | 1.000 |" in out and (tmp_path / "sweep" / "illumination.csv").is_file()
+
+
+# -- 6. detect shows a progress bar on a terminal (stderr), like batch-detect -------------------
+
+
+def test_detect_shows_progress_on_a_terminal(tmp_path, monkeypatch, capsys, synth_images) -> None:
+    import flakefinder.cli.progress as progress
+
+    args = ("detect", str(synth_images), "--no-overlays")
+    code, out, err = run(monkeypatch, capsys, *args, "--out", str(tmp_path / "a"))
+    assert code == 0 and "detecting" not in err  # not a terminal: no bar
+    monkeypatch.setattr(progress, "stderr_is_terminal", lambda: True)
+    code, out, err = run(monkeypatch, capsys, *args, "--out", str(tmp_path / "b"))
+    assert code == 0, err
+    assert "detecting" in err and "2/2" in err and "detecting" not in out
+    code, out, err = run(monkeypatch, capsys, *args, "--out", str(tmp_path / "c"), "--no-progress")
+    assert code == 0 and "detecting" not in err

@@ -18,6 +18,7 @@ from flakefinder.cli.options import (
     ScoreOpt,
     SetupOpt,
 )
+from flakefinder.cli.progress import ProgressOpt
 from flakefinder.detect.registry import DEFAULT_DETECTOR
 
 
@@ -50,6 +51,7 @@ def batch_detect(
     materials: ProfileMaterialsOpt = None,
     oxide_nm: OptionalOxideNmOpt = None,
     um_per_px: OptionalUmPerPxOpt = None,
+    progress: bool = ProgressOpt,
 ) -> None:
     """Run a detector over a folder or a database of images on a Dask cluster.
 
@@ -59,9 +61,8 @@ def batch_detect(
     import json
     import os
 
-    from rich.progress import Progress
-
     from flakefinder.cli.options import check_detector, database_url, resolve_context
+    from flakefinder.cli.progress import progress_bar
     from flakefinder.cluster.batch import (
         DetectorRecipe,
         ImageResult,
@@ -114,11 +115,10 @@ def batch_detect(
         min_score=score,
         device=device,
     )
-    with Progress() as progress:
-        task = progress.add_task("detecting", total=len(files))
+    with progress_bar(len(files), "detecting", enabled=progress) as advance:
 
-        def advance(_: ImageResult) -> None:
-            progress.advance(task)
+        def one_done(_: ImageResult) -> None:
+            advance()
 
         results = detect_files(
             files,
@@ -127,7 +127,7 @@ def batch_detect(
             scheduler=scheduler,
             n_workers=workers,
             chunk_size=chunk_size,
-            on_result=advance,
+            on_result=one_done,
         )
     out.mkdir(parents=True, exist_ok=True)
     class_map = ClassMap.for_materials(ctx.materials)

@@ -22,6 +22,7 @@ from flakefinder.cli.options import (
     ScoreOpt,
     SetupOpt,
 )
+from flakefinder.cli.progress import ProgressOpt
 from flakefinder.detect.registry import DEFAULT_DETECTOR
 
 if TYPE_CHECKING:
@@ -53,6 +54,7 @@ def detect_cmd(
     device: DeviceOpt = "auto",
     batch_size: int = typer.Option(1, help="Images per detector call (batching detectors)."),
     overlays: bool = typer.Option(True, help="Write overlay PNGs (mask, outline, box, label)."),
+    progress: bool = ProgressOpt,
 ) -> None:
     """Find flakes in IMAGES and write COCO results JSON, a CSV of flakes and overlay PNGs.
 
@@ -97,6 +99,7 @@ def detect_cmd(
         max(1, batch_size),
         overlays,
         setup_info=None if loaded is None else loaded.describe(),
+        progress=progress,
     )
     if loaded is not None and loaded.source == "self-calibrated":
         loaded.profile.save(out / "setup_profile.json")
@@ -132,7 +135,9 @@ def _run(
     write_overlays: bool,
     *,
     setup_info: dict[str, str] | None = None,
+    progress: bool = False,
 ) -> dict[str, int]:
+    from flakefinder.cli.progress import progress_bar
     from flakefinder.detect.flake_csv import FLAKE_CSV_FIELDS, flake_csv_row
     from flakefinder.domain import BatchDetector, check_rgb_image, keep_confident
     from flakefinder.errors import ImageError
@@ -146,7 +151,10 @@ def _run(
     failed = 0
     batched = isinstance(det, BatchDetector) and batch_size > 1
     csv_part = out / "flakes.csv.part"  # renamed when complete: no half-written flakes.csv
-    with csv_part.open("w", newline="", encoding="utf-8") as fcsv:
+    with (
+        csv_part.open("w", newline="", encoding="utf-8") as fcsv,
+        progress_bar(len(files), "detecting", enabled=progress) as advance,
+    ):
         writer = csv.DictWriter(fcsv, fieldnames=FLAKE_CSV_FIELDS)
         writer.writeheader()
         for start in range(0, len(files), batch_size):
@@ -156,6 +164,7 @@ def _run(
                     chunk.append((path, check_rgb_image(load_image(path), what=str(path))))
                 except ImageError as exc:
                     failed += 1
+                    advance()
                     typer.secho(f"skipped: {exc}", fg=typer.colors.YELLOW, err=True)
             if not chunk:
                 continue
@@ -178,6 +187,7 @@ def _run(
                     writer.writerow(flake_csv_row(d, image_id, path, k, cat_id, ctx.um_per_px))
                 if write_overlays:
                     _write_overlay(overlay_dir, path, image, kept, used_names)
+                advance()
     csv_part.replace(out / "flakes.csv")
     (out / "detections.json").write_text(json.dumps(results) + "\n", encoding="utf-8")
     coco_images: dict[str, Any] = {
