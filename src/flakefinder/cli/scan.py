@@ -6,7 +6,7 @@ import math
 import signal
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -170,44 +170,51 @@ def scan_cmd(
         where.corners, w_px * pixel, h_px * pixel, overlap, limits=microscope.stage.limits
     )
     profile_id = chosen.profile_id
-    det: Detector
-    if server is not None:
-        from flakefinder.server.client import RemoteDetector
+    with ExitStack() as cleanup:  # a remote detector's connections close however the scan ends
+        det: Detector
+        if server is not None:
+            from flakefinder.server.client import RemoteDetector
 
-        det = RemoteDetector(server, api_key=api_key, profile_id=profile_id)
-    else:
-        det = build_detector(detector, model=model, setup=loaded, options=detector_option)
-    database = open_database(db)
-    database.migrate()
-    opened = open_scan(
-        database,
-        NewScan(
-            chip_name=where.chip_name,
-            materials=mats,
-            oxide_thickness_nm=where.oxide_nm,
-            objective=microscope.objective,
+            remote = RemoteDetector(server, api_key=api_key, profile_id=profile_id)
+            cleanup.callback(remote.close)
+            det = remote
+        else:
+            det = build_detector(detector, model=model, setup=loaded, options=detector_option)
+        database = open_database(db)
+        cleanup.callback(database.close)
+        database.migrate()
+        opened = open_scan(
+            database,
+            NewScan(
+                chip_name=where.chip_name,
+                materials=mats,
+                oxide_thickness_nm=where.oxide_nm,
+                objective=microscope.objective,
+                um_per_px=pixel,
+                detector=str(det.name),
+                detector_version=str(det.version),
+                n_tiles_planned=len(plan),
+                settings={
+                    "overlap": overlap,
+                    "corners_um": where.corners,
+                    "simulated": simulated,
+                    "chip_frame": frame,
+                },
+            ),
+            resume=resume,
+        )
+        scan_id = opened.scan_id
+        if opened.resumed:
+            typer.echo(f"resuming scan {scan_id} of chip {where.chip_name!r}")
+        elif frame_warning:
+            typer.secho(f"warning: {frame_warning}", fg=typer.colors.YELLOW, err=True)
+        context = ImagingContext(
             um_per_px=pixel,
-            detector=str(det.name),
-            detector_version=str(det.version),
-            n_tiles_planned=len(plan),
-            settings={
-                "overlap": overlap,
-                "corners_um": where.corners,
-                "simulated": simulated,
-                "chip_frame": frame,
-            },
-        ),
-        resume=resume,
-    )
-    scan_id = opened.scan_id
-    if opened.resumed:
-        typer.echo(f"resuming scan {scan_id} of chip {where.chip_name!r}")
-    elif frame_warning:
-        typer.secho(f"warning: {frame_warning}", fg=typer.colors.YELLOW, err=True)
-    context = ImagingContext(
-        um_per_px=pixel, oxide_thickness_nm=where.oxide_nm, materials=mats, profile_id=profile_id
-    )
-    _run(microscope, det, database, scan_id, plan, context, autofocus, out, progress)
+            oxide_thickness_nm=where.oxide_nm,
+            materials=mats,
+            profile_id=profile_id,
+        )
+        _run(microscope, det, database, scan_id, plan, context, autofocus, out, progress)
 
 
 def _load_setup(setup: str | None) -> LoadedSetup | None:
