@@ -329,3 +329,40 @@ def test_detect_shows_progress_on_a_terminal(tmp_path, monkeypatch, capsys, synt
     assert "detecting" in err and "2/2" in err and "detecting" not in out
     code, out, err = run(monkeypatch, capsys, *args, "--out", str(tmp_path / "c"), "--no-progress")
     assert code == 0 and "detecting" not in err
+
+
+# -- 13. a finished, interrupted or failed scan leaves no *.db.scan-N.lock file -----------------
+
+
+def test_scan_lock_files_are_removed_however_the_scan_ends(tmp_path, monkeypatch, capsys) -> None:
+    import fcntl
+    import os
+
+    from flakefinder.db import Database
+    from flakefinder.db.locks import _is_current, lock_path, scan_lock
+
+    db_file = tmp_path / "f.db"
+    url = f"sqlite:///{db_file}"
+    code, _, err = run(monkeypatch, capsys, "scan", "--simulated", "--chip-size-mm", "0.12",
+                       "--frame-px", "128", "--um-per-px", "0.5", "--no-progress", "--db", url)  # fmt: skip
+    assert code == 0, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.db"]
+    db = Database(url)
+    try:
+        for exc in (KeyboardInterrupt, RuntimeError):
+            with pytest.raises(exc), scan_lock(db, 5):
+                assert lock_path(db_file, 5).is_file()
+                raise exc()
+            assert not lock_path(db_file, 5).exists()
+        # a process that opened the file just before its holder deleted it gets the lock on a
+        # file that no longer is the lock: the check makes it take the new one instead
+        with scan_lock(db, 6):
+            stale = os.open(lock_path(db_file, 6), os.O_RDWR)
+        try:
+            with scan_lock(db, 6):
+                fcntl.flock(stale, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the orphan locks freely...
+                assert not _is_current(stale, lock_path(db_file, 6))  # ...and is recognised
+        finally:
+            os.close(stale)
+    finally:
+        db.close()

@@ -5,8 +5,11 @@ flakes that only one of them stored. The lock is one the operating system or the
 server drops by itself when its holder dies, so a crash never leaves a scan locked:
 
 * SQLite file: an exclusive ``flock`` on ``<database>.scan-<id>.lock`` next to the database
-  (the file keeps the holder's pid and host for the message; it is left in place, since
-  deleting a lock file races with the next process opening it);
+  (the file keeps the holder's pid and host for the message). The holder deletes the file
+  before it lets go, however the scan ends; a process that opened the old file meanwhile sees
+  that its file is no longer the one at that path and tries again, so the deletion never lets
+  two processes hold the lock. Only a killed process leaves its (unlocked) file behind;
+  the next run of that scan takes it over and removes it;
 * PostgreSQL: a session-level advisory lock on a connection held for the whole scan;
 * in-memory SQLite (one process by definition) and other backends: no lock.
 """
@@ -43,25 +46,40 @@ def _busy(scan_id: int, holder: str) -> ScanLockedError:
     )
 
 
+def _is_current(fd: int, path: Path) -> bool:
+    """Whether ``fd`` is still the file at ``path`` (a finished holder may have deleted it)."""
+    try:
+        here, there = os.fstat(fd), os.stat(path)
+    except FileNotFoundError:
+        return False
+    return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
+
+
 @contextmanager
 def _file_lock(path: Path, scan_id: int) -> Iterator[None]:
     import fcntl
 
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
+            os.close(fd)
             raise _busy(scan_id, holder) from None
+        if _is_current(fd, path):
+            break
+        os.close(fd)  # locked a file its holder has just deleted: take the new one
+    try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
-        try:
-            yield
-        finally:
-            os.ftruncate(fd, 0)
-            fcntl.flock(fd, fcntl.LOCK_UN)
+        yield
     finally:
+        try:  # deleted while still held: whoever opens the path next makes a fresh file
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        fcntl.flock(fd, fcntl.LOCK_UN)
         os.close(fd)
 
 
