@@ -366,3 +366,58 @@ def test_scan_lock_files_are_removed_however_the_scan_ends(tmp_path, monkeypatch
             os.close(stale)
     finally:
         db.close()
+
+
+# -- 9. contrast: C = I/I_substrate - 1 in detections, flakes.csv, the database and its exports --
+
+
+def test_contrast_sign_is_the_profiles_everywhere(tmp_path, monkeypatch, capsys, synth_images):
+    import csv
+
+
+    # detect (contrast detector, no profile): graphene on 90 nm SiO2 is darker, so C < 0
+    code, _, err = run(monkeypatch, capsys, "detect", str(synth_images), "--out",
+                       str(tmp_path / "det"), "--no-overlays")  # fmt: skip
+    assert code == 0, err
+    with (tmp_path / "det" / "flakes.csv").open() as f:
+        rows = [r for r in csv.DictReader(f) if r["layer_count"] and int(r["layer_count"]) <= 4]
+    assert rows and all(float(r["contrast_r"]) < 0 and float(r["contrast_g"]) < 0 for r in rows)
+    # with a profile (calibrated detector): the profile's own sign, as `setup show` prints it
+    setup = _gmm_profile(tmp_path, monkeypatch, capsys)
+    code, _, err = run(monkeypatch, capsys, "detect", str(SHIPPED / "graphene_90nm_a.jpg"),
+                       "--setup", str(setup), "--out", str(tmp_path / "real"), "--no-overlays")  # fmt: skip
+    assert code == 0, err
+    with (tmp_path / "real" / "flakes.csv").open() as f:
+        mono = [r for r in csv.DictReader(f) if r["layer_count"] == "1"]
+    assert mono and all(-0.2 < float(r["contrast_g"]) < -0.08 for r in mono)  # profile: -0.139
+    # scan -> database -> JSON export
+    url = f"sqlite:///{tmp_path / 'f.db'}"
+    code, _, err = run(monkeypatch, capsys, "scan", "--simulated", "--chip-size-mm", "0.4",
+                       "--frame-px", "256", "--no-progress", "--db", url)  # fmt: skip
+    assert code == 0, err
+    code, _, err = run(monkeypatch, capsys, "flakes", "export", "--db", url, "--format", "json",
+                       "--out", str(tmp_path / "flakes.json"))  # fmt: skip
+    assert code == 0, err
+    stored = json.loads((tmp_path / "flakes.json").read_text())
+    assert stored and all(f["contrast_rgb"][1] < 0 for f in stored)  # graphene darkens green
+
+
+def test_migration_0003_negates_contrast_stored_before(tmp_path: Path) -> None:
+    from flakefinder.db import Database
+    from flakefinder.domain import FlakeRecord, LayerClass, TileRecord
+
+    db = Database(f"sqlite:///{tmp_path / 'old.db'}")
+    try:
+        db.migrate("0002")  # a database written with the old sign (1 - I/I_substrate)
+        chip = db.add_chip("c", ["graphene"], 90.0)
+        scan = db.start_scan(chip, settings={}, objective="sim", um_per_px=0.2,
+                             detector="contrast", detector_version="1", n_tiles_planned=1)  # fmt: skip
+        square = ((0.0, 0.0), (4.0, 0.0), (4.0, 4.0), (0.0, 4.0))
+        old = FlakeRecord("graphene", LayerClass.MONO, 0.9, square, (0, 0, 4, 4), 16.0, square,
+                          (0, 0, 4, 4), "contrast", "1", 1, (0.125, 0.25, 0.0625), 0)  # fmt: skip
+        db.record_tile(scan, TileRecord(0, 0.0, 0.0, 0.0, 8, 8, 0.2, None), [old])
+        db.migrate()
+        [flake] = db.query_flakes()
+        assert flake.contrast_rgb == (-0.125, -0.25, -0.0625)
+    finally:
+        db.close()
