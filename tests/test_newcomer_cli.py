@@ -421,3 +421,31 @@ def test_migration_0003_negates_contrast_stored_before(tmp_path: Path) -> None:
         assert flake.contrast_rgb == (-0.125, -0.25, -0.0625)
     finally:
         db.close()
+
+
+# -- 4. detect --setup warns about images whose substrate does not fit the profile -------------
+
+
+def test_detect_names_images_of_another_substrate(tmp_path, monkeypatch, capsys) -> None:
+    import dataclasses
+
+    import numpy as np
+    from PIL import Image
+
+    from flakefinder.calibration import SetupProfile
+
+    gmm = SetupProfile.load(_gmm_profile(tmp_path, monkeypatch, capsys))
+    violet = dataclasses.replace(gmm, substrate_rgb=(117.0, 106.0, 173.0))  # as calibrated
+    violet.save(tmp_path / "violet.json")
+    images = tmp_path / "images"
+    images.mkdir()
+    a = np.asarray(Image.open(SHIPPED / "graphene_90nm_a.jpg").convert("RGB"), dtype=np.float64)
+    Image.fromarray(a.astype(np.uint8)).save(images / "violet_a.png")
+    teal = a * np.array([43 / 117, 110 / 106, 95 / 173])  # the same view on a teal substrate
+    Image.fromarray(np.clip(teal, 0, 255).astype(np.uint8)).save(images / "teal_a.png")
+    code, out, err = run(monkeypatch, capsys, "detect", str(images), "--setup",
+                         str(tmp_path / "violet.json"), "--out", str(tmp_path / "det"),
+                         "--no-overlays")  # fmt: skip
+    assert code == 0, err
+    assert "warning: 1 of 2 images do not look like the substrate" in err, err
+    assert "teal_a.png" in err and "violet_a.png" not in err

@@ -28,6 +28,7 @@ from flakefinder.detect.registry import DEFAULT_DETECTOR
 if TYPE_CHECKING:
     import numpy as np
 
+    from flakefinder.calibration.profile import SetupProfile
     from flakefinder.domain import ClassMap, Detection, Detector, ImagingContext
 
 
@@ -100,6 +101,7 @@ def detect_cmd(
         overlays,
         setup_info=None if loaded is None else loaded.describe(),
         progress=progress,
+        profile=None if loaded is None else loaded.profile,
     )
     if loaded is not None and loaded.source == "self-calibrated":
         loaded.profile.save(out / "setup_profile.json")
@@ -112,6 +114,11 @@ def detect_cmd(
         typer.secho(
             f"{plural(summary['failed'], 'image')} could not be read and were skipped", err=True
         )
+    if loaded is not None and summary["misfits"]:
+        from flakefinder.calibration.substrate_fit import misfit_message
+
+        text = misfit_message(loaded.profile, summary["misfits"], summary["images"])
+        typer.secho(f"warning: {text}", fg=typer.colors.YELLOW, err=True)
 
 
 def _class_map(det: Any, materials: tuple[str, ...]) -> ClassMap:
@@ -136,7 +143,11 @@ def _run(
     *,
     setup_info: dict[str, str] | None = None,
     progress: bool = False,
-) -> dict[str, int]:
+    profile: SetupProfile | None = None,
+) -> dict[str, Any]:
+    """Detect over ``files`` and write the outputs; with ``profile``, also note the images whose
+    substrate does not look like the profile's (``"misfits"``)."""
+    from flakefinder.calibration.substrate_fit import SubstrateMisfit, substrate_misfit
     from flakefinder.cli.progress import progress_bar
     from flakefinder.detect.flake_csv import FLAKE_CSV_FIELDS, flake_csv_row
     from flakefinder.domain import BatchDetector, check_rgb_image, keep_confident
@@ -149,6 +160,7 @@ def _run(
     overlay_dir = out / "overlays"
     used_names: set[str] = set()
     failed = 0
+    misfits: list[SubstrateMisfit] = []
     batched = isinstance(det, BatchDetector) and batch_size > 1
     csv_part = out / "flakes.csv.part"  # renamed when complete: no half-written flakes.csv
     with (
@@ -187,6 +199,9 @@ def _run(
                     writer.writerow(flake_csv_row(d, image_id, path, k, cat_id, ctx.um_per_px))
                 if write_overlays:
                     _write_overlay(overlay_dir, path, image, kept, used_names)
+                misfit = None if profile is None else substrate_misfit(profile, image, path.name)
+                if misfit is not None:
+                    misfits.append(misfit)
                 advance()
     csv_part.replace(out / "flakes.csv")
     (out / "detections.json").write_text(json.dumps(results) + "\n", encoding="utf-8")
@@ -198,7 +213,8 @@ def _run(
     if setup_info is not None:
         coco_images["setup"] = setup_info
     (out / "images.json").write_text(json.dumps(coco_images, indent=1) + "\n", encoding="utf-8")
-    return {"images": len(image_records), "flakes": len(results), "failed": failed}
+    return {"images": len(image_records), "flakes": len(results), "failed": failed,
+            "misfits": misfits}  # fmt: skip
 
 
 def _mask_of(d: Detection, h: int, w: int) -> np.ndarray:
