@@ -449,3 +449,49 @@ def test_detect_names_images_of_another_substrate(tmp_path, monkeypatch, capsys)
     assert code == 0, err
     assert "warning: 1 of 2 images do not look like the substrate" in err, err
     assert "teal_a.png" in err and "violet_a.png" not in err
+
+
+# -- 11. evaluate after train on the same folder scores the held-out images only ----------------
+
+
+def test_evaluate_after_train_scores_the_held_out_images(tmp_path, monkeypatch, capsys) -> None:
+    pytest.importorskip("torch")
+    from flakefinder.evaluate.heldout import read_split
+    from flakefinder.train.loop import train
+    from flakefinder.train.recipe import Stage, TrainRecipe
+    from test_train_helpers import make_dataset
+
+    def dataset(root: Path, **kw: int) -> Path:  # file names relative to the folder, as synth's
+        folder = make_dataset(root, **kw)
+        coco = json.loads((folder / "annotations.json").read_text())
+        for im in coco["images"]:
+            im["file_name"] = f"images/{im['file_name']}"
+        (folder / "annotations.json").write_text(json.dumps(coco))
+        return folder
+
+    data = dataset(tmp_path / "data", n_images=4)
+    rec = TrainRecipe(name="tiny", stages=(Stage("heads", "heads", 0.01, 1),),
+                      iterations_per_epoch=1, backbone="mobilenet_v3_fpn", weights="none",
+                      image_size=128, batch_size=1, num_workers=0, materials=("graphene", "WTe2"),
+                      rois_per_image=32, rpn_post_nms_train=100, train_fraction=0.5)  # fmt: skip
+    model = train(rec, data, tmp_path / "model", device="cpu", progress=False, log=None)
+    split = read_split(model)
+    assert split is not None and len(split.train_images) == 2 and len(split.test_images) == 2
+    args = ("evaluate", str(data), "--detector", "maskrcnn", "--model", str(model), "--device",
+            "cpu")  # fmt: skip
+    code, out, err = run(monkeypatch, capsys, *args, "--out", str(tmp_path / "eval"))
+    assert code == 0, err
+    assert "scoring the 2 images the model's split held out (2 training images" in err, err
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["image_level"]["n_images"] == 2 and "held out" in metrics["images_scored"]
+    code, out, err = run(monkeypatch, capsys, *args, "--out", str(tmp_path / "all"), "--all-images")
+    assert code == 0, err
+    assert "not a held-out score" in err
+    assert json.loads((tmp_path / "all" / "metrics.json").read_text())["image_level"]["n_images"] == 4
+    # another dataset (other annotations) is scored whole, without a note
+    other = dataset(tmp_path / "other", n_images=3, seed=5)
+    code, out, err = run(monkeypatch, capsys, "evaluate", str(other), "--detector", "maskrcnn",
+                         "--model", str(model), "--device", "cpu", "--out", str(tmp_path / "o"))  # fmt: skip
+    assert code == 0, err
+    assert "held out" not in err and "images_scored" not in json.loads(
+        (tmp_path / "o" / "metrics.json").read_text())  # fmt: skip
