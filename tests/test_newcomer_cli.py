@@ -477,8 +477,9 @@ def test_evaluate_after_train_scores_the_held_out_images(tmp_path, monkeypatch, 
     model = train(rec, data, tmp_path / "model", device="cpu", progress=False, log=None)
     split = read_split(model)
     assert split is not None and len(split.train_images) == 2 and len(split.test_images) == 2
+    # --score 0.99: the untrained model's many weak detections would only cost time here
     args = ("evaluate", str(data), "--detector", "maskrcnn", "--model", str(model), "--device",
-            "cpu")  # fmt: skip
+            "cpu", "--score", "0.99")  # fmt: skip
     code, out, err = run(monkeypatch, capsys, *args, "--out", str(tmp_path / "eval"))
     assert code == 0, err
     assert "scoring the 2 images the model's split held out (2 training images" in err, err
@@ -491,7 +492,8 @@ def test_evaluate_after_train_scores_the_held_out_images(tmp_path, monkeypatch, 
     # another dataset (other annotations) is scored whole, without a note
     other = dataset(tmp_path / "other", n_images=3, seed=5)
     code, out, err = run(monkeypatch, capsys, "evaluate", str(other), "--detector", "maskrcnn",
-                         "--model", str(model), "--device", "cpu", "--out", str(tmp_path / "o"))  # fmt: skip
+                         "--model", str(model), "--device", "cpu", "--score", "0.99", "--out",
+                         str(tmp_path / "o"))  # fmt: skip
     assert code == 0, err
     assert "held out" not in err and "images_scored" not in json.loads(
         (tmp_path / "o" / "metrics.json").read_text())  # fmt: skip
