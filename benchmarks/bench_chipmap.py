@@ -5,7 +5,8 @@ Fills a temporary SQLite database (WAL) with one chip of ``--flakes`` flakes (12
 files), then serves the web UI from ``create_app`` and times, in process (``TestClient``: no
 network, no browser), the requests the map page makes:
 
-* ``GET /chips/1`` (the page, with the first view rendered in it) and ``/chips/1/mosaic.png``;
+* ``GET /chips/1`` (the page, with the first view rendered in it), ``/chips/1/mosaic.png`` and
+  the coarsest mosaic tile ``/chips/1/mosaic/0/0/0.png``;
 * ``GET /api/chips/1/map`` for views of the whole chip, 1/4, 1/16 and one 200 µm field, for pans
   of a zoomed-in view across the chip, and with a material filter.
 
@@ -218,7 +219,7 @@ def main() -> None:
         print()
         print("| request | median ms | max ms | bytes | answer |")
         print("|---|---:|---:|---:|---|")
-        with TestClient(app) as client:
+        with TestClient(app, base_url="http://localhost") as client:  # a name it answers to
 
             def row(name: str, path: str) -> None:
                 med, worst, r = timed(lambda: client.get(path), args.repeats)
@@ -235,6 +236,7 @@ def main() -> None:
 
             row("page `/chips/1` (HTML)", "/chips/1")
             row("mosaic.png (cached after the first)", "/chips/1/mosaic.png")
+            row("mosaic tile 0/0/0 (cached after the first)", "/chips/1/mosaic/0/0/0.png")
 
             def view(x0: float, y0: float, w: float, extra: str = "") -> str:
                 return f"/api/chips/1/map?x0={x0}&y0={y0}&x1={x0 + w}&y1={y0 + w}{extra}"

@@ -13,6 +13,12 @@ Database fixtures
 * ``db_url``: URL of a new, empty (never migrated) database on the current backend.
 * ``db``: a migrated, empty :class:`flakefinder.db.Database` on the current backend.
 
+Server
+------
+* ``_test_client_on_localhost`` (autouse): Starlette's ``TestClient`` talks to ``http://localhost``
+  instead of ``http://testserver``: the server answers only to the names it was started for
+  (loopback names by default, a guard against DNS rebinding), and ``testserver`` is not one.
+
 Determinism
 -----------
 * ``_restore_rng_state`` (autouse): saves the global ``random`` and ``numpy.random`` state (and
@@ -37,6 +43,32 @@ from typing import Any
 
 import numpy as np
 import pytest
+
+# --------------------------------------------------------------------------------------------------
+# Server
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _test_client_on_localhost() -> Iterator[None]:
+    """``TestClient(app)`` defaults to ``base_url="http://localhost"`` (see the module docstring)."""
+    try:
+        from starlette import testclient
+    except ImportError:  # no server extras installed
+        yield
+        return
+    cls = testclient.TestClient
+    original = cls.__init__
+
+    def init(self: Any, app: Any, base_url: str = "http://localhost", *args: Any, **kw: Any) -> None:
+        original(self, app, base_url, *args, **kw)
+
+    cls.__init__ = init  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        cls.__init__ = original  # type: ignore[method-assign]
+
 
 # --------------------------------------------------------------------------------------------------
 # Determinism

@@ -261,14 +261,11 @@ def test_scan_takes_pixel_size_and_oxide_from_the_profile(tmp_path, monkeypatch,
 
 
 def test_serve_defaults_come_from_the_first_profile(tmp_path, monkeypatch, capsys) -> None:
-    import uvicorn
-
-    import flakefinder.server.app as server_app
+    import flakefinder.cli.serve as serve_cli
 
     setup = _gmm_profile(tmp_path, monkeypatch, capsys)
     seen: list = []
-    monkeypatch.setattr(server_app, "create_app", lambda settings: seen.append(settings))
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: None)
+    monkeypatch.setattr(serve_cli, "_run_server", lambda settings, host, port: seen.append(settings))
     code, _, err = run(monkeypatch, capsys, "serve", "--setup", str(setup))
     assert code == 0, err
     code, _, err = run(monkeypatch, capsys, "serve", "--setup", str(setup), "--um-per-px", "0.25")

@@ -17,14 +17,13 @@ from flakefinder.server.security import (
     check_api_key,
     decide,
     safe_next,
-    session_token,
-    valid_session,
 )
+from flakefinder.server.sessions import SessionStore
 from flakefinder.server.settings import ServerSettings
 from web_helpers import populate
 
 KEY = "k3y-for-tests"
-HOST = "testserver"
+HOST = "localhost"  # TestClient's host (tests/conftest.py)
 SAME = {"Origin": f"http://{HOST}"}
 
 
@@ -111,14 +110,19 @@ def test_cross_origin_form_posts_are_refused_without_a_key_too(open_server: Test
     assert open_server.get("/api/flakes/1").json()["status"] == "used"
 
 
-def test_session_tokens_expire_and_cannot_be_forged() -> None:
-    token = session_token(KEY, now_s=1000.0, ttl_s=60.0)
-    assert valid_session(KEY, token, now_s=1059.0)
-    assert not valid_session(KEY, token, now_s=1061.0)
-    assert not valid_session("other-key", token, now_s=1001.0)
-    expires, mac = token.split(".")
-    assert not valid_session(KEY, f"{int(expires) + 3600}.{mac}", now_s=1001.0)
-    assert not valid_session(KEY, "garbage", now_s=0.0)
+def test_sessions_expire_and_cannot_be_forged() -> None:
+    store = SessionStore(ttl_s=60.0)
+    token = store.create(now_s=1000.0)
+    assert len(token) >= 40 and store.valid(token, now_s=1059.0)
+    assert not store.valid(token, now_s=1061.0)  # expired (and forgotten)
+    assert not store.valid(token, now_s=1001.0)
+    other = store.create(now_s=1000.0)
+    assert not store.valid(other[:-1] + ("A" if other[-1] != "A" else "B"), now_s=1001.0)
+    assert not store.valid("garbage", now_s=0.0)
+    assert store.end(other) and not store.valid(other, now_s=1001.0)
+    small = SessionStore(ttl_s=60.0, max_sessions=3)
+    tokens = [small.create(now_s=float(i)) for i in range(5)]
+    assert len(small) == 3 and not small.valid(tokens[0], 5.0) and small.valid(tokens[4], 5.0)
 
 
 def test_decide_is_the_rule() -> None:

@@ -81,7 +81,7 @@ def test_empty_masks_dropped_and_bad_files(tmp_path: Path) -> None:
     ds = CocoDetectionDataset(ann, images, CMAP)
     assert len(ds.load_raw(0)[1]) == 0
     (tmp_path / "bad.json").write_text("{not json")
-    with pytest.raises(DatasetError, match="not a readable JSON"):
+    with pytest.raises(DatasetError, match="not valid JSON"):
         CocoDetectionDataset(tmp_path / "bad.json", images, CMAP)
 
 

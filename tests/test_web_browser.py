@@ -22,7 +22,7 @@ import pytest
 from flakefinder.server.app import create_app
 from flakefinder.server.settings import ServerSettings
 from server_helpers import running_server
-from web_helpers import populate, populate_grid
+from web_helpers import populate, populate_grid, populate_strip
 
 pytestmark = pytest.mark.browser
 
@@ -73,6 +73,13 @@ def page(browser: Any, base_url: str) -> Iterator[Any]:
     pg = context.new_page()
     errors: list[str] = []
     pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    # anything the Content-Security-Policy blocks is an error too (the UI must not need it)
+    pg.on(
+        "console",
+        lambda msg: errors.append(msg.text)
+        if msg.type == "error" and "Content Security Policy" in msg.text
+        else None,
+    )
     try:
         yield pg
         assert errors == [], f"JavaScript errors: {errors}"
@@ -136,9 +143,14 @@ def test_chip_map_outlines(page: Any) -> None:
     expect(outlines).to_have_count(4)
     ids = outlines.evaluate_all("els => els.map(e => Number(e.dataset.flakeId))")
     assert sorted(ids) == [1, 2, 3, 4]
-    # the mosaic loads: two 128 px tiles at 0.5 µm/px side by side, drawn 1600 px wide
-    mosaic = page.locator("#chipmap image")
-    assert mosaic.get_attribute("width") == "128.0" and mosaic.get_attribute("height") == "64.0"
+    # the mosaic loads: two 128 px tiles at 0.5 µm/px side by side (128 x 64 µm) are one
+    # 256 px tile of 128 µm at level 0, the finest (it has the images' own resolution)
+    mosaic = page.locator("#mosaic-layer image")
+    expect(mosaic).to_have_count(1)
+    assert mosaic.get_attribute("data-tile") == "0/0/0"
+    assert [mosaic.get_attribute(k) for k in ("x", "y", "width", "height")] == [
+        "68", "68", "128", "128"
+    ]  # fmt: skip
     # wheel zooms (the viewBox shrinks); clicking an outline opens its flake
     svg = page.locator("#chipmap")
     before = svg.get_attribute("viewBox")
@@ -162,6 +174,49 @@ def test_chip_map_outlines(page: Any) -> None:
     expect(page).to_have_url(re.compile(r"/chips/1$"))
     flake3.click()
     expect(page).to_have_url(re.compile(r"/flakes/3$"))
+
+
+def test_chip_map_markers_keep_their_size_and_zoom_has_limits(page: Any) -> None:
+    """Centre markers are 6 screen pixels across at every zoom; zooming in stops at 20 screen
+    pixels per µm, zooming out where the whole chip (128 x 64 µm here) fits."""
+    from playwright.sync_api import expect
+
+    page.goto("/chips/1")
+    svg = page.locator("#chipmap")
+    dots = page.locator("#chipmap circle.flake-dot")
+    expect(dots).to_have_count(4)
+
+    def dot_px() -> float:
+        return float(dots.first.bounding_box()["width"])
+
+    def px_per_um() -> float:
+        box = svg.bounding_box()
+        _, _, w, h = (float(v) for v in svg.get_attribute("viewBox").split())
+        return min(box["width"] / w, box["height"] / h)
+
+    assert dot_px() == pytest.approx(6.0, abs=0.5)
+    box = svg.bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    start = px_per_um()
+    assert start < 20 * 0.8**3
+    for _ in range(3):
+        page.mouse.wheel(0, -100)
+    expect(svg).not_to_have_attribute("viewBox", "68 68 128 64")
+    assert px_per_um() == pytest.approx(start / 0.8**3, rel=1e-3)
+    assert dot_px() == pytest.approx(6.0, abs=0.5)  # the map is 2x larger, the markers are not
+    for _ in range(40):
+        page.mouse.wheel(0, -100)
+    page.wait_for_function(
+        "() => { const s = document.querySelector('#chipmap'), r = s.getBoundingClientRect();"
+        " const [, , w, h] = s.getAttribute('viewBox').split(' ').map(Number);"
+        " return Math.min(r.width / w, r.height / h) > 19.99; }"
+    )
+    assert px_per_um() == pytest.approx(20.0, rel=1e-6)
+    assert dot_px() == pytest.approx(6.0, abs=0.5)
+    for _ in range(60):
+        page.mouse.wheel(0, 100)
+    expect(svg).to_have_attribute("viewBox", "68 68 128 64")  # the whole chip, no further
+    assert dot_px() == pytest.approx(6.0, abs=0.5)
 
 
 def test_designer_two_layer_stack_and_gds_export(page: Any, tmp_path: Path) -> None:
@@ -235,6 +290,54 @@ def test_designer_two_layer_stack_and_gds_export(page: Any, tmp_path: Path) -> N
     expect(page.locator("#pair-list .twist")).to_have_text("10.00")
 
 
+def test_designer_colours_each_flake_and_shows_a_scale_bar(page: Any) -> None:
+    """Two graphene flakes in one stack get two colours (as in the layer list); the scale bar's
+    length on screen matches its label in µm before and after zooming."""
+    from playwright.sync_api import expect
+
+    page.goto("/designs/new")
+    page.locator('.add-flake[data-flake-id="1"]').click()
+    page.locator('.add-flake[data-flake-id="2"]').click()
+    polys = page.locator("#stack-canvas polygon.stack-layer")
+    expect(polys).to_have_count(2)
+    fills = polys.evaluate_all("els => els.map(e => getComputedStyle(e).fill)")
+    assert fills[0] != fills[1]
+    listed = page.locator("#layer-list .layer-item").evaluate_all(
+        "els => els.map(e => e.dataset.colour)"
+    )
+    assert [p.get_attribute("fill") for p in polys.all()] == listed
+    expect(page.locator("#layer-list .layer-item .layer-swatch rect")).to_have_count(2)
+    svg = page.locator("#stack-canvas")
+
+    def scale_bar() -> tuple[float, float]:
+        """(length in µm from the label, length in screen px)."""
+        label = page.locator("#scale-bar text").text_content()
+        m = re.fullmatch(r"([0-9.]+) µm", label or "")
+        assert m, label
+        um = float(m.group(1))
+        assert um == float(page.locator("#scale-bar").get_attribute("data-um"))
+        box = svg.bounding_box()
+        _, _, w, h = (float(v) for v in svg.get_attribute("viewBox").split())
+        px_per_um = min(box["width"] / w, box["height"] / h)
+        line_um = float(page.locator("#scale-bar line").get_attribute("x2")) - float(
+            page.locator("#scale-bar line").get_attribute("x1")
+        )
+        assert line_um == pytest.approx(um)
+        return um, line_um * px_per_um
+
+    um, px = scale_bar()
+    assert 48 <= px <= 120 and re.fullmatch(r"[125]0*|0\.0*[125]", f"{um:g}")
+    box = svg.bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    before = svg.get_attribute("viewBox")
+    for _ in range(5):
+        page.mouse.wheel(0, -100)
+    expect(svg).not_to_have_attribute("viewBox", before)
+    um2, px2 = scale_bar()
+    assert 48 <= px2 <= 120 and um2 < um  # 3x closer: a shorter length fills the bar
+    expect(polys).to_have_count(2)
+
+
 def test_chip_map_loads_flakes_in_view_and_more_on_pan(page: Any, db_url: str) -> None:
     """1600 flakes (``populate_grid``): clusters at first, outlines once zoomed in, and a pan
     fetches the flakes of the new area from the viewport API."""
@@ -294,6 +397,62 @@ def test_chip_map_loads_flakes_in_view_and_more_on_pan(page: Any, db_url: str) -
     expect(page).to_have_url(re.compile(rf"/flakes/{new_id}$"))
 
 
+def test_chip_map_of_a_long_thin_scan_loads_tiles_in_view(
+    page: Any, db_url: str, tmp_path: Path
+) -> None:
+    """0.15 mm x 10 mm: the map asks for the few 256 px tiles on screen, finer ones as it zooms
+    in, never one picture of the whole strip."""
+    import io
+
+    from PIL import Image
+    from playwright.sync_api import expect
+
+    from flakefinder.db import Database
+
+    db = Database(db_url)
+    chip = populate_strip(db, tmp_path / "strip")
+    db.close()
+    page.set_viewport_size({"width": 1000, "height": 700})
+    tiles: list[tuple[str, tuple[int, int]]] = []
+    others: list[str] = []
+
+    def seen(response: Any) -> None:
+        if "/mosaic" not in response.url:
+            return
+        if "/mosaic/" in response.url and response.ok:
+            tiles.append((response.url, Image.open(io.BytesIO(response.body())).size))
+        else:
+            others.append(response.url)
+
+    settled = """() => { const layer = document.getElementById("mosaic-layer");
+        const shown = [...layer.querySelectorAll("image")];
+        return shown.length > 0 && shown.every(
+          (e) => e.dataset.loaded === "load" && e.dataset.zoom === layer.dataset.zoom); }"""
+    page.on("response", seen)
+    page.goto(f"/chips/{chip}")
+    layer = page.locator("#mosaic-layer")
+    page.wait_for_function(settled)
+    first = [url for url, _ in tiles]
+    assert first and len(first) <= 8, first
+    assert all(size == (256, 256) for _, size in tiles)
+    assert others == []  # no whole-chip picture, no failed tile
+    zoom = int(layer.get_attribute("data-zoom"))
+    # zoom in at the middle of the strip: finer tiles of that part only
+    svg = page.locator("#chipmap")
+    box = svg.bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    for _ in range(12):
+        page.mouse.wheel(0, -100)
+    expect(layer).not_to_have_attribute("data-zoom", str(zoom))
+    page.wait_for_function(settled)
+    finer = int(layer.get_attribute("data-zoom"))
+    assert finer > zoom
+    shown = layer.locator("image").evaluate_all("els => els.map(e => e.dataset.tile)")
+    assert shown and all(t.startswith(f"{finer}/") for t in shown)
+    assert len(shown) <= 12 and len(tiles) <= 30
+    assert all(size == (256, 256) for _, size in tiles) and others == []
+
+
 def test_api_docs_work_offline(page: Any, base_url: str) -> None:
     """/docs renders Swagger UI with every request outside the server blocked."""
     from playwright.sync_api import expect
@@ -320,8 +479,9 @@ def test_api_docs_work_offline(page: Any, base_url: str) -> None:
 
 
 def test_setup_page_click_flakes_calibrate_and_save(page: Any, tmp_path: Path) -> None:
-    """Upload two rendered micrographs, click every flake, calibrate with proposed layers,
-    accept them, calibrate again, see the clusters over the optics curve, save the profile."""
+    """Upload two rendered micrographs, click every flake (and a thick one), calibrate with
+    proposed layers, accept them (the thick flake has none and is left out, with a note),
+    calibrate again, see the clusters over the optics curve, save the profile."""
     from playwright.sync_api import expect
 
     from flakefinder.calibration import SetupProfile
@@ -357,15 +517,27 @@ def test_setup_page_click_flakes_calibrate_and_save(page: Any, tmp_path: Path) -
             )
             n_regions += 1
             expect(page.locator("#region-list .region-item")).to_have_count(n_regions)
+    # the 60-layer square of view 1 (pixels 90-150 x 85-145): too thick for a layer number
+    box = canvas.bounding_box()
+    page.mouse.click(box["x"] + 120.5 * box["width"] / 240, box["y"] + 115.5 * box["height"] / 180)
+    expect(page.locator("#region-list .region-item")).to_have_count(n_regions + 1)
     page.locator("#calibrate").click()
     expect(page.locator("#setup-status")).to_contain_text("calibrated (masks)")
     proposed = page.locator("#region-list .proposed").all_inner_texts()
-    assert proposed == [f"proposed: {n}" for _, _, n in truth]
+    assert proposed == [f"proposed: {n}" for _, _, n in truth] + ["proposed: none"]
     page.locator("#accept-proposed").click()
-    values = page.locator("#region-list input").evaluate_all("els => els.map(e => Number(e.value))")
-    assert values == [n for _, _, n in truth]
+    values = page.locator("#region-list input").evaluate_all("els => els.map(e => e.value)")
+    assert values == [str(n) for _, _, n in truth] + [""]
     page.locator("#calibrate").click()
+    note = f"flake #{n_regions + 1} has no layer number: left out of the calibration"
     expect(page.locator("#setup-status")).to_contain_text("calibrated (labels)")
+    expect(page.locator("#setup-status")).to_contain_text(note)
+    expect(page.locator("#calibration-notes li")).to_have_text([note])
+    expect(page.locator("#region-list .region-item.skipped")).to_have_count(1)
+    expect(page.locator("#region-list .region-item").last).to_have_class(re.compile(r"\bskipped\b"))
+    expect(page.locator("#region-list .proposed").last).to_have_text(
+        "proposed: none · left out (no layer number)"
+    )
     expect(page.locator("#colour-table tr.entry-measured")).to_have_count(3)
     expect(page.locator("#cluster-plot polyline.optics-curve")).to_have_count(3)
     assert page.locator("#cluster-plot circle.cluster-point").count() == 9  # 3 layers × RGB

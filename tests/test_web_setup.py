@@ -63,6 +63,39 @@ def test_setup_session_calibrates_from_clicks(client: TestClient, tmp_path: Path
     assert client.delete(f"{base}/regions/{ids[0]}").status_code == 404
 
 
+def test_setup_flakes_without_layer_numbers_are_left_out(client: TestClient) -> None:
+    """Some flakes numbered, some not (e.g. proposals accepted where there were some): the
+    calibration uses the numbered ones and says which were left out."""
+    images, truth = rendered()
+    base = f"/api/setup/sessions/{client.post('/api/setup/sessions').json()['session']}"
+    for k, im in enumerate(images):
+        client.post(f"{base}/images", files={"image": (f"v{k}.png", png(im), "image/png")})
+    ids = []
+    for k, mask, _ in truth:
+        x, y = centre(mask)
+        ids.append(
+            client.post(f"{base}/regions", json={"image_index": k, "x_px": x, "y_px": y}).json()[
+                "id"
+            ]
+        )
+    body = {"material": "graphene", "oxide_nm": 90, "um_per_px": UM_PER_PX}
+    layers = {str(i): n for i, (_, _, n) in zip(ids, truth, strict=True)}
+    del layers[str(ids[0])], layers[str(ids[2])]
+    r = client.post(f"{base}/calibrate", json={**body, "layers": layers})
+    assert r.status_code == 200, r.text
+    rep = r.json()
+    assert rep["mode"] == "labels"
+    assert rep["skipped_regions"] == [ids[0], ids[2]]
+    assert rep["notes"] == [
+        f"flakes #{ids[0]}, #{ids[2]} have no layer number: left out of the calibration"
+    ]
+    assert sorted(int(k) for k in rep["proposed_layers"]) == sorted(int(k) for k in layers)
+    # all numbered again: nothing left out
+    layers = {str(i): n for i, (_, _, n) in zip(ids, truth, strict=True)}
+    rep = client.post(f"{base}/calibrate", json={**body, "layers": layers}).json()
+    assert rep["skipped_regions"] == [] and rep["notes"] == []
+
+
 def test_setup_bad_input(client: TestClient) -> None:
     images, truth = rendered()
     assert client.post("/api/setup/sessions/nope/images").status_code in (404, 422)
@@ -92,7 +125,6 @@ def test_setup_bad_input(client: TestClient) -> None:
     ]
     for bad, word in [
         ({**body, "material": "unobtainium"}, "unobtainium"),
-        ({**body, "layers": {str(rid): 1}}, "every region"),
         ({**body, "layers": {"999": 1}}, "no region 999"),
         ({**body, "layers": {str(rid): 0, str(rid2): 1}}, "1 to 100"),
     ]:

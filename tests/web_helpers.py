@@ -132,3 +132,38 @@ def populate_grid(db: Database, n_side: int, name: str = "chip-G") -> int:
     )
     db.finish_scan(scan)
     return chip
+
+
+STRIP_TILE_PX = 128
+STRIP_UM_PER_PX = 150.0 / STRIP_TILE_PX  # a tile is 150 µm wide: the strip is one tile wide
+
+
+def strip_colour(i: int) -> tuple[int, int, int]:
+    """The flat colour of tile ``i`` of :func:`populate_strip` (all distinct)."""
+    return (20 + (i * 37) % 200, 40 + (i * 11) % 180, 250 - i)
+
+
+def populate_strip(db: Database, image_dir: Path, n_tiles: int = 67, name: str = "strip") -> int:
+    """Chip ``name``: a long thin scan, one column of ``n_tiles`` flat-coloured 150 µm tiles
+    (67: 0.15 mm x 10.05 mm), tile i centred at (75, 75 + 150 i) µm. Returns the chip id."""
+    chip = db.add_chip(name, ["graphene"], 90.0)
+    scan = db.start_scan(
+        chip,
+        settings={},
+        objective="20x",
+        um_per_px=STRIP_UM_PER_PX,
+        detector="test",
+        detector_version="1",
+        n_tiles_planned=n_tiles,
+    )
+    image_dir.mkdir(parents=True, exist_ok=True)
+    for i in range(n_tiles):
+        path = image_dir / f"strip_{i:03d}.png"
+        pixels = np.full((STRIP_TILE_PX, STRIP_TILE_PX, 3), strip_colour(i), np.uint8)
+        Image.fromarray(pixels).save(path)
+        record = TileRecord(
+            i, 75.0, 75.0 + 150.0 * i, 0.0, STRIP_TILE_PX, STRIP_TILE_PX, STRIP_UM_PER_PX, str(path)
+        )
+        db.record_tile(scan, record, [])
+    db.finish_scan(scan)
+    return chip

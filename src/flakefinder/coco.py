@@ -11,13 +11,13 @@ otherwise a numpy/OpenCV implementation of the same format is used. RLE decoding
 
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from flakefinder.artifacts import load_json_file
 from flakefinder.errors import DatasetError
 
 
@@ -44,10 +44,7 @@ def load_coco(path: str | Path) -> tuple[dict[str, Any], Path]:
     file = p / "annotations.json" if p.is_dir() else p
     if not file.is_file():
         raise DatasetError(f"COCO annotation file not found: {file}")
-    try:
-        coco = json.loads(file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DatasetError(f"{file}: not a readable JSON file: {exc}") from exc
+    coco = load_json_file(file, error=DatasetError)
     if not isinstance(coco, dict) or not all(
         isinstance(coco.get(k), list) for k in ("images", "categories")
     ):

@@ -60,3 +60,12 @@ class UnknownFlakeError(DesignError):
 
 class ScanLockedError(FlakefinderError):
     """A scan that another process is running right now."""
+
+
+class OutputError(FlakefinderError, OSError):
+    """An output file that cannot be written (a full disk, a read-only folder); the file that
+    was at that path before, if any, is left unchanged."""
+
+
+class JsonInputError(FlakefinderError, ValueError):
+    """JSON that is not strict JSON (NaN, Infinity, lone surrogates) or is too large or deep."""

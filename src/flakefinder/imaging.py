@@ -217,16 +217,21 @@ def save_image(path: str | Path, image: np.ndarray) -> Path:
     """Write an RGB uint8 image as PNG (or TIFF by suffix); returns the path."""
     from PIL import Image
 
+    from flakefinder.artifacts import atomic_open
+
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    if p.suffix.lower() in (".tif", ".tiff"):
-        import tifffile
+    suffix = p.suffix.lower()
+    with atomic_open(p, "wb") as f:  # a full disk never leaves half an image (OutputError)
+        if suffix in (".tif", ".tiff"):
+            import tifffile
 
-        tifffile.imwrite(p, image)
-    else:
-        # compress_level 1: ~5x faster than the default 6 for ~20% larger files; scans save
-        # every tile, so encoding time matters more than disk
-        Image.fromarray(to_rgb8(image)).save(p, compress_level=1)
+            tifffile.imwrite(f, image)
+        else:
+            fmt = Image.registered_extensions().get(suffix, "PNG")
+            # compress_level 1: ~5x faster than the default 6 for ~20% larger files; scans
+            # save every tile, so encoding time matters more than disk
+            Image.fromarray(to_rgb8(image)).save(f, format=fmt, compress_level=1)
     return p
 
 

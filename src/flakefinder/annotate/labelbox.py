@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from flakefinder.annotate.shapes import LabeledImage, LabeledShape
-from flakefinder.errors import DatasetError
+from flakefinder.artifacts import parse_json
+from flakefinder.errors import DatasetError, JsonInputError
 
 
 def _objects(row: dict[str, Any]) -> list[dict[str, Any]]:
@@ -28,11 +28,13 @@ def from_ndjson(path: Path) -> list[LabeledImage]:
             continue
         where = f"{path}:{line_no}"
         try:
-            row = json.loads(line)
+            row = parse_json(line, what=where)
             data_row = row["data_row"]
             media = row["media_attributes"]
             width, height = int(media["width"]), int(media["height"])
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        except JsonInputError as exc:
+            raise DatasetError(str(exc)) from None
+        except (KeyError, TypeError, ValueError) as exc:
             raise DatasetError(f"{where}: not a Labelbox export row ({exc})") from None
         name = data_row.get("external_id") or PurePosixPath(str(data_row.get("row_data", ""))).name
         if not name:

@@ -7,7 +7,7 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field, replace
-from pathlib import Path, PurePosixPath
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import TYPE_CHECKING
 
 from flakefinder.annotate import labelbox, labelme, labelstudio
@@ -19,6 +19,7 @@ from flakefinder.annotate.shapes import (
     shapes_from_detections,
     to_coco,
 )
+from flakefinder.artifacts import write_atomic
 from flakefinder.errors import DatasetError
 
 if TYPE_CHECKING:
@@ -83,16 +84,16 @@ def export_preannotations(
         images, model_version=model_version, image_url_prefix=image_url_prefix
     )
     written["labelstudio"] = out_dir / "labelstudio_tasks.json"
-    written["labelstudio"].write_text(json.dumps(tasks, indent=1))
+    write_atomic(written["labelstudio"], json.dumps(tasks, indent=1))
     written["labelstudio_config"] = out_dir / "labelstudio_config.xml"
-    written["labelstudio_config"].write_text(labelstudio.label_config(class_map.names))
+    write_atomic(written["labelstudio_config"], labelstudio.label_config(class_map.names))
     written["cvat"] = out_dir / "cvat_coco.json"
-    written["cvat"].write_text(json.dumps(to_coco(images, class_map), indent=1))
+    write_atomic(written["cvat"], json.dumps(to_coco(images, class_map), indent=1))
     lm_dir = out_dir / "labelme"
     lm_dir.mkdir(exist_ok=True)
     for im in images:
-        (lm_dir / (Path(im.file_name).stem + ".json")).write_text(
-            json.dumps(labelme.to_file(im), indent=1)
+        write_atomic(
+            lm_dir / (Path(im.file_name).stem + ".json"), json.dumps(labelme.to_file(im), indent=1)
         )
     written["labelme"] = lm_dir
     return written
@@ -128,12 +129,27 @@ class ReadReport:
     from_predictions: list[str] = field(default_factory=list)
 
 
-def _normalise_names(images: list[LabeledImage], known: Mapping[str, object]) -> list[LabeledImage]:
-    """File names as the image folder knows them (tool exports write ``../../images/x.png``)."""
+def _is_absolute(name: str) -> bool:
+    return PurePosixPath(name).is_absolute() or PureWindowsPath(name).is_absolute()
+
+
+def _normalise_names(
+    images: list[LabeledImage], known: Mapping[str, object], *, in_folder: bool = False
+) -> list[LabeledImage]:
+    """File names as the image folder knows them (tool exports write ``../../images/x.png``).
+
+    With an image folder (``in_folder``), an absolute path (``/data/run1/x.png``, ``C:\\x.png``)
+    is looked up there by its tail like any other name: the folder, not the path in the
+    export, says where the image is.
+    """
     out = []
     for im in images:
         name = im.file_name
-        if ".." in PurePosixPath(name).parts or (known and name not in known):
+        if (
+            ".." in PurePosixPath(name).parts
+            or (known and name not in known)
+            or (in_folder and _is_absolute(name))
+        ):
             name = labelstudio.file_name_from_path(name, known)
         out.append(replace(im, file_name=name))
     return out
@@ -177,7 +193,7 @@ def read_report(
         files.extend(sorted(p.glob("*.json")) if p.is_dir() else [p])
     merged: dict[str, LabeledImage] = {}
     for f in files:
-        for im in _normalise_names(readers[fmt](f), sizes):
+        for im in _normalise_names(readers[fmt](f), sizes, in_folder=image_dir is not None):
             prev = merged.get(im.file_name)
             if prev is None:
                 merged[im.file_name] = im
@@ -241,10 +257,15 @@ def import_dataset(
     images = apply_label_map(read.images, label_map or {})
     coco = to_coco(images, class_map)
     if image_dir is not None:
-        missing = [im.file_name for im in images if not (image_dir / im.file_name).is_file()]
+        missing = [
+            im.file_name
+            for im in images
+            if _is_absolute(im.file_name) or not (image_dir / im.file_name).is_file()
+        ]
         if missing:
             raise DatasetError(
                 f"{len(missing)} annotated images are not in {image_dir}: {missing[:5]}"
+                " (names are looked up there by their last path parts)"
             )
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))

@@ -7,10 +7,10 @@ every writer takes one. Labels are detection category names such as ``graphene_m
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from flakefinder.artifacts import load_json_file
 from flakefinder.domain import ClassMap, Detection, LayerClass, parse_category_name
 from flakefinder.errors import DatasetError
 from flakefinder.geometry import polygon_area, polygon_bbox
@@ -209,7 +209,4 @@ def from_coco(data: Mapping[str, Any], *, where: str = "COCO file") -> list[Labe
 def read_json(path: Path) -> Any:
     if not path.is_file():
         raise DatasetError(f"annotation file not found: {path}")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise DatasetError(f"{path} is not valid JSON: {exc}") from None
+    return load_json_file(path, error=DatasetError)

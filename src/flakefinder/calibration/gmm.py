@@ -9,13 +9,13 @@ fit must reproduce it) and refuses otherwise.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from flakefinder.artifacts import load_json_file
 from flakefinder.calibration.profile import LayerColour, MaterialTable, SetupProfile
 from flakefinder.errors import CalibrationError, ProfileError
 
@@ -30,10 +30,7 @@ def read_gmm(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
         raise CalibrationError(f"2DMatGMM colour table not found: {p}")
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CalibrationError(f"{p} is not readable JSON: {exc}") from None
+    data = load_json_file(p, error=CalibrationError)
     if not isinstance(data, dict) or not data:
         raise CalibrationError(f"{p}: a 2DMatGMM table is a non-empty JSON object keyed by layer")
     return data

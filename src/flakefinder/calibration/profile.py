@@ -12,7 +12,6 @@ first 12 hex digits of the sha) names the exact calibration a scan used.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -21,7 +20,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from flakefinder.artifacts import sha256_json, write_json_atomic
+from flakefinder.artifacts import load_json_file, sha256_json, write_json_atomic
 from flakefinder.errors import ProfileError
 
 SCHEMA = "flakefinder.setup-profile"
@@ -398,10 +397,7 @@ class SetupProfile:
         p = Path(path)
         if not p.is_file():
             raise ProfileError(f"setup profile not found: {p}")
-        try:
-            data = json.loads(p.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ProfileError(f"setup profile {p} is not readable JSON: {exc}") from None
+        data = load_json_file(p, error=ProfileError, what=f"setup profile {p}")
         try:
             return cls.from_json(data)
         except ProfileError as exc:

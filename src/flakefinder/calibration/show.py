@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, cast
 
 import numpy as np
 
+from flakefinder.artifacts import atomic_open
+
 if TYPE_CHECKING:
     from flakefinder.calibration.profile import SetupProfile
 
@@ -93,8 +95,9 @@ def plot_profile(profile: SetupProfile, path: str | Path) -> Path:
     fig.suptitle(f"{profile.profile_id}: solid = measured, dashed = predicted (2 sigma)")
     fig.tight_layout()
     p = Path(path)
-    tmp = p.with_name(p.name + ".tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(p)
+    try:
+        with atomic_open(p, "wb") as f:
+            fig.savefig(f, format="png", dpi=100)
+    finally:
+        plt.close(fig)
     return p

@@ -132,7 +132,9 @@ def batch_detect(
     out.mkdir(parents=True, exist_ok=True)
     class_map = ClassMap.for_materials(ctx.materials)
     n_flakes = 0
-    with (out / "flakes.jsonl").open("w") as jf, (out / "flakes.csv").open("w", newline="") as cf:
+    from flakefinder.artifacts import atomic_open
+
+    with atomic_open(out / "flakes.jsonl") as jf, atomic_open(out / "flakes.csv", newline="") as cf:
         writer = csv.DictWriter(cf, fieldnames=FLAKE_CSV_FIELDS)
         writer.writeheader()
         for image_id, r in enumerate(results, start=1):

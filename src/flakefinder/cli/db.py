@@ -36,7 +36,7 @@ def register(app: typer.Typer) -> None:
         from flakefinder.errors import FlakefinderError
 
         try:
-            with open_db(db) as database:
+            with open_db(db, read_only=True) as database:
                 current, head = database.schema_revision()
                 counts = database.table_counts() if current is not None else {}
         except FlakefinderError as e:

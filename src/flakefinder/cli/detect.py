@@ -147,6 +147,7 @@ def _run(
 ) -> dict[str, Any]:
     """Detect over ``files`` and write the outputs; with ``profile``, also note the images whose
     substrate does not look like the profile's (``"misfits"``)."""
+    from flakefinder.artifacts import atomic_open, write_atomic
     from flakefinder.calibration.substrate_fit import SubstrateMisfit, substrate_misfit
     from flakefinder.cli.progress import progress_bar
     from flakefinder.detect.flake_csv import FLAKE_CSV_FIELDS, flake_csv_row
@@ -162,9 +163,9 @@ def _run(
     failed = 0
     misfits: list[SubstrateMisfit] = []
     batched = isinstance(det, BatchDetector) and batch_size > 1
-    csv_part = out / "flakes.csv.part"  # renamed when complete: no half-written flakes.csv
+    # written beside flakes.csv and renamed when complete: no half-written flakes.csv
     with (
-        csv_part.open("w", newline="", encoding="utf-8") as fcsv,
+        atomic_open(out / "flakes.csv", newline="") as fcsv,
         progress_bar(len(files), "detecting", enabled=progress) as advance,
     ):
         writer = csv.DictWriter(fcsv, fieldnames=FLAKE_CSV_FIELDS)
@@ -203,8 +204,7 @@ def _run(
                 if misfit is not None:
                     misfits.append(misfit)
                 advance()
-    csv_part.replace(out / "flakes.csv")
-    (out / "detections.json").write_text(json.dumps(results) + "\n", encoding="utf-8")
+    write_atomic(out / "detections.json", json.dumps(results) + "\n")
     coco_images: dict[str, Any] = {
         "images": image_records,
         "categories": [{"id": i + 1, "name": n} for i, n in enumerate(names)],
@@ -212,7 +212,7 @@ def _run(
     }
     if setup_info is not None:
         coco_images["setup"] = setup_info
-    (out / "images.json").write_text(json.dumps(coco_images, indent=1) + "\n", encoding="utf-8")
+    write_atomic(out / "images.json", json.dumps(coco_images, indent=1) + "\n")
     return {"images": len(image_records), "flakes": len(results), "failed": failed,
             "misfits": misfits}  # fmt: skip
 

@@ -71,15 +71,16 @@ def _split(values: list[str] | None) -> tuple[str, ...]:
     return tuple(v.strip() for item in values or () for v in item.split(",") if v.strip())
 
 
-def open_db(url: str | None, *, must_exist: bool = True) -> Database:
+def open_db(url: str | None, *, must_exist: bool = True, read_only: bool = False) -> Database:
     """``Database`` for ``--db`` (or the environment / default URL).
 
     A SQLite file that does not exist is refused unless ``must_exist`` is False (a mistyped
-    path would otherwise create an empty database).
+    path would otherwise create an empty database). ``read_only``: for commands that only read
+    (list, export, locate), which then work on a read-only file system too.
     """
     from flakefinder.cli.options import open_database
 
-    return open_database(url, must_exist=must_exist)
+    return open_database(url, must_exist=must_exist, read_only=read_only)
 
 
 def fail(message: str) -> typer.Exit:
@@ -151,16 +152,22 @@ def _emit(fmt: str, rows: list[StoredFlake], total: int, out: Path | None) -> No
     text = flakes_to_csv(rows) if fmt == "csv" else flakes_to_json(rows)
     if out is None:
         sys.stdout.write(text)
-    else:
-        out.write_text(text, encoding="utf-8", newline="")
-        typer.echo(f"wrote {len(rows)} flakes to {out}", err=True)
+        return
+    from flakefinder.artifacts import write_atomic
+    from flakefinder.errors import OutputError
+
+    try:
+        write_atomic(out, text)  # a full disk keeps the export already at ``out``
+    except OutputError as e:
+        raise fail(str(e)) from None
+    typer.echo(f"wrote {len(rows)} flakes to {out}", err=True)
 
 
 def _run(db_url: str | None, fmt: str, out: Path | None, **filters: Any) -> None:
     from flakefinder.errors import FlakefinderError
 
     try:
-        with open_db(db_url) as db:
+        with open_db(db_url, read_only=True) as db:
             query = _query(db, **filters)
             rows = db.query_flakes(query)
             total = db.count_flakes(query) if fmt == "table" else len(rows)
@@ -283,7 +290,7 @@ def _locate(flake_id: int, db_url: str | None, corners: str | None, as_json: boo
         except ValueError as e:
             raise typer.BadParameter(str(e), param_hint="--corners") from None
     try:
-        with open_db(db_url) as database:
+        with open_db(db_url, read_only=True) as database:
             flake = database.get_flake(flake_id)
             if flake is None:
                 raise KeyError(f"no flake with id {flake_id} in {database.masked_url}")

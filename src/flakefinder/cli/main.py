@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import importlib
 
 import typer
@@ -43,6 +44,12 @@ def main() -> None:
         app()
     except FlakefinderError as exc:
         typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
+        raise SystemExit(2) from None
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        where = f" writing {exc.filename}" if exc.filename else ""
+        typer.secho(f"error: no space left on the disk{where}", fg=typer.colors.RED, err=True)
         raise SystemExit(2) from None
 
 

@@ -365,11 +365,14 @@ def database_url(db: str | None) -> str:
     return DatabaseSettings.from_env(db).url
 
 
-def open_database(db: str | None, *, must_exist: bool = False) -> Database:
+def open_database(
+    db: str | None, *, must_exist: bool = False, read_only: bool = False
+) -> Database:
     """The database of ``--db`` (see :func:`database_url`).
 
     With ``must_exist``, a SQLite URL naming a file that does not exist is refused (a mistyped
-    path would otherwise silently create an empty database).
+    path would otherwise silently create an empty database). ``read_only`` opens it for
+    reading only (commands that only read: they work on a read-only file system too).
     """
     from flakefinder.db import Database, DatabaseSettings
     from flakefinder.errors import DatabaseError
@@ -381,7 +384,7 @@ def open_database(db: str | None, *, must_exist: bool = False) -> Database:
             f"no database file {path} (from {settings.masked_url}); check the path, or create"
             " one with `flakefinder db upgrade --db URL` or a scan"
         )
-    return Database(settings.url, echo=settings.echo)
+    return Database(settings.url, echo=settings.echo, read_only=read_only)
 
 
 def sqlite_file(url: str) -> Path | None:

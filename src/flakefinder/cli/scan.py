@@ -140,6 +140,13 @@ def scan_cmd(
     from flakefinder.scan.plan import plan_raster
     from flakefinder.scan.resume import NewScan, open_scan
 
+    if server is not None and api_key is not None:
+        from flakefinder.server.settings import check_api_key
+
+        try:
+            check_api_key(api_key, source="--api-key / FLAKEFINDER_API_KEY")
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--api-key") from None
     if not 0.0 <= overlap < 1.0:
         raise typer.BadParameter("must lie in [0, 1)", param_hint="--overlap")
     if simulated == (mm_config is not None):
@@ -331,6 +338,20 @@ def _refuse_finished(database: Database, scan_id: int) -> None:
         raise ScanLockedError(f"scan {scan_id} was finished by another process meanwhile")
 
 
+def _status_note(database: Database, scan_id: int) -> str:
+    """"" when the scan is marked interrupted; else why not (e.g. the database is full too)."""
+    from flakefinder.db import ScanStatus
+    from flakefinder.errors import FlakefinderError
+
+    try:
+        info = database.get_scan(scan_id)
+    except FlakefinderError as exc:
+        return f" (its status could not be read: {exc})"
+    if info is None or info.status is ScanStatus.INTERRUPTED:
+        return ""
+    return f" (it is still marked {info.status.value}: the database could not be updated)"
+
+
 class _Terminated(KeyboardInterrupt):
     """SIGTERM, turned into an interrupt so that a scan stops as cleanly as on Ctrl-C."""
 
@@ -365,6 +386,7 @@ def _run(
     progress: bool,
 ) -> None:
     from flakefinder.db.locks import scan_lock
+    from flakefinder.errors import FlakefinderError, ScanLockedError
     from flakefinder.scan.focus import focus_points, measure_focus_map
     from flakefinder.scan.loop import run_scan
     from flakefinder.scan.plan import plan_bounds_um
@@ -398,6 +420,16 @@ def _run(
             err=True,
         )
         raise typer.Exit(143 if isinstance(exc, _Terminated) else 130) from None
+    except ScanLockedError:
+        raise
+    except FlakefinderError as exc:  # a full disk, a database that stopped answering, ...
+        typer.secho(
+            f"error: scan {scan_id} stopped: {exc}; the tiles stored so far are kept: fix that,"
+            f" then continue with the same command and --resume{_status_note(database, scan_id)}",
+            fg=typer.colors.RED,
+            err=True,
+        )
+        raise typer.Exit(2) from None
     merged = summary.duplicates_merged + summary.border_dropped
     typer.echo(
         f"scan {scan_id}: {plural(summary.tiles_done, 'tile')} scanned, "

@@ -20,6 +20,7 @@ from flakefinder.detect.registry import DEFAULT_DETECTOR, detector_help
 
 if TYPE_CHECKING:
     from flakefinder.calibration.profile import SetupProfile
+    from flakefinder.server.settings import ServerSettings
 
 
 def serve(
@@ -68,6 +69,26 @@ def serve(
         25.0, help="Largest accepted upload (MB).", callback=validation.positive()
     ),
     max_batch: int = typer.Option(8, help="Images per model call when requests arrive together."),
+    allowed_host: list[str] | None = typer.Option(
+        None,
+        "--allowed-host",
+        help="A host name the server answers to (repeatable; '*': any), besides loopback names,"
+        " IP addresses, --host and this machine's names. Other Host headers get 421 (a guard"
+        " against DNS rebinding).",
+    ),
+    max_connections: int = typer.Option(
+        512,
+        help="Open connections at most; past it the longest idle ones are closed.",
+        min=2,
+        max=100_000,
+    ),
+    header_timeout: float = typer.Option(
+        10.0, help="Seconds a client has to send its request line and headers.", min=0.1, max=3600
+    ),
+    body_timeout: float = typer.Option(
+        30.0, help="Longest pause (seconds) while a request body arrives (then 408).", min=0.1,
+        max=3600,
+    ),
 ) -> None:
     """Serve detection over HTTP so microscopes without a GPU can use a shared GPU machine.
 
@@ -76,14 +97,10 @@ def serve(
     """
     import os
 
-    import uvicorn
-
     from flakefinder.cli.options import check_detector, database_url, resolve_context
     from flakefinder.db.settings import DATABASE_URL_ENV
     from flakefinder.detect.registry import parse_option_pairs
-    from flakefinder.server.app import create_app
-    from flakefinder.server.security import check_api_key
-    from flakefinder.server.settings import ServerSettings
+    from flakefinder.server.settings import ConnectionLimits, ServerSettings, check_api_key
 
     if api_key is None and "FLAKEFINDER_API_KEY" in os.environ:
         api_key = os.environ["FLAKEFINDER_API_KEY"]  # click reads an empty variable as unset
@@ -129,8 +146,27 @@ def serve(
         max_upload_mb=max_upload_mb,
         max_batch=max_batch,
         database_url=db,
+        allowed_hosts=tuple(allowed_host or ()),
+        bind_host=host,
+        limits=ConnectionLimits(
+            max_connections=max_connections,
+            header_timeout_s=header_timeout,
+            body_timeout_s=body_timeout,
+        ).within_file_limit(),
     )
-    uvicorn.run(create_app(settings), host=host, port=port)
+    _run_server(settings, host, port)
+
+
+def _run_server(settings: ServerSettings, host: str, port: int) -> None:
+    """Serve ``settings`` with uvicorn and the guarded connection handling until stopped."""
+    import uvicorn
+
+    from flakefinder.server.app import create_app
+    from flakefinder.server.connections import quiet_floods, uvicorn_config
+
+    config = uvicorn_config(create_app(settings), host, port, settings.limits)
+    with quiet_floods():
+        uvicorn.Server(config).run()
 
 
 def _first_profile(setups: list[Path] | None) -> SetupProfile | None:

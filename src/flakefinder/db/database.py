@@ -19,7 +19,14 @@ from sqlalchemy import Connection, Engine, exc, func, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from flakefinder.db import convert
-from flakefinder.db.engine import driver_errors, make_engine, reason
+from flakefinder.db.engine import (
+    driver_errors,
+    make_engine,
+    read_only_error,
+    reason,
+    sqlite_write_blocked,
+    write_problem,
+)
 from flakefinder.db.models import ChipRow, DesignRow, FlakeRow, ImageRow, ScanRow, utcnow
 from flakefinder.db.queries import FlakeQuery
 from flakefinder.db.records import (
@@ -44,10 +51,13 @@ if TYPE_CHECKING:
 class Database:
     """Flake database at ``url`` (default ``sqlite:///flakefinder.db``). Cheap: connects lazily."""
 
-    def __init__(self, url: str = DEFAULT_DATABASE_URL, *, echo: bool = False) -> None:
+    def __init__(
+        self, url: str = DEFAULT_DATABASE_URL, *, echo: bool = False, read_only: bool = False
+    ) -> None:
         self.url = url
         self.masked_url = mask_url(url)
-        self.engine: Engine = make_engine(url, echo=echo)
+        self.read_only = read_only  # open for reading only: a write raises DatabaseError
+        self.engine: Engine = make_engine(url, echo=echo, read_only=read_only)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._scan_chips: dict[int, int] = {}  # scan id -> chip id (never changes): record_tile
 
@@ -67,13 +77,13 @@ class Database:
     @contextmanager
     def session(self) -> Iterator[Session]:
         """One transaction: commit on success, roll back on error; driver errors -> DatabaseError."""
-        with driver_errors(self.masked_url), self._sessions.begin() as s:
+        with driver_errors(self.masked_url, self.url), self._sessions.begin() as s:
             yield s
 
     @contextmanager
     def _transaction(self) -> Iterator[Connection]:
         """One Core transaction (no ORM session: the cheap path for hot writes); errors as session()."""
-        with driver_errors(self.masked_url), self.engine.begin() as conn:
+        with driver_errors(self.masked_url, self.url), self.engine.begin() as conn:
             yield conn
 
     def ping(self) -> None:
@@ -86,14 +96,29 @@ class Database:
 
     # -- schema -------------------------------------------------------------------------------------
     def migrate(self, revision: str = "head") -> None:
-        """Bring the schema to ``revision`` with the Alembic migrations shipped in the package."""
+        """Bring the schema to ``revision`` with the Alembic migrations shipped in the package.
+
+        Runs under the database's schema lock (:func:`flakefinder.db.locks.schema_lock`), so
+        that two processes creating the same new database (two scans started at once) do not
+        both create its tables: the second waits, then finds the schema up to date.
+        """
         from flakefinder.db import schema
+        from flakefinder.db.locks import schema_lock
 
         try:
-            schema.upgrade(self.engine, revision)
+            with schema_lock(self.engine, self.masked_url):
+                schema.upgrade(self.engine, revision)
         except (exc.OperationalError, exc.InterfaceError) as e:
+            problem = write_problem(e, self.masked_url)
+            if problem is not None:
+                raise problem from None
+            if sqlite_write_blocked(self.url):
+                raise read_only_error(self.masked_url) from None
             raise DatabaseError(f"cannot connect to {self.masked_url}: {reason(e)}") from None
         except exc.DBAPIError as e:
+            problem = write_problem(e, self.masked_url)
+            if problem is not None:
+                raise problem from None
             raise DatabaseError(f"cannot migrate {self.masked_url}: {reason(e)}") from None
 
     def schema_revision(self) -> tuple[str | None, str | None]:

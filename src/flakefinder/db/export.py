@@ -75,7 +75,9 @@ def _write(text: str, path_or_file: str | Path | IO[str] | None) -> None:
     if path_or_file is None:
         return
     if isinstance(path_or_file, (str, Path)):
-        Path(path_or_file).write_text(text, encoding="utf-8", newline="")
+        from flakefinder.artifacts import write_atomic
+
+        write_atomic(path_or_file, text)
     else:
         path_or_file.write(text)
 

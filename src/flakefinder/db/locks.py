@@ -12,24 +12,39 @@ server drops by itself when its holder dies, so a crash never leaves a scan lock
   the next run of that scan takes it over and removes it;
 * PostgreSQL: a session-level advisory lock on a connection held for the whole scan;
 * in-memory SQLite (one process by definition) and other backends: no lock.
+
+``schema_lock(engine, ...)`` is the same kind of lock (``<database>.schema.lock``, or an advisory
+lock with its own key) around creating and migrating the schema: two processes that open a new
+database at once (two scans started together) take turns, and the second finds the schema
+already at head instead of failing on ``alembic_version already exists``.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
-from flakefinder.errors import ScanLockedError
+from flakefinder.errors import DatabaseError, ScanLockedError
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from flakefinder.db.database import Database
+    from sqlalchemy import Engine
+
+
+class Database(Protocol):
+    """What the locks use of :class:`flakefinder.db.Database` (no import: no cycle)."""
+
+    engine: Engine
+    masked_url: str
 
 PG_LOCK_CLASS = 0x464C4B53  # "FLKS": the first key of flakefinder's advisory locks
+SCHEMA_LOCK_KEY = -1  # the second key of the schema lock (scan locks use scan ids >= 0)
+SCHEMA_LOCK_TIMEOUT_S = 300.0
 
 
 def lock_path(database_file: str | Path, scan_id: int) -> Path:
@@ -122,5 +137,77 @@ def scan_lock(db: Database, scan_id: int) -> Iterator[None]:
     elif backend == "postgresql":
         with _advisory_lock(db, scan_id):
             yield
+    else:
+        yield
+
+
+def _schema_busy(masked_url: str, timeout_s: float) -> DatabaseError:
+    return DatabaseError(
+        f"another process has been creating or upgrading the schema of {masked_url} for"
+        f" {timeout_s:g} s; try again when it is done"
+    )
+
+
+@contextmanager
+def schema_lock(
+    engine: Engine, masked_url: str, *, timeout_s: float = SCHEMA_LOCK_TIMEOUT_S
+) -> Iterator[None]:
+    """Hold the schema lock of the database of ``engine`` (waiting up to ``timeout_s``).
+
+    Raises
+    ------
+    DatabaseError
+        The lock stayed taken for ``timeout_s``.
+    """
+    url = engine.url
+    backend = url.get_backend_name()
+    database = url.database
+    if backend == "sqlite" and database not in (None, "", ":memory:") and os.name == "posix":
+        path = Path(str(database))
+        if str(database).startswith("file:") or not path.parent.is_dir():
+            yield  # a URI, or a folder that does not exist: SQLite itself will say so
+            return
+        import fcntl
+
+        try:
+            fd = os.open(path.with_name(f"{path.name}.schema.lock"), os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:
+            yield  # a read-only folder: nothing can create the schema there anyway
+            return
+        try:
+            deadline = time.monotonic() + timeout_s
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise _schema_busy(masked_url, timeout_s) from None
+                    time.sleep(0.05)
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+    elif backend == "postgresql":
+        from sqlalchemy import text
+
+        from flakefinder.db.engine import driver_errors
+
+        key = {"c": PG_LOCK_CLASS, "k": SCHEMA_LOCK_KEY}
+        with driver_errors(masked_url), engine.connect() as conn:
+            deadline = time.monotonic() + timeout_s
+            while not conn.execute(text("SELECT pg_try_advisory_lock(:c, :k)"), key).scalar():
+                conn.commit()
+                if time.monotonic() > deadline:
+                    raise _schema_busy(masked_url, timeout_s)
+                time.sleep(0.05)
+            conn.commit()
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:c, :k)"), key)
+                conn.commit()
     else:
         yield

@@ -13,11 +13,16 @@ A model folder holds::
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from flakefinder.artifacts import model_card_markdown, sha256_file, write_json_atomic
+from flakefinder.artifacts import (
+    load_json_file,
+    model_card_markdown,
+    sha256_file,
+    write_atomic,
+    write_json_atomic,
+)
 from flakefinder.detect.maskrcnn_model import ModelConfig, build_model
 from flakefinder.detect.state_dict import WEIGHT_FILES, read_state_dict, weights_file
 from flakefinder.errors import ModelError
@@ -89,11 +94,11 @@ def save_model_folder(
     )
     _write_json(folder / "metrics.json", dict(metrics or {}))
     n_params = sum(int(v.numel()) for v in state.values() if v.is_floating_point())
-    (folder / "model_card.md").write_text(
+    write_atomic(
+        folder / "model_card.md",
         _model_card(
             config, dict(metrics or {}), training_data_hash, recipe, dtype, digest, n_params
         ),
-        encoding="utf-8",
     )
     return folder
 
@@ -151,10 +156,7 @@ def read_model_config(directory: str | Path) -> ModelConfig:
 
 
 def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"cannot read {path}: {exc}") from None
+    return load_json_file(path, error=ModelError)
 
 
 def model_folder_version(directory: str | Path) -> str:

@@ -12,13 +12,13 @@ flakefinder also writes ``"layer_count"`` (int or null) when the detector estima
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from flakefinder.artifacts import load_json_file
 from flakefinder.coco import decode_segmentation, load_coco
 from flakefinder.domain import Detection, parse_category_name
 from flakefinder.errors import DatasetError
@@ -135,10 +135,7 @@ def validate_results(gt: Mapping[str, Any], results: object) -> list[dict[str, A
 def load_results(path: str | Path, gt: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Read and validate a COCO results JSON file."""
     p = Path(path)
-    try:
-        data = json.loads(p.read_text())
-    except (OSError, ValueError) as exc:
-        raise DatasetError(f"cannot read results file {p}: {exc}") from exc
+    data = load_json_file(p, error=DatasetError, what=f"results file {p}")
     return validate_results(gt, data)
 
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from flakefinder.artifacts import atomic_open
 from flakefinder.domain import LAYER_CLASSES
 from flakefinder.evaluate.pairing import match_instances
 
@@ -101,7 +102,8 @@ class ConfusionMatrix:
             if self.counts.size == 0:
                 ax.text(0.5, 0.5, "no matched pairs", ha="center", va="center")
                 ax.set_axis_off()
-                fig.savefig(p, dpi=100)
+                with atomic_open(p, "wb") as f:
+                    fig.savefig(f, format="png", dpi=100)
                 return p
             ax.imshow(self.counts, cmap="Blues", aspect="auto")
             ax.set_xticks(range(n_p), labels=list(self.pred_labels))
@@ -116,7 +118,8 @@ class ConfusionMatrix:
                     colour = "white" if top and v > top / 2 else "black"
                     ax.text(j, i, str(v), ha="center", va="center", color=colour, fontsize=8)
             fig.tight_layout()
-            fig.savefig(p, dpi=100)
+            with atomic_open(p, "wb") as f:
+                fig.savefig(f, format="png", dpi=100)
         finally:
             plt.close(fig)
         return p

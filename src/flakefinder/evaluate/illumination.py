@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from flakefinder.artifacts import atomic_open, write_atomic
 from flakefinder.domain import Detection, Detector, ImagingContext, LayerClass, category_name
 from flakefinder.errors import DatasetError
 from flakefinder.evaluate.cocodata import Instance, detection_mask
@@ -144,7 +145,8 @@ class SweepResult:
             axes[0].legend(fontsize=8)
             fig.suptitle("Detection vs illumination (cf. paper Fig. 2)")
             fig.tight_layout()
-            fig.savefig(p, dpi=100)
+            with atomic_open(p, "wb") as f:
+                fig.savefig(f, format="png", dpi=100)
         finally:
             plt.close(fig)
         return p
@@ -155,8 +157,8 @@ class SweepResult:
         out.mkdir(parents=True, exist_ok=True)
         csv_path = out / f"{stem}.csv"
         md_path = out / f"{stem}.md"
-        csv_path.write_text(self.to_csv())
-        md_path.write_text(self.to_markdown())
+        write_atomic(csv_path, self.to_csv())
+        write_atomic(md_path, self.to_markdown())
         return {"csv": csv_path, "markdown": md_path, "png": self.save_png(out / f"{stem}.png")}
 
 

@@ -15,7 +15,6 @@ detections and none is correct, FN when it holds flakes and none is found.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from flakefinder.artifacts import load_json_file
 from flakefinder.errors import DatasetError
 from flakefinder.evaluate.matching import match_masks
 
@@ -118,7 +118,7 @@ def load_coco_truth(images: Sequence[Path], coco_file: Path) -> list[TruthImage]
     from flakefinder.coco import decode_segmentation
 
     try:
-        data = json.loads(coco_file.read_text(encoding="utf-8"))
+        data = load_json_file(coco_file, error=DatasetError)
         by_name = {Path(str(im["file_name"])).name: im for im in data["images"]}
         cats = {int(c["id"]): str(c["name"]) for c in data.get("categories", [])}
         anns = list(data["annotations"])

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from flakefinder.artifacts import write_atomic
 from flakefinder.domain import Detector, ImagingContext
 from flakefinder.errors import DatasetError
 from flakefinder.evaluate.coco_metrics import CocoMetrics, coco_metrics
@@ -199,16 +200,16 @@ def write_report(
     paths: dict[str, Path] = {}
     if results is not None:
         paths["results"] = out / "results.json"
-        paths["results"].write_text(json.dumps(list(results)))
+        write_atomic(paths["results"], json.dumps(list(results)))
     paths["metrics"] = out / "metrics.json"
-    paths["metrics"].write_text(json.dumps(_json_safe(report.to_dict()), indent=2))
+    write_atomic(paths["metrics"], json.dumps(_json_safe(report.to_dict()), indent=2))
     paths["markdown"] = out / "metrics.md"
-    paths["markdown"].write_text(report.to_markdown())
+    write_atomic(paths["markdown"], report.to_markdown())
     for key, cm in (
         ("confusion_class", report.class_confusion),
         ("confusion_layers", report.layer_confusion),
     ):
-        (out / f"{key}.csv").write_text(cm.to_csv())
+        write_atomic(out / f"{key}.csv", cm.to_csv())
         paths[key] = cm.save_png(out / f"{key}.png")
     return paths
 

@@ -269,7 +269,10 @@ def run_scan(
             e.add_note(f"storing tiles also failed: {error!r}")
         mark = getattr(store, "mark_interrupted", None)
         if callable(mark):
-            mark(scan_id)
+            try:
+                mark(scan_id)
+            except Exception as mark_error:  # e.g. the database's disk is full too
+                e.add_note(f"marking the scan interrupted also failed: {mark_error}")
         raise
     finally:
         executor.shutdown(wait=True)

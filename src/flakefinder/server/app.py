@@ -14,10 +14,13 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from flakefinder import bounds
+from flakefinder.artifacts import JsonLimits
 from flakefinder.domain import Detector, ImagingContext
 from flakefinder.errors import FlakefinderError, ImageError, UnknownMaterialError
 from flakefinder.imaging import ImageLimits
 from flakefinder.server.batching import Batcher
+from flakefinder.server.edges import install_edges
+from flakefinder.server.jsonbody import REQUEST_JSON_DEPTH, StrictJsonMiddleware
 from flakefinder.server.limits import BodyLimitMiddleware
 from flakefinder.server.schemas import (
     BatchResponse,
@@ -30,12 +33,7 @@ from flakefinder.server.schemas import (
     SetupInfo,
     Timing,
 )
-from flakefinder.server.security import (
-    API_KEY_HEADER,
-    AccessMiddleware,
-    AccessPolicy,
-    add_login_routes,
-)
+from flakefinder.server.security import API_KEY_HEADER
 from flakefinder.server.settings import ServerSettings
 
 if TYPE_CHECKING:
@@ -145,11 +143,11 @@ def create_app(
 
     add_site_routes(app)
     limit_bytes = int(settings.max_upload_mb * 1024 * 1024)
-    policy = AccessPolicy(api_key=settings.api_key, public_read=settings.public_read)
-    # added last = outermost: access is decided before any body byte is read
+    # added last = outermost: Host and access are decided before any body byte is read
+    json_limits = JsonLimits(max_bytes=limit_bytes, max_depth=REQUEST_JSON_DEPTH)
+    app.add_middleware(StrictJsonMiddleware, limits=json_limits)
     app.add_middleware(BodyLimitMiddleware, limit_bytes=limit_bytes)
-    app.add_middleware(AccessMiddleware, policy=policy)
-    add_login_routes(app, policy)
+    install_edges(app, settings)
     image_limits = ImageLimits(max_pixels=settings.max_image_pixels)
 
     @app.exception_handler(FlakefinderError)

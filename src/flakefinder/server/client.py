@@ -41,7 +41,13 @@ class InferenceClient:
     def __init__(self, url: str, *, api_key: str | None = None, timeout_s: float = 60.0) -> None:
         import httpx
 
+        from flakefinder.server.settings import check_api_key
+
         self.url = url.rstrip("/")
+        try:
+            check_api_key(api_key)
+        except ValueError as exc:
+            raise ServerError(str(exc)) from None
         headers = {"X-API-Key": api_key} if api_key else {}
         self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout_s)
 

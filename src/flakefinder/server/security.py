@@ -2,31 +2,39 @@
 
 * With an API key set, every state-changing request (any method but GET, HEAD and OPTIONS)
   needs it: the header ``X-API-Key``, or a session cookie that ``POST /login`` sets after the
-  key was typed into the login page (HttpOnly, SameSite=Strict, signed with the key, expires).
+  key was typed into the login page (HttpOnly, SameSite=Strict; a random token the server
+  remembers until it expires or ``POST /logout`` ends it: :mod:`flakefinder.server.sessions`).
 * Reading (GET/HEAD) needs the key or a session too, unless the server runs with public reads.
   ``/api/health``, ``/login``, ``/logout`` and ``/static/`` are always open.
 * A state-changing request that carries an ``Origin`` (or, lacking one, a ``Referer``) from
   another site is refused (403), with or without a key; a request authenticated only by the
   session cookie must carry one of them (browsers always do), so another site cannot forge it.
+* Wrong keys and logins are counted per client address; past a few in a row the address gets
+  429 with ``Retry-After`` for a short, growing back-off (:mod:`flakefinder.server.ratelimit`).
+* The key must be printable ASCII: an HTTP header cannot carry anything else.
 
 :func:`decide` is the pure rule; :class:`AccessMiddleware` applies it to every request.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import html
+import json
 import secrets
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass
-from http.cookies import SimpleCookie
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 from fastapi import FastAPI, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
+
+from flakefinder.server.sessions import SessionStore, parse_cookies
+from flakefinder.server.settings import check_api_key as check_api_key  # re-exported
+
+if TYPE_CHECKING:
+    from flakefinder.server.ratelimit import FailureLimiter
 
 API_KEY_HEADER = "X-API-Key"
 SESSION_COOKIE = "flakefinder_session"
@@ -39,25 +47,6 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
-
-def check_api_key(key: str | None, *, source: str = "the API key") -> str | None:
-    """``key`` if usable; ``None`` stays "no key". An empty or blank key is an error.
-
-    Raises
-    ------
-    ValueError
-        For an empty or whitespace-only key (an empty ``FLAKEFINDER_API_KEY=`` must not
-        silently turn authentication off).
-    """
-    if key is None:
-        return None
-    if not key.strip():
-        raise ValueError(
-            f"{source} is empty; give a real key, or unset it to run without one"
-            " (then the server listens on 127.0.0.1 only)"
-        )
-    return key
 
 
 @dataclass(frozen=True)
@@ -76,26 +65,6 @@ class Decision:
     allowed: bool
     status: int = 200
     reason: str = ""
-
-
-def _sign(key: str, expires: int) -> str:
-    mac = hmac.new(key.encode(), f"flakefinder-session:{expires}".encode(), hashlib.sha256)
-    return mac.hexdigest()
-
-
-def session_token(key: str, now_s: float, ttl_s: float) -> str:
-    """A session cookie value: its expiry time and an HMAC of it under ``key``."""
-    expires = int(now_s + ttl_s)
-    return f"{expires}.{_sign(key, expires)}"
-
-
-def valid_session(key: str, token: str, now_s: float) -> bool:
-    """Whether ``token`` was made by :func:`session_token` with ``key`` and has not expired."""
-    head, _, mac = token.partition(".")
-    if not head.isdigit() or len(head) > 12:
-        return False
-    expires = int(head)
-    return expires > now_s and secrets.compare_digest(mac.encode(), _sign(key, expires).encode())
 
 
 def key_matches(key: str, given: str) -> bool:
@@ -118,10 +87,12 @@ def decide(
     method: str,
     path: str,
     headers: dict[str, str],
-    cookies: dict[str, str],
+    cookies: Mapping[str, list[str]],
     now_s: float,
+    sessions: SessionStore | None = None,
 ) -> Decision:
-    """Apply the security model to one request (``headers`` with lower-case names)."""
+    """Apply the security model to one request (``headers`` with lower-case names; ``cookies``
+    every value of each cookie name; ``sessions`` the live browser sessions)."""
     unsafe = method.upper() not in SAFE_METHODS
     host = headers.get("host", "")
     origin = headers.get("origin") or headers.get("referer")
@@ -137,8 +108,8 @@ def decide(
         if key_matches(key, given):
             return Decision(True)
         return Decision(False, 401, f"wrong {API_KEY_HEADER} header")
-    token = cookies.get(SESSION_COOKIE)
-    if token is not None and valid_session(key, token, now_s):
+    tokens = cookies.get(SESSION_COOKIE, [])
+    if sessions is not None and any(sessions.valid(t, now_s) for t in tokens):
         if unsafe and origin is None:
             return Decision(False, 403, "a form or script request without an Origin is refused")
         return Decision(True)
@@ -150,18 +121,6 @@ def _headers(scope: Scope) -> dict[str, str]:
     for name, value in scope.get("headers", []):
         out[name.decode("latin-1").lower()] = value.decode("latin-1")
     return out
-
-
-def _cookies(headers: dict[str, str]) -> dict[str, str]:
-    raw = headers.get("cookie")
-    if not raw:
-        return {}
-    jar: SimpleCookie = SimpleCookie()
-    try:
-        jar.load(raw)
-    except Exception:
-        return {}
-    return {name: morsel.value for name, morsel in jar.items()}
 
 
 def _wants_html(method: str, headers: dict[str, str]) -> bool:
@@ -185,6 +144,16 @@ async def _send_simple(
     await send({"type": "http.response.body", "body": body})
 
 
+def client_address(scope: Scope) -> str:
+    """The client's address of an ASGI request ("unknown" without one)."""
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
+
+
+def too_many(retry_after_s: int, what: str) -> str:
+    return f"too many wrong {what}s from this address; try again in {retry_after_s} s"
+
+
 class AccessMiddleware:
     """ASGI middleware applying :func:`decide` to every HTTP request.
 
@@ -194,11 +163,23 @@ class AccessMiddleware:
         The wrapped ASGI application.
     policy
         The access policy.
+    sessions
+        The live browser sessions (``POST /login`` adds them).
+    limiter
+        Counts wrong API keys per client address (None: no throttling).
     """
 
-    def __init__(self, app: ASGIApp, policy: AccessPolicy) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        policy: AccessPolicy,
+        sessions: SessionStore | None = None,
+        limiter: FailureLimiter | None = None,
+    ) -> None:
         self.app = app
         self.policy = policy
+        self.sessions = sessions
+        self.limiter = limiter
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Let the request through, or answer 401/403 (a login redirect for pages)."""
@@ -208,14 +189,29 @@ class AccessMiddleware:
         headers = _headers(scope)
         method = str(scope.get("method", "GET")).upper()
         path = str(scope.get("path", "/"))
+        keyed = self.policy.api_key is not None and API_KEY_HEADER.lower() in headers
+        address = client_address(scope)
+        if keyed and self.limiter is not None:
+            wait = self.limiter.retry_after_s(address)
+            if wait is not None:  # the key is not even compared while the address waits
+                body = json.dumps({"detail": too_many(wait, "API key")}).encode()
+                extra = [(b"retry-after", str(wait).encode())]
+                await _send_simple(send, 429, body, "application/json", extra)
+                return
         decision = decide(
             self.policy,
             method=method,
             path=path,
             headers=headers,
-            cookies=_cookies(headers),
+            cookies=parse_cookies(headers.get("cookie")),
             now_s=time.time(),
+            sessions=self.sessions,
         )
+        if keyed and self.limiter is not None and self.policy.api_key is not None:
+            if key_matches(self.policy.api_key, headers[API_KEY_HEADER.lower()]):
+                self.limiter.succeeded(address)
+            else:  # also on open paths: a wrong key is a guess wherever it is sent
+                self.limiter.failed(address, "API key")
         if decision.allowed:
             await self.app(scope, receive, send)
             return
@@ -225,8 +221,6 @@ class AccessMiddleware:
             location = "/login?next=" + quote(target, safe="")
             await _send_simple(send, 303, b"", "text/plain", [(b"location", location.encode())])
             return
-        import json
-
         body = json.dumps({"detail": decision.reason}).encode()
         extra = [(b"www-authenticate", b"API-Key")] if decision.status == 401 else []
         await _send_simple(send, decision.status, body, "application/json", extra)
@@ -255,7 +249,12 @@ def login_page(next_path: str, error: str = "") -> str:
 """
 
 
-def add_login_routes(app: FastAPI, policy: AccessPolicy) -> None:
+def add_login_routes(
+    app: FastAPI,
+    policy: AccessPolicy,
+    sessions: SessionStore,
+    limiter: FailureLimiter | None = None,
+) -> None:
     """``GET/POST /login`` and ``POST /logout`` on a FastAPI ``app`` (not in the schema)."""
     @app.get("/login", include_in_schema=False)
     def login_form(next: str = "/") -> HTMLResponse:
@@ -270,12 +269,24 @@ def add_login_routes(app: FastAPI, policy: AccessPolicy) -> None:
         key = policy.api_key
         if key is None:
             return RedirectResponse(safe_next(next), status_code=303)
+        address = "unknown" if request.client is None else request.client.host
+        wait = None if limiter is None else limiter.retry_after_s(address)
+        if wait is not None:
+            return HTMLResponse(
+                login_page(next, too_many(wait, "API key")),
+                status_code=429,
+                headers={"Retry-After": str(wait)},
+            )
         if not key_matches(key, api_key):
+            if limiter is not None:
+                limiter.failed(address, "login")
             return HTMLResponse(login_page(next, "wrong API key"), status_code=401)
+        if limiter is not None:
+            limiter.succeeded(address)
         response = RedirectResponse(safe_next(next), status_code=303)
         response.set_cookie(
             SESSION_COOKIE,
-            session_token(key, time.time(), policy.session_ttl_s),
+            sessions.create(time.time()),
             max_age=int(policy.session_ttl_s),
             httponly=True,
             samesite="strict",
@@ -285,7 +296,10 @@ def add_login_routes(app: FastAPI, policy: AccessPolicy) -> None:
         return response
 
     @app.post("/logout", include_in_schema=False)
-    def logout() -> RedirectResponse:
+    def logout(request: Request) -> RedirectResponse:
+        cookies = parse_cookies(request.headers.get("cookie"))
+        for token in cookies.get(SESSION_COOKIE, []):
+            sessions.end(token)  # the cookie stops working now, not when it expires
         response = RedirectResponse("/login", status_code=303)
         response.delete_cookie(SESSION_COOKIE, path="/")
         return response

@@ -3,7 +3,68 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+
+
+def check_api_key(key: str | None, *, source: str = "the API key") -> str | None:
+    """``key`` if usable; ``None`` stays "no key". An empty or blank key is an error.
+
+    Raises
+    ------
+    ValueError
+        For an empty or whitespace-only key (an empty ``FLAKEFINDER_API_KEY=`` must not
+        silently turn authentication off), and for a key that an HTTP header cannot carry
+        (anything but printable ASCII, or white space at either end).
+    """
+    if key is None:
+        return None
+    if not key.strip():
+        raise ValueError(
+            f"{source} is empty; give a real key, or unset it to run without one"
+            " (then the server listens on 127.0.0.1 only)"
+        )
+    bad = [c for c in key if not " " <= c <= "~"]
+    if bad:
+        raise ValueError(
+            f"{source} holds {bad[0]!r}: an API key must be printable ASCII (letters, digits,"
+            " punctuation), since the X-API-Key header cannot carry anything else"
+        )
+    if key != key.strip():
+        raise ValueError(f"{source} starts or ends with a space, which HTTP headers drop")
+    return key
+
+
+@dataclass(frozen=True)
+class ConnectionLimits:
+    """Timeouts (seconds) and sizes for client connections (``server.connections``)."""
+
+    max_connections: int = 512  # open at once; the longest idle ones make room past it
+    header_timeout_s: float = 10.0  # request line and headers must arrive within this
+    keep_alive_s: float = 5.0  # an idle connection between requests is closed after this
+    body_timeout_s: float = 30.0  # longest pause while a request body arrives (then 408)
+    max_header_bytes: int = 64 * 1024  # request line and headers together
+
+    def __post_init__(self) -> None:
+        if self.max_connections < 2:
+            raise ValueError("max_connections must be at least 2")
+        for name in ("header_timeout_s", "keep_alive_s", "body_timeout_s"):
+            value = getattr(self, name)
+            if not 0 < value <= 3600:
+                raise ValueError(f"{name} must lie in (0, 3600] seconds, got {value}")
+        if self.max_header_bytes < 1024:
+            raise ValueError("max_header_bytes must be at least 1024")
+
+    def within_file_limit(self) -> ConnectionLimits:
+        """These limits with ``max_connections`` at most half the process's open-file limit
+        (the other half is for the database, images and the listening socket)."""
+        try:
+            import resource
+        except ImportError:  # Windows: no such limit to respect
+            return self
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft == resource.RLIM_INFINITY or self.max_connections <= soft // 2:
+            return self
+        return replace(self, max_connections=max(2, soft // 2))
 
 
 @dataclass(frozen=True)
@@ -27,10 +88,13 @@ class ServerSettings:
     # the request's profile_id; the first one serves requests that name none.
     setups: tuple[str, ...] = ()
     max_image_pixels: int = 50_000_000  # decoded uploads: width x height, checked from the header
+    # Host names the server answers to besides loopback names and IP addresses (DNS rebinding):
+    # serve --allowed-host NAME (repeatable; "*" turns the check off). bind_host is --host.
+    allowed_hosts: tuple[str, ...] = ()
+    bind_host: str = "127.0.0.1"
+    limits: ConnectionLimits = field(default_factory=ConnectionLimits)
 
     def __post_init__(self) -> None:
-        from flakefinder.server.security import check_api_key
-
         check_api_key(self.api_key)
         if not self.max_upload_mb > 0 or self.max_image_pixels < 64:
             raise ValueError("max_upload_mb and max_image_pixels must be positive")
@@ -40,8 +104,6 @@ class ServerSettings:
         env = os.environ
         values: dict[str, object] = {}
         if "FLAKEFINDER_API_KEY" in env:
-            from flakefinder.server.security import check_api_key
-
             values["api_key"] = check_api_key(
                 env["FLAKEFINDER_API_KEY"], source="FLAKEFINDER_API_KEY"
             )

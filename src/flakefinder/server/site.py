@@ -42,6 +42,18 @@ class HeadAsGet:
         await self.app({**scope, "method": "GET"}, receive, send_headers_only)
 
 
+def inline_script_hashes(page: str) -> list[str]:
+    """CSP ``sha256-...`` sources of the inline ``<script>`` elements of an HTML page."""
+    import base64
+    import hashlib
+    import re
+
+    return [
+        "sha256-" + base64.b64encode(hashlib.sha256(body.encode("utf-8")).digest()).decode()
+        for body in re.findall(r"<script>(.*?)</script>", page, flags=re.DOTALL)
+    ]
+
+
 def docs_static_dir() -> Path:
     """Folder of the Swagger UI files shipped by the ``fastapi-offline`` package."""
     try:
@@ -59,6 +71,8 @@ def add_site_routes(app: FastAPI) -> None:
     from fastapi.responses import FileResponse, HTMLResponse
     from fastapi.staticfiles import StaticFiles
 
+    from flakefinder.server.edges import csp_with_script_hashes
+
     app.add_middleware(HeadAsGet)
     app.mount(DOCS_STATIC, StaticFiles(directory=docs_static_dir()), name="docs-static")
     openapi_url = app.openapi_url or "/openapi.json"
@@ -66,7 +80,7 @@ def add_site_routes(app: FastAPI) -> None:
 
     @app.get("/docs", include_in_schema=False)
     async def swagger_ui() -> HTMLResponse:
-        return get_swagger_ui_html(
+        page = get_swagger_ui_html(
             openapi_url=openapi_url,
             title=f"{app.title} · API",
             swagger_js_url=f"{DOCS_STATIC}/swagger-ui-bundle.js",
@@ -74,6 +88,11 @@ def add_site_routes(app: FastAPI) -> None:
             swagger_favicon_url="/favicon.ico",
             oauth2_redirect_url=redirect_url,
         )
+        # the page starts Swagger UI with an inline script: allow exactly that one (by hash)
+        page.headers["Content-Security-Policy"] = csp_with_script_hashes(
+            inline_script_hashes(bytes(page.body).decode("utf-8"))
+        )
+        return page
 
     @app.get(redirect_url, include_in_schema=False)
     async def swagger_ui_redirect() -> HTMLResponse:

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from flakefinder.errors import DatasetError
+from flakefinder.artifacts import load_json_file, parse_json, write_atomic
+from flakefinder.errors import DatasetError, JsonInputError
 from flakefinder.geometry import polygon_area
 from flakefinder.synth import shapes
 
@@ -230,9 +231,9 @@ class VirtualChip:
     @classmethod
     def from_json(cls, text: str) -> VirtualChip:
         try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise DatasetError(f"virtual chip file is not valid JSON: {exc}") from exc
+            data = parse_json(text, what="virtual chip file")
+        except JsonInputError as exc:
+            raise DatasetError(str(exc)) from None
         return cls.from_dict(data)
 
 
@@ -248,7 +249,7 @@ def save_chip(chip: VirtualChip, path: str | Path) -> Path:
     """Write ``chip`` as JSON (e.g. ``chip.json``); returns the path."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(chip.to_json())
+    write_atomic(p, chip.to_json())
     return p
 
 
@@ -256,7 +257,7 @@ def load_chip(path: str | Path) -> VirtualChip:
     p = Path(path)
     if not p.is_file():
         raise DatasetError(f"virtual chip file not found: {p}")
-    return VirtualChip.from_json(p.read_text())
+    return VirtualChip.from_dict(load_json_file(p, error=DatasetError, what=f"virtual chip file {p}"))
 
 
 def check_materials(materials: Sequence[str]) -> tuple[str, ...]:

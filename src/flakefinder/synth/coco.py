@@ -3,63 +3,19 @@ virtual chips under ``chips/`` so every image can be re-rendered)."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from flakefinder.domain import ClassMap
-from flakefinder.synth.chip import (
-    FlakeDistribution,
-    VirtualChip,
-    check_materials,
-    random_chip,
-    save_chip,
-)
-from flakefinder.synth.instances import MIN_INSTANCE_AREA_PX, GroundTruthInstance, view_instances
+from flakefinder.synth.chip import FlakeDistribution, VirtualChip, random_chip, save_chip
+from flakefinder.synth.coco_writer import CocoDatasetWriter
+from flakefinder.synth.instances import MIN_INSTANCE_AREA_PX, view_instances
 from flakefinder.synth.render import RenderSettings, render_view
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
-
-
-def instance_annotation(
-    inst: GroundTruthInstance, *, annotation_id: int, image_id: int, class_map: ClassMap
-) -> dict[str, Any]:
-    """COCO annotation dict (compressed RLE segmentation) of one ground-truth instance."""
-    from pycocotools import mask as mask_utils
-
-    rle = mask_utils.encode(np.asfortranarray(inst.mask.astype(np.uint8)))
-    x0, y0, x1, y1 = inst.bbox_px
-    return {
-        "id": annotation_id,
-        "image_id": image_id,
-        "category_id": class_map.id_of(inst.material, inst.layer_class),
-        "segmentation": {
-            "size": [int(s) for s in rle["size"]],
-            "counts": rle["counts"].decode("ascii"),
-        },
-        "area": float(inst.area_px),
-        "bbox": [x0, y0, x1 - x0, y1 - y0],
-        "iscrowd": 0,
-        "attributes": {
-            "n_layers": inst.n_layers,
-            "material": inst.material,
-            "layer_class": inst.layer_class.value,
-            "flake_id": inst.flake_id,
-        },
-    }
-
-
-def coco_categories(class_map: ClassMap) -> list[dict[str, Any]]:
-    from flakefinder.domain import parse_category_name
-
-    return [
-        {"id": i + 1, "name": name, "supercategory": parse_category_name(name)[0]}
-        for i, name in enumerate(class_map.names)
-    ]
+    from pathlib import Path
 
 
 def _pick_center(
@@ -118,12 +74,10 @@ def export_coco(
     """
     from flakefinder.imaging import save_image
 
-    materials = check_materials(materials)
-    if n_images < 0:
-        raise ValueError(f"n_images must be >= 0, got {n_images}")
-    out = Path(out_dir)
-    (out / "images").mkdir(parents=True, exist_ok=True)
-    class_map = ClassMap.for_materials(materials)
+    writer = CocoDatasetWriter(
+        out_dir, materials=materials, n_images=n_images, progress=progress
+    )
+    materials, out = writer.materials, writer.root
     seeds = np.random.SeedSequence(seed).spawn(len(materials) + 1)
     rng = np.random.default_rng(seeds[-1])
     view_w, view_h = width_px * um_per_px, height_px * um_per_px
@@ -145,8 +99,6 @@ def export_coco(
         save_chip(chip, out / name)
         chips.append((chip, name))
 
-    images: list[dict[str, Any]] = []
-    annotations: list[dict[str, Any]] = []
     for i in range(n_images):
         chip, chip_file = chips[i % len(chips)]
         cx, cy = _pick_center(rng, chip, view_w, view_h, empty_fraction)
@@ -171,15 +123,16 @@ def export_coco(
             settings=s,
             seed=image_seed,
         )
-        file_name = f"images/{i:06d}.png"
-        save_image(out / file_name, img)
-        image_id = i + 1
-        images.append(
-            {
-                "id": image_id,
-                "file_name": file_name,
-                "width": width_px,
-                "height": height_px,
+        file_name, file_path = writer.image_path(i, ".png")
+        save_image(file_path, img)
+        writer.add_image(
+            file_name,
+            width_px=width_px,
+            height_px=height_px,
+            instances=view_instances(
+                chip, cx, cy, width_px, height_px, um_per_px, min_area_px=min_area_px
+            ),
+            fields={
                 "chip_file": chip_file,
                 "center_x_um": cx,
                 "center_y_um": cy,
@@ -188,32 +141,15 @@ def export_coco(
                 "illumination": s.illumination,
                 "oxide_thickness_nm": chip.oxide_thickness_nm,
                 "render_seed": image_seed,
-            }
+            },
         )
-        for inst in view_instances(
-            chip, cx, cy, width_px, height_px, um_per_px, min_area_px=min_area_px
-        ):
-            annotations.append(
-                instance_annotation(
-                    inst, annotation_id=len(annotations) + 1, image_id=image_id, class_map=class_map
-                )
-            )
-        if progress is not None:
-            progress(i + 1, n_images)
 
-    data = {
-        "info": {
+    return writer.write(
+        {
             "description": "flakefinder synthetic dataset",
             "version": "1",
             "materials": list(materials),
             "seed": seed,
             "um_per_px": um_per_px,
-        },
-        "licenses": [],
-        "categories": coco_categories(class_map),
-        "images": images,
-        "annotations": annotations,
-    }
-    path = out / "annotations.json"
-    path.write_text(json.dumps(data))
-    return path
+        }
+    )

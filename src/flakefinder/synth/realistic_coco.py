@@ -8,19 +8,17 @@ image entry also records the drawn optics and camera (``render``) and its pixel 
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from flakefinder.domain import ClassMap
-from flakefinder.synth.chip import check_materials
-from flakefinder.synth.coco import coco_categories, instance_annotation
+from flakefinder.artifacts import write_atomic
+from flakefinder.synth.coco_writer import CocoDatasetWriter
 from flakefinder.synth.realistic import RealisticStyle, render_realistic
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
+    from pathlib import Path
 
 
 def export_realistic_coco(
@@ -61,59 +59,37 @@ def export_realistic_coco(
     Path
         The ``annotations.json`` written (last, after every image).
     """
-    mats = check_materials(materials)
-    if n_images < 0:
-        raise ValueError(f"n_images must be >= 0, got {n_images}")
-    out = Path(out_dir)
-    (out / "images").mkdir(parents=True, exist_ok=True)
-    class_map = ClassMap.for_materials(mats)
+    writer = CocoDatasetWriter(
+        out_dir, materials=materials, n_images=n_images, progress=progress
+    )
+    mats = writer.materials
     seeds = np.random.SeedSequence(seed).spawn(max(n_images, 1))
-    images: list[dict[str, Any]] = []
-    annotations: list[dict[str, Any]] = []
     for i in range(n_images):
         image_seed = int(seeds[i].generate_state(1)[0])
         sample = render_realistic(
             width_px, height_px, mats, seed=image_seed, style=style, min_area_px=min_area_px
         )
-        file_name = f"images/{i:06d}.jpg"
-        (out / file_name).write_bytes(sample.jpeg)
-        image_id = i + 1
+        file_name, file_path = writer.image_path(i, ".jpg")
+        write_atomic(file_path, sample.jpeg)
         meta = sample.metadata()
-        images.append(
-            {
-                "id": image_id,
-                "file_name": file_name,
-                "width": width_px,
-                "height": height_px,
+        writer.add_image(
+            file_name,
+            width_px=width_px,
+            height_px=height_px,
+            instances=sample.instances,
+            fields={
                 "um_per_px": meta["um_per_px"],
                 "oxide_thickness_nm": sample.optics.oxide_thickness_nm,
                 "render_seed": image_seed,
                 "render": meta,
-            }
+            },
         )
-        for inst in sample.instances:
-            annotations.append(
-                instance_annotation(
-                    inst, annotation_id=len(annotations) + 1, image_id=image_id, class_map=class_map
-                )
-            )
-        if progress is not None:
-            progress(i + 1, n_images)
-    data = {
-        "info": {
+    return writer.write(
+        {
             "description": "flakefinder synthetic dataset (realistic style)",
             "version": "1",
             "style": "realistic",
             "materials": list(mats),
             "seed": seed,
-        },
-        "licenses": [],
-        "categories": coco_categories(class_map),
-        "images": images,
-        "annotations": annotations,
-    }
-    path = out / "annotations.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data))
-    tmp.replace(path)
-    return path
+        }
+    )

@@ -29,14 +29,14 @@ HISTORY_FIELDS = (
 
 def write_history(path: str | Path, rows: Sequence[dict[str, Any]]) -> Path:
     """Write the epoch rows as CSV (columns :data:`HISTORY_FIELDS`), atomically."""
+    from flakefinder.artifacts import atomic_open
+
     p = Path(path)
-    tmp = p.with_suffix(".csv.tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as f:
+    with atomic_open(p, newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(HISTORY_FIELDS), extrasaction="ignore")
         w.writeheader()
         for r in rows:
             w.writerow(r)
-    tmp.replace(p)
     return p
 
 
@@ -74,8 +74,11 @@ def plot_history(path: str | Path, rows: Sequence[dict[str, Any]], *, title: str
         ax.set_title(title)
     ax.legend()
     fig.tight_layout()
-    tmp = p.with_name(p.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(p)
+    from flakefinder.artifacts import atomic_open
+
+    try:
+        with atomic_open(p, "wb") as f:
+            fig.savefig(f, format="png", dpi=110)
+    finally:
+        plt.close(fig)
     return p

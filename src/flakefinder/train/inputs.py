@@ -8,19 +8,16 @@ temporary COCO dataset (annotations plus copied images).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from flakefinder.artifacts import load_json_file
 from flakefinder.errors import DatasetError
 
 INPUT_FORMATS = ("auto", "coco", "labelstudio", "labelme", "labelbox", "cvat")
 
 
 def _sniff_json(path: Path) -> str:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DatasetError(f"{path}: not a readable JSON file: {exc}") from None
+    data = load_json_file(path, error=DatasetError)
     if isinstance(data, list):
         return "labelstudio"
     if isinstance(data, dict) and "shapes" in data:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from flakefinder.artifacts import atomic_open
 from flakefinder.coco import load_coco
 from flakefinder.domain import parse_category_name
 
@@ -114,6 +115,9 @@ def plot_statistics(stats: DatasetStatistics, path: str | Path) -> Path:
     ax2.set_ylabel("objects")
     ax2.set_title("per class")
     fig.tight_layout()
-    fig.savefig(p, dpi=120)
-    plt.close(fig)
+    try:
+        with atomic_open(p, "wb") as f:
+            fig.savefig(f, format="png", dpi=120)
+    finally:
+        plt.close(fig)
     return p

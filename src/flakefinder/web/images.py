@@ -1,4 +1,5 @@
-"""Pictures for the UI: flake crops with their outline, and a chip overview mosaic (PIL + numpy)."""
+"""Pictures for the UI: flake crops with their outline, and the extent of a scan's tiles
+(the mosaic itself: :mod:`flakefinder.web.mosaic`)."""
 
 from __future__ import annotations
 
@@ -64,20 +65,3 @@ def tiles_extent(images: Sequence[ImageInfo]) -> Extent | None:
     xs1 = [im.x_um + im.width_px * im.um_per_px / 2 for im in images]
     ys1 = [im.y_um + im.height_px * im.um_per_px / 2 for im in images]
     return Extent(min(xs0), min(ys0), max(xs1) - min(xs0), max(ys1) - min(ys0))
-
-
-def mosaic(images: Sequence[ImageInfo], extent: Extent, *, width_px: int = 1600) -> Image.Image:
-    """Every stored tile pasted at its stage position, downsampled to ``width_px`` across."""
-    scale = width_px / extent.width_um  # px per µm
-    out = Image.new("RGB", (width_px, max(1, round(extent.height_um * scale))), (40, 40, 40))
-    for im in images:
-        if not im.file_path or not Path(im.file_path).is_file():
-            continue
-        w = max(1, round(im.width_px * im.um_per_px * scale))
-        h = max(1, round(im.height_px * im.um_per_px * scale))
-        with Image.open(im.file_path) as tile:
-            small = tile.convert("RGB").resize((w, h), Image.Resampling.BILINEAR)
-        x = round((im.x_um - im.width_px * im.um_per_px / 2 - extent.x_um) * scale)
-        y = round((im.y_um - im.height_px * im.um_per_px / 2 - extent.y_um) * scale)
-        out.paste(small, (x, y))
-    return out

@@ -15,7 +15,8 @@ from flakefinder.db.viewport import ChipMapQueries
 from flakefinder.domain import LAYER_CLASSES, ChipFrame
 from flakefinder.web.api import db_id, flake_query
 from flakefinder.web.chipmap import map_filters, viewport_or_400
-from flakefinder.web.images import Extent, flake_crop, mosaic, png_bytes, tiles_extent
+from flakefinder.web.images import Extent, flake_crop, png_bytes, tiles_extent
+from flakefinder.web.mosaic import Pyramid, latest_scan_images
 
 MATERIAL_COLOURS = {
     "graphene": "#3b82f6",
@@ -42,7 +43,6 @@ def _num(text: str) -> float | None:
 def create_page_router(db: Database, map_queries: ChipMapQueries | None = None) -> APIRouter:
     templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
     templates.env.globals["colours"] = MATERIAL_COLOURS
-    mosaic_cache: dict[tuple[int, int], bytes] = {}
     map_queries = map_queries or ChipMapQueries(db)
     r = APIRouter(include_in_schema=False)
 
@@ -142,8 +142,10 @@ def create_page_router(db: Database, map_queries: ChipMapQueries | None = None) 
         flake_id: int = db_id(),
         status: str = Form(..., max_length=40),
         notes: str = Form("", max_length=10_000),
+        set_status: str = Form("", max_length=40),  # the "Mark used" / "Reject" buttons
     ) -> RedirectResponse:
         flake_or_404(flake_id)
+        status = set_status or status
         try:
             db.set_flake_status(flake_id, status, notes)
         except ValueError as exc:
@@ -166,8 +168,7 @@ def create_page_router(db: Database, map_queries: ChipMapQueries | None = None) 
         return render(request, "chips.html", chips=db.list_chips(), scans=db.list_scans())
 
     def chip_images(chip_id: int) -> list[Any]:
-        scans = [s for s in db.list_scans(chip_id) if s.tiles_done]
-        return db.list_images(scans[-1].id) if scans else []
+        return latest_scan_images(db, chip_id)
 
     @r.get("/chips/{chip_id}", response_class=HTMLResponse)
     def chip_map(
@@ -211,23 +212,14 @@ def create_page_router(db: Database, map_queries: ChipMapQueries | None = None) 
             n_flakes=db.count_flakes(FlakeQuery(chip_id=chip_id)),
             extent=extent,
             has_mosaic=bool(images),
+            mosaic=Pyramid.of(images),
+            mosaic_version=len(images),
             filters=filters,
             form={"min_area": min_area, "min_confidence": min_confidence},
             materials=materials,
             layer_classes=[c.value for c in LAYER_CLASSES],
             statuses=[s.value for s in FlakeStatus],
         )
-
-    @r.get("/chips/{chip_id}/mosaic.png")
-    def chip_mosaic(chip_id: int = db_id()) -> Response:
-        images = chip_images(chip_id)
-        extent = tiles_extent(images)
-        if extent is None:
-            raise HTTPException(404, f"chip {chip_id} has no stored images")
-        key = (chip_id, len(images))
-        if key not in mosaic_cache:
-            mosaic_cache[key] = png_bytes(mosaic(images, extent))
-        return Response(mosaic_cache[key], media_type="image/png")
 
     @r.get("/scans", response_class=HTMLResponse)
     def scans(request: Request) -> HTMLResponse:

@@ -66,6 +66,14 @@ def _vec(values: Any) -> list[float]:
     return [round(float(v), 5) for v in values]
 
 
+def skipped_note(region_ids: tuple[int, ...]) -> str:
+    """What the page says about flakes left out of a calibration for lack of a layer number."""
+    if len(region_ids) == 1:
+        return f"flake #{region_ids[0]} has no layer number: left out of the calibration"
+    names = ", ".join(f"#{i}" for i in region_ids)
+    return f"flakes {names} have no layer number: left out of the calibration"
+
+
 def report_dict(ws: Workspace) -> dict[str, Any]:
     """The last calibration as JSON: summary, clusters, colour table and the optics curve."""
     rep = ws.report
@@ -101,6 +109,8 @@ def report_dict(ws: Workspace) -> dict[str, Any]:
         "proposed_layers": {
             str(rid): n for rid, n in zip(ws.report_region_ids, rep.region_layers, strict=False)
         },
+        "skipped_regions": list(ws.report_skipped),
+        "notes": [skipped_note(ws.report_skipped)] if ws.report_skipped else [],
         "clusters": [
             {
                 "n_layers": c.n_layers,
@@ -227,8 +237,9 @@ def create_setup_router(workspaces: Workspaces) -> APIRouter:
 
     @r.post("/api/setup/sessions/{workspace_id}/calibrate", tags=["setup"])
     def run_calibration(workspace_id: str, body: CalibrateIn) -> dict[str, Any]:
-        """Calibrate on the session's images and regions; layer numbers where given (labels
-        mode), else proposed by the optics fit (masks mode); no regions: no-label mode."""
+        """Calibrate on the session's images and regions: on the regions with a layer number
+        when some have one (labels mode; the others are left out, with a note), else with
+        layer numbers proposed by the optics fit (masks mode); no regions: no-label mode."""
         from flakefinder.calibration import LabelledRegion, calibrate
         from flakefinder.optics.materials import get_material
 
@@ -246,17 +257,13 @@ def create_setup_router(workspaces: Workspaces) -> APIRouter:
             if not ws.images:
                 raise HTTPException(400, "upload at least one image first")
             ids = tuple(sorted(ws.regions))
-            given = [body.layers.get(i) for i in ids]
-            if any(n is not None for n in given) and any(n is None for n in given):
-                missing = [i for i, n in zip(ids, given, strict=True) if n is None]
-                raise HTTPException(
-                    400,
-                    "give every region a layer number, or none (then they are proposed): "
-                    f"region {missing[0]} has none",
-                )
+            numbered = tuple(i for i in ids if body.layers.get(i) is not None)
+            # some flakes numbered: calibrate on those (labels mode), leave the rest out
+            skipped = tuple(i for i in ids if i not in numbered) if numbered else ()
+            used = numbered or ids
             regions = [
-                LabelledRegion(ws.regions[i].image_index, ws.regions[i].mask, n)
-                for i, n in zip(ids, given, strict=True)
+                LabelledRegion(ws.regions[i].image_index, ws.regions[i].mask, body.layers.get(i))
+                for i in used
             ]
             try:
                 report = calibrate(
@@ -269,7 +276,7 @@ def create_setup_router(workspaces: Workspaces) -> APIRouter:
                 )
             except CalibrationError as exc:
                 raise HTTPException(400, str(exc)) from None
-            ws.report, ws.report_region_ids = report, ids
+            ws.report, ws.report_region_ids, ws.report_skipped = report, used, skipped
             return report_dict(ws)
 
     @r.get("/api/setup/sessions/{workspace_id}/profile.json", tags=["setup"])

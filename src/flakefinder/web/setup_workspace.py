@@ -49,7 +49,8 @@ class Workspace:
     names: list[str] = field(default_factory=list)
     regions: dict[int, MarkedRegion] = field(default_factory=dict)
     report: CalibrationReport | None = None
-    report_region_ids: tuple[int, ...] = ()
+    report_region_ids: tuple[int, ...] = ()  # the regions the report's region_layers belong to
+    report_skipped: tuple[int, ...] = ()  # regions left out of it (no layer number given)
     next_region_id: int = 1
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 

@@ -1,10 +1,16 @@
 // Heterostructure designer: pick flakes, stack them, move/rotate outlines, save, export.
 // Geometry matches flakefinder.design.geometry.place(): centroid to (x_um, y_um), then rotate.
+// Each stacked flake has its own colour (by its place in the stack, shown in the layer list);
+// the wheel zooms about the cursor and a scale bar in µm follows the zoom.
 (function () {
   const root = document.getElementById("designer");
   const svg = document.getElementById("stack-canvas");
   const NS = "http://www.w3.org/2000/svg";
-  const COLOURS = { graphene: "#3b82f6", hBN: "#f59e0b", MoS2: "#10b981", WTe2: "#ef4444", WSe2: "#8b5cf6", MoSe2: "#ec4899" };
+  // distinct on the dark canvas and for colour-blind eyes (Okabe-Ito, then a few more)
+  const PALETTE = ["#56b4e9", "#e69f00", "#009e73", "#f0e442", "#cc79a7", "#d55e00", "#0072b2",
+    "#ffffff", "#9ae66e", "#a78bfa"];
+  const colourOf = (i) => PALETTE[i % PALETTE.length];
+  const BAR_PX = 120; // the scale bar is the longest 1, 2 or 5 × 10^k µm that fits in this
   let designId = root.dataset.designId ? Number(root.dataset.designId) : null;
   let layers = []; // {flake, x_um, y_um, rotation_deg}
 
@@ -47,14 +53,61 @@
     layers.forEach((layer, i) => {
       const poly = document.createElementNS(NS, "polygon");
       poly.setAttribute("points", placed(layer).map((p) => p.join(",")).join(" "));
-      const colour = COLOURS[layer.flake.material] || "#ddd";
-      poly.setAttribute("style", `fill: ${colour}; stroke: ${colour}`);
+      poly.setAttribute("fill", colourOf(i));
+      poly.setAttribute("stroke", colourOf(i));
       poly.setAttribute("class", "stack-layer");
       poly.dataset.index = i;
       poly.addEventListener("mousedown", (ev) => startDrag(ev, i));
       svg.appendChild(poly);
     });
+    drawScaleBar();
   }
+
+  // the chip area on screen (the viewBox is letterboxed into the element) and µm per pixel
+  function visible() {
+    const [x, y, w, h] = svg.getAttribute("viewBox").split(/\s+/).map(Number);
+    const r = svg.getBoundingClientRect();
+    const s = Math.min(r.width / w, r.height / h) || 1;
+    const vw = r.width / s, vh = r.height / s;
+    return { x: x - (vw - w) / 2, y: y - (vh - h) / 2, w: vw, h: vh, u: 1 / s };
+  }
+
+  function niceLength(um) {
+    const p = Math.pow(10, Math.floor(Math.log10(um)));
+    return [5, 2, 1].map((m) => m * p).find((v) => v <= um) || p;
+  }
+
+  function drawScaleBar() {
+    const v = visible();
+    const len = niceLength(BAR_PX * v.u), pad = 12 * v.u;
+    const x0 = v.x + pad, y0 = v.y + v.h - pad;
+    const g = document.createElementNS(NS, "g");
+    g.setAttribute("id", "scale-bar");
+    g.setAttribute("pointer-events", "none");
+    g.dataset.um = String(len);
+    const line = document.createElementNS(NS, "line");
+    const attrs = { x1: x0, y1: y0, x2: x0 + len, y2: y0, stroke: "#e5e7eb", "stroke-width": 3, "vector-effect": "non-scaling-stroke" };
+    for (const [k, val] of Object.entries(attrs)) line.setAttribute(k, val);
+    const text = document.createElementNS(NS, "text");
+    text.setAttribute("x", x0); text.setAttribute("y", y0 - 6 * v.u);
+    text.setAttribute("font-size", 12 * v.u); text.setAttribute("fill", "#e5e7eb");
+    text.textContent = `${len >= 1 ? len : len.toPrecision(1)} µm`;
+    g.append(line, text);
+    svg.appendChild(g);
+  }
+
+  svg.addEventListener("wheel", (ev) => {
+    ev.preventDefault();
+    const v = visible(), r = svg.getBoundingClientRect();
+    const ux = v.x + (ev.clientX - r.left) * v.u, uy = v.y + (ev.clientY - r.top) * v.u;
+    let [x, y, w, h] = svg.getAttribute("viewBox").split(/\s+/).map(Number);
+    let k = ev.deltaY > 0 ? 1.25 : 0.8; // zoom about the point under the cursor
+    k = Math.min(Math.max(k, 1 / w), 1e5 / w); // views from 1 µm to 10 cm across
+    x = ux - (ux - x) * k; y = uy - (uy - y) * k; w *= k; h *= k;
+    svg.setAttribute("viewBox", `${x} ${y} ${w} ${h}`);
+    draw();
+  }, { passive: false });
+  window.addEventListener("resize", draw);
 
   function svgPoint(ev) {
     const pt = svg.createSVGPoint();
@@ -84,7 +137,9 @@
       const li = document.createElement("li");
       li.className = "layer-item";
       const f = layer.flake;
-      li.innerHTML = `<b>#${f.id} ${esc(f.material)}</b> ${f.layer_count ? f.layer_count + "L" : esc(f.layer_class)}
+      li.dataset.colour = colourOf(i);
+      li.innerHTML = `<svg class="layer-swatch" width="12" height="12" viewBox="0 0 1 1" aria-hidden="true"><rect width="1" height="1" fill="${colourOf(i)}"/></svg>
+        <b>#${f.id} ${esc(f.material)}</b> ${f.layer_count ? f.layer_count + "L" : esc(f.layer_class)}
         <div class="layer-controls">
           x <input class="layer-x" type="number" step="0.1" value="${fmt(layer.x_um)}">
           y <input class="layer-y" type="number" step="0.1" value="${fmt(layer.y_um)}">

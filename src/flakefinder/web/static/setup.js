@@ -6,7 +6,7 @@
   const status = $("setup-status");
   const SVG_NS = "http://www.w3.org/2000/svg";
   const CHANNELS = [["R", "#dc2626"], ["G", "#16a34a"], ["B", "#2563eb"]];
-  const state = { session: null, images: [], current: -1, regions: [], outline: [], proposed: {}, pictures: {} };
+  const state = { session: null, images: [], current: -1, regions: [], outline: [], proposed: {}, skipped: new Set(), pictures: {} };
 
   function say(text) { status.textContent = text; }
 
@@ -158,6 +158,10 @@
       prop.className = "proposed";
       const p = state.proposed[r.id];
       prop.textContent = p === undefined ? "" : (p === null ? "proposed: none" : `proposed: ${p}`);
+      if (state.skipped.has(r.id)) {
+        li.classList.add("skipped");
+        prop.textContent += `${prop.textContent ? " · " : ""}left out (no layer number)`;
+      }
       const del = document.createElement("button");
       del.type = "button"; del.textContent = "×"; del.title = "forget this flake";
       del.addEventListener("click", async () => {
@@ -204,10 +208,15 @@
     $("calibrate").disabled = true;
     try {
       const rep = await api("POST", `${base()}/calibrate`, body);
+      // flakes left out (no layer number) keep what was proposed for them before
+      const before = state.proposed;
       state.proposed = {};
+      state.skipped = new Set(rep.skipped_regions);
+      for (const id of state.skipped) if (id in before) state.proposed[id] = before[id];
       for (const [id, n] of Object.entries(rep.proposed_layers)) state.proposed[Number(id)] = n;
       showReport(rep);
-      say(`calibrated (${rep.mode}): confidence ${rep.confidence.toFixed(2)}`);
+      say(`calibrated (${rep.mode}): confidence ${rep.confidence.toFixed(2)}` +
+          rep.notes.map((n) => ` — ${n}`).join(""));
     } catch (err) {
       say(`calibration failed: ${err.message}`);
       $("calibration-summary").textContent = `Calibration failed: ${err.message}`;
@@ -221,6 +230,13 @@
     summary.textContent =
       `${rep.material}, mode ${rep.mode}: residual rms ${rep.rms_residual.toFixed(4)}, ` +
       `confidence ${rep.confidence.toFixed(2)}` + (rep.warnings.length ? ` — ${rep.warnings.join("; ")}` : "");
+    const notes = $("calibration-notes");
+    notes.replaceChildren(...rep.notes.map((n) => {
+      const li = document.createElement("li");
+      li.textContent = n;
+      return li;
+    }));
+    notes.hidden = !rep.notes.length;
     const table = $("colour-table");
     const head = "<tr><th>layers</th><th>R</th><th>G</th><th>B</th><th>source</th></tr>";
     table.innerHTML = head + rep.table.map((e) =>
