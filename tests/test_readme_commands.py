@@ -19,8 +19,9 @@ whose line left the README fails it too.
 
 Lines marked ``slow=True`` (training, the Mask R-CNN sweep and evaluation, the 81-tile demo)
 run only in :func:`test_readme_commands_run_all` (``-m slow``); the default run walks the
-others. Measured on the 2-core development machine with other jobs running (load average
-7-8): the quick walk 67 s, the full walk 369 s (``pytest -s`` prints each line's time).
+others. Measured on the 2-core development machine with other jobs running: the quick walk
+67 s (load average 7), the full walk 243 s (load about 5) to 369 s (load 8); ``pytest -s``
+prints each line's time.
 """
 
 from __future__ import annotations
