@@ -16,6 +16,7 @@ QUICK = [
     ["bench_eval.py", "--detector", "contrast"],
     ["bench_illumination.py", "--detectors", "rulebased,contrast"],
     ["bench_server.py", "--requests", "16"],
+    ["bench_hunt.py", "--quick"],
     ["bench_server_edges.py", "--flood", "600", "--header-timeout", "2", "--body-timeout", "2"],
 ]
 

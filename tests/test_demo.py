@@ -14,26 +14,52 @@ from flakefinder.db import Database, FlakeQuery
 
 
 @pytest.mark.parametrize("detector", ["contrast", pytest.param("maskrcnn", marks=pytest.mark.slow)])
-def test_demo_scans_stores_and_compares(tmp_path: Path, detector: str) -> None:
+def test_demo_runs_three_passes_stores_and_compares(tmp_path: Path, detector: str) -> None:
+    from flakefinder.db.hunt import HuntStore
+
     out = tmp_path / "demo"
     r = CliRunner().invoke(
         create_app(),
         ["demo", "--out", str(out), "--chip-size-mm", "0.4", "--detector", detector,
-         "--no-progress"],  # fmt: skip
+         "--revisit-filter", "area_um2>=5", "--no-progress"],  # fmt: skip
     )
     assert r.exit_code == 0, r.output
-    assert "9 tiles" in r.output and "Known flakes of the virtual chip" in r.output
+    assert "1 tile of 512 x 512 µm" in r.output and "Known flakes of the virtual chip" in r.output
+    assert "overview at 5x: chip 400 x 400 µm found" in r.output
     db = Database(f"sqlite:///{out / 'flakefinder.db'}")
     stored = db.query_flakes(FlakeQuery())
     [scan] = db.list_scans()
+    passes = HuntStore(db).list_passes(scan_id=scan.id)
     db.close()
-    assert scan.status.value == "finished" and scan.tiles_done == 9 and scan.detector == detector
+    assert scan.status.value == "finished" and scan.tiles_done == 1 and scan.detector == detector
+    assert [(p.kind, p.objective, p.status.value) for p in passes] == [
+        ("overview", "5x", "finished"), ("search", "20x", "finished"), ("revisit", "50x", "finished")
+    ]  # fmt: skip
+    for kind in ("overview", "search", "revisit"):  # the per-pass table
+        assert f"| {kind} | " in r.output
+    assert "revisit route:" in r.output
     assert f"{len(stored)} flakes stored" in r.output
     with (out / "flakes.csv").open() as f:
         assert len(list(csv.DictReader(f))) == len(stored)
     assert len(json.loads((out / "flakes.json").read_text())) == len(stored)
-    assert len(list((out / f"scan_{scan.id}").glob("tile_*.png"))) == 9
+    assert len(list((out / f"scan_{scan.id}").glob("tile_*.png"))) == 1
+    assert (out / f"scan_{scan.id}" / "overview_pass1.png").is_file()
+    assert len(list((out / f"scan_{scan.id}" / "closeups").glob("flake_*.png"))) >= passes[2].n_done
     assert (out / "chip.json").is_file()
+
+
+def test_demo_single_search_pass_as_before(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    r = CliRunner().invoke(
+        create_app(),
+        ["demo", "--out", str(out), "--chip-size-mm", "0.4", "--passes", "search",
+         "--search-objective", "50x", "--no-progress"],  # fmt: skip
+    )
+    assert r.exit_code == 0, r.output
+    assert "9 tiles of 205 x 205 µm" in r.output and "Known flakes of the virtual chip" in r.output
+    assert "| search | 50x | 0.2 |" in r.output and "| revisit |" not in r.output
+    bad = CliRunner().invoke(create_app(), ["demo", "--out", str(out), "--passes", "revisit"])
+    assert bad.exit_code != 0 and "the demo always searches" in bad.output
 
 
 def test_demo_defaults_to_the_best_detector_and_reruns_fresh(tmp_path: Path) -> None:

@@ -77,3 +77,48 @@ def test_rgb32_and_grey_conversion():
     grey16 = np.full((8, 8), 4095, np.uint16)  # 12-bit camera full scale
     assert mm_image_to_rgb8(grey16, 1)[0, 0].tolist() == [255, 255, 255]
     assert mm_image_to_rgb8(rgb8_to_format(rgb, "gray16"), 1)[0, 0].tolist() == [20, 20, 20]
+
+
+def turret_core(**kw):
+    from flakefinder.hardware.objectives import Objective
+
+    objs = (Objective("5x", 2.0, 0.14), Objective("20x", 0.5, 0.42), Objective("100x", None, 0.7))
+    return core_for(objectives=objs, objective="5x", **kw)
+
+
+def test_turret_reads_pixel_size_configurations_and_the_objective_device():
+    from flakefinder.hardware.mmcore import MMCoreTurret, objective_device
+    from flakefinder.hardware.objectives import Objective, ObjectiveError, switch_objective
+
+    core = turret_core()
+    assert objective_device(core) == "Objective"
+    assert sorted(core.getAvailablePixelSizeConfigs()) == ["Res20x", "Res5x"]  # 100x has none
+    overrides = [Objective("20x", None, 0.40, focus_offset_um=2.0, setup_profile="s20.json")]
+    m = mmcore_microscope(core=core, objectives=overrides)
+    assert isinstance(m.turret, MMCoreTurret)
+    assert [(o.name, o.um_per_px) for o in m.turret.objectives] == [
+        ("5x", 2.0), ("20x", 0.5), ("100x", None)
+    ]  # fmt: skip
+    assert m.objective == "5x" and m.camera.um_per_px == 2.0
+    obj = switch_objective(m, "20x")
+    assert (obj.numerical_aperture, obj.setup_profile) == (0.40, "s20.json")
+    assert core.getStateLabel("Objective") == "20x"
+    assert m.camera.um_per_px == 0.5 and m.focus.get_z_um() == pytest.approx(2.0)
+    m.stage.move_xy_um(15.0, 15.0)
+    assert m.camera.snap().shape == (24, 40, 3)  # the simulated camera now renders at 20x
+    with pytest.raises(ObjectiveError, match="'100x' has no pixel size"):
+        switch_objective(m, "100x")
+    assert core.getStateLabel("Objective") == "20x"
+
+
+def test_turret_selected_by_state_index_and_unknown_device():
+    from flakefinder.hardware.mmcore import MMCoreTurret
+
+    core = turret_core()
+    core.definePixelSizeConfig("ByState", "Objective", "State", "2")
+    core.setPixelSizeUm("ByState", 0.1)
+    turret = MMCoreTurret(core, "Objective")
+    assert [o.um_per_px for o in turret.objectives] == [2.0, 0.5, 0.1]
+    plain = core_for()
+    with pytest.raises(MicroscopeConfigError, match="cannot tell which state device"):
+        mmcore_microscope(core=plain, objectives=())

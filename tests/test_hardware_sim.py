@@ -110,3 +110,15 @@ def test_frames_deterministic_per_position_seed_and_counter():
     assert not np.array_equal(c.camera.snap(), fa[0])
     assert frame_seed(1, 2.0, 3.0, 0.0, 0) == frame_seed(1, 2.0, 3.0, 0.0, 0)
     assert frame_seed(1, 2.0, 3.0, 0.0, 0) != frame_seed(1, 2.0, 3.0, 0.0, 1)
+
+
+def test_stage_speed_adds_travel_time_without_sleeping():
+    now = [0.0]
+    slept: list[float] = []
+    stage = SimStage(StageLimits(0, 10_000, 0, 10_000), move_time_s=0.05, speed_um_per_s=10_000,
+                     clock=lambda: now[0], sleep=slept.append)  # fmt: skip
+    stage.move_xy_um(3000, 4000)  # 5 mm at 10 mm/s, plus the settle time
+    stage.wait_for_xy()
+    assert slept == [pytest.approx(0.55)]
+    with pytest.raises(ValueError, match="speed_um_per_s"):
+        SimStage(StageLimits(0, 1, 0, 1), speed_um_per_s=0)

@@ -399,13 +399,13 @@ def test_contrast_sign_is_the_profiles_everywhere(tmp_path, monkeypatch, capsys,
     assert stored and all(f["contrast_rgb"][1] < 0 for f in stored)  # graphene darkens green
 
 
-def test_migration_0003_negates_contrast_stored_before(tmp_path: Path) -> None:
+def test_migration_0004_negates_contrast_stored_before(tmp_path: Path) -> None:
     from flakefinder.db import Database
     from flakefinder.domain import FlakeRecord, LayerClass, TileRecord
 
     db = Database(f"sqlite:///{tmp_path / 'old.db'}")
     try:
-        db.migrate("0002")  # a database written with the old sign (1 - I/I_substrate)
+        db.migrate("0003")  # a database written with the old sign (1 - I/I_substrate)
         chip = db.add_chip("c", ["graphene"], 90.0)
         scan = db.start_scan(chip, settings={}, objective="sim", um_per_px=0.2,
                              detector="contrast", detector_version="1", n_tiles_planned=1)  # fmt: skip

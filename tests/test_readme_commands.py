@@ -189,6 +189,9 @@ RUN: dict[str, Run] = {
     "flakefinder scan ... --resume": Run(
         f"{SCAN} --db sqlite:///flakes.db --out tiles/ --resume",
         "'...' are the interrupted scan's own options", before=_interrupt_last_scan),
+    "flakefinder scan --simulated --chip-size-mm 2 --db sqlite:///hunt.db --out tiles/ --overview 5x --objective 20x --stop-after-overview": Run(slow=True),
+    "flakefinder scan --simulated --chip-size-mm 2 --db sqlite:///hunt.db --out tiles/ --overview 5x --objective 20x --resume": Run(slow=True),
+    'flakefinder revisit --scan 1 --objective 50x --filter "layers<=3,area_um2>=100" --db sqlite:///hunt.db': Run(slow=True),
     "flakefinder flakes list --db sqlite:///flakes.db --materials graphene --layer-class mono --min-area 50": Run(),
     "flakefinder flakes export --db sqlite:///flakes.db --format json --out flakes.json": Run(),
     'flakefinder flakes locate 42 --db ... --corners "x,y;x,y"': Run(

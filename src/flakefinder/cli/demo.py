@@ -47,11 +47,25 @@ def demo(
         help="Instead: calibrate (imported table and no-label self-calibration) and detect on "
         "the real 2DMatGMM micrographs shipped with flakefinder, with overlays.",
     ),
+    passes: str = typer.Option(
+        "overview,search,revisit",
+        help="Which passes to run: overview (low magnification, proposes the search region),"
+        " search, revisit (close-ups of the selected flakes at high magnification).",
+    ),
+    overview_objective: str = typer.Option("5x", help="Objective of the overview pass."),
+    search_objective: str = typer.Option("20x", help="Objective of the search pass."),
+    revisit_objective: str = typer.Option("50x", help="Objective of the revisit pass."),
+    revisit_filter: str = typer.Option(
+        "layers<=10,area_um2>=40", help="Which flakes the revisit visits (as revisit --filter)."
+    ),
 ) -> None:
-    """Make a virtual chip, scan it with the simulated microscope, detect and store every flake.
+    """Make a virtual chip and hunt it with the simulated microscope: an overview at 5x finds
+    the chip and proposes the search region, the search at 20x detects and stores every flake,
+    the revisit at 50x takes close-ups of the selected ones and refines them.
 
-    Prints how the stored flakes compare with the chip's known flakes, and where the database,
-    tile images and CSV/JSON exports are. Browse them with the command it prints at the end.
+    Prints how the stored flakes compare with the chip's known flakes, each pass's throughput,
+    and where the database, tile images and CSV/JSON exports are. Browse them with the command
+    it prints at the end.
     """
     if real:
         from flakefinder.cli.demo_real import run_real_demo
@@ -59,13 +73,25 @@ def demo(
         run_real_demo(out)
         return
     from flakefinder.cli import parse_materials
-    from flakefinder.cli.options import build_detector, deprecated_alias
+    from flakefinder.cli.demo_hunt import (
+        DEMO_FOCUS_PLANE_UM,
+        DEMO_PARFOCAL_ERROR_UM,
+        HuntRun,
+        parse_passes,
+        revisit,
+        revisit_vs_truth,
+        search_tiles,
+    )
+    from flakefinder.cli.options import deprecated_alias
     from flakefinder.db import Database, FlakeQuery, flakes_to_csv, flakes_to_json
+    from flakefinder.db.hunt import HuntStore
     from flakefinder.domain import ImagingContext
     from flakefinder.evaluate.chip_truth import FoundFlake, compare_with_chip
-    from flakefinder.hardware.sim import simulated_microscope
-    from flakefinder.scan.loop import run_scan
-    from flakefinder.scan.plan import plan_raster
+    from flakefinder.hardware.objectives import DEFAULT_OBJECTIVES, find_objective
+    from flakefinder.hunt.detectors import detector_for_objective
+    from flakefinder.hunt.search_pass import run_search_pass
+    from flakefinder.hunt.simulated import SimSpec, build_microscope, chip_fingerprint
+    from flakefinder.scan.throughput import pass_table
     from flakefinder.synth.chip import random_chip, save_chip
     from flakefinder.text import plural
 
@@ -74,62 +100,73 @@ def demo(
         chip_size_mm = chip_mm
     chip_mm = chip_size_mm
     mats = parse_materials(materials)
-    det = build_detector(detector, model=model, options=detector_option)
+    wanted = parse_passes(passes)
+    for name in (overview_objective, search_objective, revisit_objective):
+        find_objective(DEFAULT_OBJECTIVES, name).pixel_size()  # refuse unknown ones first
+    search_obj = find_objective(DEFAULT_OBJECTIVES, search_objective)
+    det = detector_for_objective(detector, search_obj, model=model, options=detector_option)
     out = out.resolve()
     _clear_previous_demo(out)
     out.mkdir(parents=True, exist_ok=True)
     side_um = chip_mm * 1000.0
     chip = random_chip(side_um, side_um, mats, oxide_thickness_nm=oxide_nm, seed=seed)
     chip_file = save_chip(chip, out / "chip.json")
-    microscope = simulated_microscope(chip, shape_px=(1024, 1024), um_per_px=0.2, seed=seed)
-    h_px, w_px = microscope.camera.shape_px
-    fov_w, fov_h = w_px * microscope.camera.um_per_px, h_px * microscope.camera.um_per_px
-    plan = plan_raster(
-        [(0.0, 0.0), (side_um, side_um)], fov_w, fov_h, 0.1, limits=microscope.stage.limits
-    )
+    spec = SimSpec(
+        seed=seed, frame_px=1024, chip_file=str(chip_file), materials=mats, oxide_nm=oxide_nm,
+        objectives=DEFAULT_OBJECTIVES, objective=search_obj.name,
+        focus_plane_um=DEMO_FOCUS_PLANE_UM, parfocal_error_um=DEMO_PARFOCAL_ERROR_UM,
+        chip_edge=True, chip_sha256=chip_fingerprint(chip),
+    )  # fmt: skip
+    microscope = build_microscope(spec, chip)
+    fov_w, fov_h = search_obj.fov_um(microscope.camera.shape_px)
 
     db_path = out / "flakefinder.db"
     db = Database(f"sqlite:///{db_path}")
     db.migrate()
+    hunt = HuntStore(db)
     chip_id = db.add_chip(
         f"demo-{chip_mm:g}mm-seed{seed}", mats, oxide_nm, "virtual chip", get_or_create=True
     )
     scan_id = db.start_scan(
         chip_id,
-        settings={"demo": True, "chip_file": str(chip_file), "overlap": 0.1},
-        objective=microscope.objective,
-        um_per_px=microscope.camera.um_per_px,
+        settings={"demo": True, "chip_file": str(chip_file), "overlap": 0.1, "sim": spec.to_dict(),
+                  "simulated": True},
+        objective=search_obj.name,
+        um_per_px=search_obj.pixel_size(),
         detector=det.name,
         detector_version=det.version,
-        n_tiles_planned=len(plan),
-    )
+        n_tiles_planned=0,
+    )  # fmt: skip
+    run = HuntRun()
+    overview = overview_objective if "overview" in wanted else None
+    plan = search_tiles(
+        microscope, hunt, run, chip=chip, chip_id=chip_id, scan_id=scan_id, overview=overview,
+        search=search_obj.name, image_dir=out / f"scan_{scan_id}", progress=progress,
+    )  # fmt: skip
+    hunt.set_planned_tiles(scan_id, len(plan))
     typer.echo(
         f"virtual {chip_mm:g} x {chip_mm:g} mm chip ({', '.join(mats)}, "
         f"{plural(len(chip.flakes), 'piece')}) -> {plural(len(plan), 'tile')} of "
         f"{fov_w:.0f} x {fov_h:.0f} µm"
     )
+    for note in run.notes:
+        typer.echo(note)
     why = f" ({BEST_DETECTOR_WHY})" if det.name == DEFAULT_DETECTOR else ""
     typer.echo(f"detector: {det.name} {det.version}{why}")
     context = ImagingContext(
         um_per_px=microscope.camera.um_per_px, oxide_thickness_nm=oxide_nm, materials=mats
     )
-    summary = run_scan(
-        microscope,
-        det,
-        db,
-        scan_id,
-        plan,
-        context,
-        image_dir=out / f"scan_{scan_id}",
-        progress=progress,
-    )
+    summary, report = run_search_pass(
+        microscope, det, db, hunt, scan_id=scan_id, chip_id=chip_id, plan=plan,
+        context=context, image_dir=out / f"scan_{scan_id}", progress=progress,
+    )  # fmt: skip
+    run.reports.append(report)
     stored = db.query_flakes(FlakeQuery(scan_id=scan_id))
     flakes_to_csv(stored, out / "flakes.csv")
     flakes_to_json(stored, out / "flakes.json")
     comparison = compare_with_chip(
         chip, [FoundFlake(f.material, f.layer_class, f.layer_count, f.bbox_um) for f in stored]
     )
-    db.close()
     typer.echo(
         f"\nscan {scan_id}: {plural(summary.tiles_done, 'tile')} in {summary.wall_s:.1f} s "
         f"({summary.tiles_per_s:.2f} tiles/s, {100 * summary.outside_detection_share:.1f}% outside detection), "
@@ -137,6 +174,27 @@ def demo(
     )
     typer.echo("Known flakes of the virtual chip vs what the scan stored:\n")
     typer.echo(comparison.to_markdown())
+    if "revisit" in wanted:
+        revisit(
+            microscope, db, hunt, run, scan_id=scan_id, objective=revisit_objective,
+            filter_text=revisit_filter, context=context, detector_name=detector,
+            detector_options=detector_option, image_dir=out / f"scan_{scan_id}",
+            progress=progress,
+        )  # fmt: skip
+        typer.echo("")
+        if run.revisit is not None:
+            r = run.revisit
+            counts = ", ".join(f"{n} {s.value}" for s, n in r.by_status.items() if n)
+            typer.echo(
+                f"revisit at {revisit_objective} ({revisit_filter}):"
+                f" {plural(r.visited, 'flake')} visited ({counts})"
+            )
+            typer.echo(revisit_vs_truth(chip, db, hunt, r.pass_id))
+        for note in run.notes[len(run.notes) - 1 :] if run.revisit is None else ():
+            typer.echo(note)
+    db.close()
+    typer.echo("\nPasses (time per frame; hours for a 1 cm² chip at each objective):\n")
+    typer.echo(pass_table(run.reports))
     import os
     import sys
 
@@ -147,7 +205,8 @@ def demo(
             f"\ncompare with the default detector:  {exe} demo --detector {DEFAULT_DETECTOR}"
         )
     typer.echo(
-        f"\nresults:\n  database   {db_path}\n  tiles      {out / f'scan_{scan_id}'}\n"
+        f"\nresults:\n  database   {db_path}\n  tiles      {out / f'scan_{scan_id}'}"
+        f" (close-ups in closeups/)\n"
         f"  flakes     {out / 'flakes.csv'}, {out / 'flakes.json'}\n  chip       {chip_file}\n"
         f"browse:  {exe} serve --detector none --db sqlite:///{db_path}   (then open http://127.0.0.1:8000)\n"
         f"query:   {exe} flakes list --db sqlite:///{db_path} --layer-class mono"

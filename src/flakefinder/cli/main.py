@@ -11,6 +11,7 @@ import typer
 COMMAND_MODULES: tuple[str, ...] = (
     "demo",
     "scan",
+    "revisit",
     "flakes",
     "synth",
     "detect",

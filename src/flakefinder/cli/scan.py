@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import math
-import signal
-import threading
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from contextlib import ExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,11 +27,10 @@ from flakefinder.cli.options import (
 from flakefinder.detect.registry import DEFAULT_DETECTOR
 
 if TYPE_CHECKING:
-    from flakefinder.db import Database
     from flakefinder.detect.setup_io import LoadedSetup
-    from flakefinder.domain import Detector, ImagingContext
+    from flakefinder.domain import Detector
+    from flakefinder.hardware.objectives import Objective
     from flakefinder.hardware.protocols import Microscope
-    from flakefinder.scan.plan import TilePlan
     from flakefinder.synth.chip import VirtualChip
 
 
@@ -82,12 +78,13 @@ def chip_frame_settings(
 
 @dataclass(frozen=True)
 class _Setup:
-    """The microscope of a scan and where the chip lies."""
+    """The microscope of a scan, where the chip lies, and (simulated) how to rebuild it."""
 
     microscope: Microscope
     corners: list[tuple[float, float]]
     chip_name: str
     oxide_nm: float
+    sim: dict[str, object] = field(default_factory=dict)
 
 
 def scan_cmd(
@@ -129,11 +126,34 @@ def scan_cmd(
     um_per_px: OptionalUmPerPxOpt = None,
     autofocus: bool = typer.Option(False, help="Measure a 3x3 focus map before scanning."),
     progress: bool = typer.Option(True, help="Show progress bars."),
+    objective: str | None = typer.Option(
+        None,
+        help="Search objective, e.g. 20x (needs an objective turret: the simulated microscope"
+        " has 5x, 20x, 50x and 100x; a real one its Micro-Manager objective device).",
+    ),
+    objectives_file: Path | None = typer.Option(
+        None,
+        "--objectives",
+        help="Objectives file (TOML/JSON): pixel size, NA, focus offset and setup profile of each"
+        " objective.",
+    ),
+    overview: str | None = typer.Option(
+        None,
+        help="First image the whole chip at this low-magnification objective (e.g. 5x), find the"
+        " chip outline, tape residue and empty areas, and search only the proposed region.",
+    ),
+    stop_after_overview: bool = typer.Option(
+        False,
+        "--stop-after-overview",
+        help="Stop after the overview so the search region can be edited on the scan page of"
+        " the web UI; continue with --resume.",
+    ),
 ) -> None:
     """Scan a chip tile by tile, detect flakes and store them in the database.
 
     Stop with Ctrl-C (or SIGTERM) at any time; run again with --resume to continue where it
-    stopped. --resume refuses when the chip has no unfinished scan.
+    stopped. --resume refuses when the chip has no unfinished scan. With --overview, a
+    low-magnification overview first proposes the search region (stored with the scan).
     """
     from flakefinder.cli.options import build_detector, open_database, resolve_context, setting
     from flakefinder.domain import ImagingContext
@@ -151,6 +171,12 @@ def scan_cmd(
         raise typer.BadParameter("must lie in [0, 1)", param_hint="--overlap")
     if simulated == (mm_config is not None):
         raise typer.BadParameter("give exactly one of --simulated or --mm-config FILE")
+    if stop_after_overview and overview is None:
+        raise typer.BadParameter("needs --overview OBJECTIVE", param_hint="--stop-after-overview")
+    if overview is not None and objective is None:
+        raise typer.BadParameter(
+            "needs --objective too (the search objective, e.g. 20x)", param_hint="--overview"
+        )
     loaded = _load_setup(setup)
     profile = None if loaded is None else loaded.profile
     # explicit option > setup profile > default; a real camera's own pixel size before the default
@@ -158,24 +184,31 @@ def scan_cmd(
         um_per_px=um_per_px, oxide_nm=oxide_nm, materials=materials, profile=profile
     )
     mats = chosen.materials
+    objs = _objectives(objectives_file, simulated, objective or overview)
     if simulated:
         where = _simulated_setup(
             chip, chip_size_mm, seed, chip_name, corners, mats, chosen.oxide_thickness_nm,
-            frame_px, chosen.um_per_px, overlap, progress,
+            frame_px, chosen.um_per_px, overlap, progress, objs, objective,
         )  # fmt: skip
     else:
         assert mm_config is not None
         pixel_given = setting(um_per_px, None if profile is None else profile.um_per_px, None)
         where = _real_setup(
-            mm_config, corners, chip_name, chosen.oxide_thickness_nm, pixel_given
+            mm_config, corners, chip_name, chosen.oxide_thickness_nm, pixel_given, objs
         )
     frame, frame_warning = chip_frame_settings(simulated, where.corners)
     microscope = where.microscope
+    if objective is not None:
+        from flakefinder.hardware.objectives import switch_objective
+
+        switch_objective(microscope, objective)  # refuses an unknown or uncalibrated one
     h_px, w_px = microscope.camera.shape_px
     pixel = microscope.camera.um_per_px
-    plan = plan_raster(
-        where.corners, w_px * pixel, h_px * pixel, overlap, limits=microscope.stage.limits
-    )
+    plan = None
+    if overview is None:
+        plan = plan_raster(
+            where.corners, w_px * pixel, h_px * pixel, overlap, limits=microscope.stage.limits
+        )
     profile_id = chosen.profile_id
     with ExitStack() as cleanup:  # a remote detector's connections close however the scan ends
         det: Detector
@@ -200,12 +233,13 @@ def scan_cmd(
                 um_per_px=pixel,
                 detector=str(det.name),
                 detector_version=str(det.version),
-                n_tiles_planned=len(plan),
+                n_tiles_planned=0 if plan is None else len(plan),
                 settings={
                     "overlap": overlap,
                     "corners_um": where.corners,
                     "simulated": simulated,
                     "chip_frame": frame,
+                    **({"sim": where.sim} if where.sim else {}),
                 },
             ),
             resume=resume,
@@ -221,7 +255,34 @@ def scan_cmd(
             materials=mats,
             profile_id=profile_id,
         )
-        _run(microscope, det, database, scan_id, plan, context, autofocus, out, progress)
+        from flakefinder.cli.scan_run import Passes, run_passes
+        from flakefinder.hunt.overview_pass import corners_box, overview_area
+
+        passes = Passes(
+            overview=overview,
+            search=microscope.objective,
+            stop_after_overview=stop_after_overview,
+            area_um=overview_area(where.corners) if overview is not None else None,
+            chip_um=corners_box(where.corners),
+        )
+        run_passes(
+            microscope, det, database, scan_id, opened.chip_id, plan, context,
+            autofocus=autofocus, out=out, progress=progress, passes=passes, overlap=overlap,
+        )  # fmt: skip
+
+
+def _objectives(
+    path: Path | None, simulated: bool, wanted: str | None
+) -> tuple[Objective, ...] | None:
+    """The objectives of the turret: from ``--objectives``; the simulated microscope's own
+    when an objective is asked for; None (no turret: today's single objective) otherwise."""
+    from flakefinder.hardware.objectives import DEFAULT_OBJECTIVES, load_objectives
+
+    if path is not None:
+        return load_objectives(path)
+    if wanted is not None and simulated:
+        return DEFAULT_OBJECTIVES
+    return () if wanted is not None else None
 
 
 def _load_setup(setup: str | None) -> LoadedSetup | None:
@@ -248,13 +309,20 @@ def _simulated_setup(
     mats: tuple[str, ...],
     oxide_nm: float,
     frame_px: int,
-    pixel: float,
+    um_per_px: float | None,
     overlap: float,
     progress: bool,
+    objectives: tuple[Objective, ...] | None = None,
+    objective: str | None = None,
 ) -> _Setup:
-    from flakefinder.hardware.sim import simulated_microscope
+    from flakefinder.hunt.simulated import SimSpec, build_microscope, chip_fingerprint
     from flakefinder.synth.chip import load_chip
 
+    pixel = um_per_px or 0.2
+    if objectives and objective is not None:
+        from flakefinder.hardware.objectives import find_objective
+
+        pixel = find_objective(objectives, objective).pixel_size()
     if chip is not None:
         vchip = load_chip(chip)
         name = chip_name or chip.stem
@@ -263,13 +331,29 @@ def _simulated_setup(
             chip_size_mm, mats, oxide_nm, seed, frame_px * pixel, overlap, progress
         )
         name = chip_name or f"sim-{chip_size_mm:g}mm-seed{seed}"
-    microscope = simulated_microscope(
-        vchip, shape_px=(frame_px, frame_px), um_per_px=pixel, seed=seed
+    spec = SimSpec(
+        seed=seed,
+        frame_px=frame_px,
+        chip_size_mm=None if chip is not None else chip_size_mm,
+        materials=mats,
+        oxide_nm=oxide_nm,
+        chip_file=None if chip is None else str(chip.resolve()),
+        um_per_px=pixel,
+        objectives=objectives or (),
+        objective=objective if objectives else None,
+        chip_edge=bool(objectives),  # with a turret the holder shows around the chip
+        chip_sha256=chip_fingerprint(vchip),
     )
     chip_corners = (
         _parse_corners(corners) if corners else [(0.0, 0.0), (vchip.width_um, vchip.height_um)]
     )
-    return _Setup(microscope, chip_corners, name, float(vchip.oxide_thickness_nm))
+    return _Setup(
+        build_microscope(spec, vchip),
+        chip_corners,
+        name,
+        float(vchip.oxide_thickness_nm),
+        spec.to_dict(),
+    )
 
 
 def _random_chip(
@@ -314,6 +398,7 @@ def _real_setup(
     chip_name: str | None,
     oxide_nm: float,
     um_per_px: float | None,
+    objectives: tuple[Objective, ...] | None = None,
 ) -> _Setup:
     from flakefinder.hardware.mmcore import mmcore_microscope
 
@@ -324,116 +409,5 @@ def _real_setup(
     if corners is None:
         raise typer.BadParameter("a real chip needs --corners", param_hint="--corners")
     chip_corners = _parse_corners(corners)
-    microscope = mmcore_microscope(mm_config, um_per_px=um_per_px)
+    microscope = mmcore_microscope(mm_config, um_per_px=um_per_px, objectives=objectives)
     return _Setup(microscope, chip_corners, chip_name or "chip", oxide_nm)
-
-
-def _refuse_finished(database: Database, scan_id: int) -> None:
-    """Refuse a scan that another process finished while this one waited for its lock."""
-    from flakefinder.db import ScanStatus
-    from flakefinder.errors import ScanLockedError
-
-    info = database.get_scan(scan_id)
-    if info is not None and info.status is ScanStatus.FINISHED:
-        raise ScanLockedError(f"scan {scan_id} was finished by another process meanwhile")
-
-
-def _status_note(database: Database, scan_id: int) -> str:
-    """"" when the scan is marked interrupted; else why not (e.g. the database is full too)."""
-    from flakefinder.db import ScanStatus
-    from flakefinder.errors import FlakefinderError
-
-    try:
-        info = database.get_scan(scan_id)
-    except FlakefinderError as exc:
-        return f" (its status could not be read: {exc})"
-    if info is None or info.status is ScanStatus.INTERRUPTED:
-        return ""
-    return f" (it is still marked {info.status.value}: the database could not be updated)"
-
-
-class _Terminated(KeyboardInterrupt):
-    """SIGTERM, turned into an interrupt so that a scan stops as cleanly as on Ctrl-C."""
-
-
-@contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """Inside the block, SIGTERM raises :class:`_Terminated` (a KeyboardInterrupt) in the main
-    thread; the previous handler comes back afterwards. Outside the main thread: no change."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: object) -> None:
-        raise _Terminated
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _run(
-    microscope: Microscope,
-    det: Detector,
-    database: Database,
-    scan_id: int,
-    plan: list[TilePlan],
-    context: ImagingContext,
-    autofocus: bool,
-    out: Path | None,
-    progress: bool,
-) -> None:
-    from flakefinder.db.locks import scan_lock
-    from flakefinder.errors import FlakefinderError, ScanLockedError
-    from flakefinder.scan.focus import focus_points, measure_focus_map
-    from flakefinder.scan.loop import run_scan
-    from flakefinder.scan.plan import plan_bounds_um
-    from flakefinder.text import plural
-
-    typer.echo(f"scan {scan_id}: {plural(len(plan), 'tile')} planned", err=True)
-    try:
-        # a second run of this scan (two --resume at once) refuses here, before the stage moves
-        with sigterm_as_interrupt(), scan_lock(database, scan_id):
-            _refuse_finished(database, scan_id)
-            focus_map = None
-            if autofocus:
-                focus_map, _ = measure_focus_map(microscope, focus_points(plan_bounds_um(plan), 3))
-                typer.echo(f"focus map: {focus_map}")
-            summary = run_scan(
-                microscope,
-                det,
-                database,
-                scan_id,
-                plan,
-                context,
-                focus_map=focus_map,
-                image_dir=out.resolve() / f"scan_{scan_id}" if out is not None else None,
-                progress=progress,
-            )
-    except KeyboardInterrupt as exc:
-        why = "terminated (SIGTERM)" if isinstance(exc, _Terminated) else "interrupted"
-        typer.secho(
-            f"scan {scan_id} {why}; continue with the same command and --resume",
-            fg=typer.colors.YELLOW,
-            err=True,
-        )
-        raise typer.Exit(143 if isinstance(exc, _Terminated) else 130) from None
-    except ScanLockedError:
-        raise
-    except FlakefinderError as exc:  # a full disk, a database that stopped answering, ...
-        typer.secho(
-            f"error: scan {scan_id} stopped: {exc}; the tiles stored so far are kept: fix that,"
-            f" then continue with the same command and --resume{_status_note(database, scan_id)}",
-            fg=typer.colors.RED,
-            err=True,
-        )
-        raise typer.Exit(2) from None
-    merged = summary.duplicates_merged + summary.border_dropped
-    typer.echo(
-        f"scan {scan_id}: {plural(summary.tiles_done, 'tile')} scanned, "
-        f"{summary.tiles_skipped} skipped, {plural(summary.flakes_stored, 'flake')} stored, "
-        f"{plural(merged, 'duplicate view')} merged, {summary.wall_s:.1f} s "
-        f"({summary.tiles_per_s:.2f} tiles/s, {summary.detect_s:.1f} s detecting)"
-    )

@@ -147,3 +147,93 @@ class DesignRow(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     layers: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     notes: Mapped[str] = mapped_column(Text, default="")
+
+
+PASS_KINDS = ("overview", "search", "revisit")
+REVISIT_STATUSES = ("ok", "not_found", "focus_failed", "outside_limits", "too_large")
+
+
+class PassRow(Base):
+    """One pass of a hunt (issue 15): the overview of a chip, the search of a scan, or a
+    revisit of a scan's flakes at another objective."""
+
+    __tablename__ = "passes"
+    __table_args__ = (
+        CheckConstraint("kind IN ('overview', 'search', 'revisit')", name="kind_valid"),
+        CheckConstraint("status IN ('running', 'finished', 'interrupted')", name="status_valid"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    chip_id: Mapped[int] = mapped_column(ForeignKey("chips.id", ondelete="CASCADE"), index=True)
+    scan_id: Mapped[int | None] = mapped_column(
+        ForeignKey("scans.id", ondelete="CASCADE"), nullable=True, index=True
+    )
+    kind: Mapped[str] = mapped_column(String(20))
+    objective: Mapped[str] = mapped_column(String(100), default="")
+    um_per_px: Mapped[float] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(20), default="running")
+    n_planned: Mapped[int] = mapped_column(Integer, default=0)
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    report: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class RevisitRow(Base):
+    """One flake's visit in a revisit pass: outcome and refined outline / layer number."""
+
+    __tablename__ = "revisits"
+    __table_args__ = (
+        UniqueConstraint("pass_id", "flake_id", name="uq_revisits_pass_flake"),
+        CheckConstraint(
+            "status IN ('ok', 'not_found', 'focus_failed', 'outside_limits', 'too_large')",
+            name="status_valid",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    pass_id: Mapped[int] = mapped_column(ForeignKey("passes.id", ondelete="CASCADE"), index=True)
+    flake_id: Mapped[int] = mapped_column(ForeignKey("flakes.id", ondelete="CASCADE"), index=True)
+    status: Mapped[str] = mapped_column(String(20))
+    message: Mapped[str] = mapped_column(Text, default="")
+    objective: Mapped[str] = mapped_column(String(100), default="")
+    um_per_px: Mapped[float] = mapped_column(Float)
+    focus_z_um: Mapped[float | None] = mapped_column(Float, nullable=True)
+    material: Mapped[str | None] = mapped_column(String(50), nullable=True)
+    layer_class: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    layer_count: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    confidence: Mapped[float | None] = mapped_column(Float, nullable=True)
+    polygon_um: Mapped[list[list[float]] | None] = mapped_column(JSON, nullable=True)
+    polygon_px: Mapped[list[list[float]] | None] = mapped_column(JSON, nullable=True)
+    area_um2: Mapped[float | None] = mapped_column(Float, nullable=True)
+    contrast_rgb: Mapped[list[float] | None] = mapped_column(JSON, nullable=True)
+    iou_with_search: Mapped[float | None] = mapped_column(Float, nullable=True)
+    detector: Mapped[str] = mapped_column(String(100), default="")
+    detector_version: Mapped[str] = mapped_column(String(100), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class CloseupRow(Base):
+    """A close-up image of a visit: a file next to the scan's tiles, and where it was taken."""
+
+    __tablename__ = "closeups"
+    __table_args__ = (
+        UniqueConstraint("revisit_id", "frame_index", name="uq_closeups_revisit_frame"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    revisit_id: Mapped[int] = mapped_column(
+        ForeignKey("revisits.id", ondelete="CASCADE"), index=True
+    )
+    frame_index: Mapped[int] = mapped_column(Integer)
+    x_um: Mapped[float] = mapped_column(Float)
+    y_um: Mapped[float] = mapped_column(Float)
+    z_um: Mapped[float] = mapped_column(Float)
+    z_offset_um: Mapped[float] = mapped_column(Float, default=0.0)
+    exposure_ms: Mapped[float] = mapped_column(Float)
+    width_px: Mapped[int] = mapped_column(Integer)
+    height_px: Mapped[int] = mapped_column(Integer)
+    um_per_px: Mapped[float] = mapped_column(Float)
+    sharpness: Mapped[float] = mapped_column(Float, default=0.0)
+    file_path: Mapped[str | None] = mapped_column(Text, nullable=True)
+    acquired_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -151,3 +151,34 @@ def compare_with_chip(
             )
         )
     return ChipComparison(tuple(rows), len(stored), len(used_s))
+
+
+@dataclass(frozen=True)
+class OutlineMatch:
+    """The known terrace an outline overlaps best, and how well (polygon IoU)."""
+
+    flake_id: int
+    n_layers: int
+    iou: float
+
+
+def best_truth_outline(
+    chip: VirtualChip, material: str, polygon_um: Sequence[tuple[float, float]]
+) -> OutlineMatch | None:
+    """The terrace of ``material`` (any thickness) whose outline overlaps ``polygon_um`` best;
+    None when none overlaps. Terraces nested in a thicker one are compared by their own
+    outline, so a thin rim's region counts only where the truth says so."""
+    from flakefinder.geometry import polygon_iou
+
+    if len(polygon_um) < 3:
+        return None
+    box = polygon_bbox(polygon_um)
+    best: OutlineMatch | None = None
+    for flake in chip.flakes_in_rect(*box):
+        if flake.material != material:
+            continue
+        for terrace in flake.terraces:
+            iou = polygon_iou(terrace.polygon_um, polygon_um)
+            if iou > 0 and (best is None or iou > best.iou):
+                best = OutlineMatch(flake.flake_id, terrace.n_layers, iou)
+    return best

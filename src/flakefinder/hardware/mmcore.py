@@ -11,13 +11,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from flakefinder.errors import FlakefinderError, StageLimitError
+from flakefinder.hardware.objectives import Objective, find_objective, merge_objectives
 from flakefinder.hardware.protocols import Microscope, StageLimits
 from flakefinder.imaging import to_rgb8
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 UNLIMITED = StageLimits(-1e9, 1e9, -1e9, 1e9)
 
@@ -98,12 +102,16 @@ def mm_image_to_rgb8(image: np.ndarray, n_components: int = 1) -> np.ndarray:
 
 
 class MMCoreCamera:
-    """The core's camera; ``um_per_px`` from the active pixel-size configuration."""
+    """The core's camera; ``um_per_px`` as given, else the current objective's (``turret``),
+    else from the active pixel-size configuration."""
 
-    def __init__(self, core: Any, *, um_per_px: float | None = None) -> None:
+    def __init__(
+        self, core: Any, *, um_per_px: float | None = None, turret: MMCoreTurret | None = None
+    ) -> None:
         self.core = core
         self.label = _require_device(core, "getCameraDevice", "camera")
         self._um_per_px = um_per_px
+        self.turret = turret
 
     @property
     def exposure_ms(self) -> float:
@@ -122,6 +130,8 @@ class MMCoreCamera:
     def um_per_px(self) -> float:
         if self._um_per_px is not None:
             return self._um_per_px
+        if self.turret is not None:
+            return self.turret.current().pixel_size()
         size = float(self.core.getPixelSizeUm())
         if size <= 0:
             raise MicroscopeConfigError(
@@ -133,6 +143,85 @@ class MMCoreCamera:
     def snap(self) -> np.ndarray:
         image = self.core.snap()
         return mm_image_to_rgb8(image, int(self.core.getNumberOfComponents()))
+
+
+def _settings(config_data: Any) -> list[tuple[str, str, str]]:
+    """(device, property, value) of every setting of a Micro-Manager configuration (tuples from
+    pymmcore-plus, or pymmcore ``PropertySetting`` objects)."""
+    out: list[tuple[str, str, str]] = []
+    for item in config_data:
+        if isinstance(item, tuple) and len(item) == 3:
+            out.append((str(item[0]), str(item[1]), str(item[2])))
+        else:
+            out.append(
+                (item.getDeviceLabel(), item.getPropertyName(), item.getPropertyValue())
+            )
+    return out
+
+
+def objective_device(core: Any) -> str:
+    """The label of the core's objective turret (a state device): the one pymmcore-plus guesses,
+    else the one state device the pixel-size configurations depend on."""
+    guess = getattr(core, "guessObjectiveDevices", None)
+    found = list(guess()) if callable(guess) else []
+    if len(found) == 1:
+        return str(found[0])
+    states = {str(d) for d in core.getLoadedDevicesOfType(_STATE_DEVICE)}
+    used = {
+        dev
+        for cfg in core.getAvailablePixelSizeConfigs()
+        for dev, _, _ in _settings(core.getPixelSizeConfigData(cfg))
+        if dev in states
+    }
+    if len(used) == 1:
+        return used.pop()
+    candidates = sorted(set(found) | used) or sorted(states)
+    raise MicroscopeConfigError(
+        "cannot tell which state device is the objective turret"
+        + (f" (candidates: {', '.join(candidates)})" if candidates else " (no state device)")
+        + "; name it (objective_device=...)"
+    )
+
+
+_STATE_DEVICE = 4  # pymmcore DeviceType.StateDevice
+
+
+class MMCoreTurret:
+    """The objective turret (a Micro-Manager state device). Each state label is an objective;
+    its pixel size is the one of the pixel-size configuration that selects that label (or
+    state); NA, focus offset and setup profile come from ``overrides`` (an objectives file)."""
+
+    def __init__(
+        self, core: Any, device: str | None = None, overrides: Sequence[Objective] = ()
+    ) -> None:
+        self.core = core
+        self.device = device or objective_device(core)
+        labels = [str(v) for v in core.getStateLabels(self.device)]
+        if not labels:
+            raise MicroscopeConfigError(f"objective device {self.device!r} has no state labels")
+        sizes: dict[str, float] = {}
+        for cfg in core.getAvailablePixelSizeConfigs():
+            for dev, prop, value in _settings(core.getPixelSizeConfigData(cfg)):
+                if dev != self.device:
+                    continue
+                label = value
+                if prop == "State" and value.strip().isdigit() and int(value) < len(labels):
+                    label = labels[int(value)]
+                if label in labels and float(core.getPixelSizeUmByID(cfg)) > 0:
+                    sizes[label] = float(core.getPixelSizeUmByID(cfg))
+        base = [Objective(label, sizes.get(label)) for label in labels]
+        self._objectives = merge_objectives(base, overrides)
+
+    @property
+    def objectives(self) -> tuple[Objective, ...]:
+        return self._objectives
+
+    def current(self) -> Objective:
+        return find_objective(self._objectives, str(self.core.getStateLabel(self.device)))
+
+    def select(self, name: str) -> None:
+        self.core.setStateLabel(self.device, find_objective(self._objectives, name).name)
+        self.core.waitForDevice(self.device)
 
 
 @dataclass
@@ -163,9 +252,15 @@ def mmcore_microscope(
     limits: StageLimits = UNLIMITED,
     um_per_px: float | None = None,
     objective: str = "unknown",
+    objectives: Sequence[Objective] | None = None,
+    objective_device: str | None = None,
 ) -> MMCoreMicroscope:
     """A :class:`Microscope` over Micro-Manager: loads ``config_file`` into a new
-    ``CMMCorePlus`` (or into ``core`` when both are given), or uses ``core`` as set up."""
+    ``CMMCorePlus`` (or into ``core`` when both are given), or uses ``core`` as set up.
+
+    With ``objectives`` (an objectives file's, may be empty) or ``objective_device``, the
+    microscope gets an :class:`MMCoreTurret` over the core's objective state device, and the
+    camera's pixel size follows the current objective."""
     if config_file is None and core is None:
         raise MicroscopeConfigError(
             "give a Micro-Manager configuration file (--mm-config FILE) or a core object"
@@ -189,11 +284,16 @@ def mmcore_microscope(
                 f"cannot load Micro-Manager configuration {path}: {exc}"
             ) from exc
         _check_devices(core, path)
+    turret = None
+    if objectives is not None or objective_device is not None:
+        turret = MMCoreTurret(core, objective_device, objectives or ())
+        objective = turret.current().name
     return MMCoreMicroscope(
         stage=MMCoreStage(core, limits=limits),
         focus=MMCoreFocus(core),
-        camera=MMCoreCamera(core, um_per_px=um_per_px),
+        camera=MMCoreCamera(core, um_per_px=um_per_px, turret=turret),
         objective=objective,
         name="micro-manager",
+        turret=turret,
         core=core,
     )

@@ -9,8 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from flakefinder.hardware.objectives import ObjectiveTurret
+
 if TYPE_CHECKING:
     import numpy as np
+
+__all__ = ["Camera", "FocusDrive", "Microscope", "ObjectiveTurret", "StageLimits", "XYStage"]
 
 
 @dataclass(frozen=True)
@@ -66,10 +70,12 @@ class Camera(Protocol):
 
 @dataclass
 class Microscope:
-    """The three devices a scan needs, plus a name for the record."""
+    """The devices a scan needs, plus a name for the record. ``turret`` is None for a
+    microscope with one objective (``objective`` names it)."""
 
     stage: XYStage
     focus: FocusDrive
     camera: Camera
     objective: str = "50x"
     name: str = "microscope"
+    turret: ObjectiveTurret | None = None

@@ -19,11 +19,13 @@ import numpy as np
 from pymmcore_plus.experimental.unicore import (
     SimpleCameraDevice,
     StageDevice,
+    StateDevice,
     UniMMCore,
     XYStageDevice,
 )
 
 from flakefinder.hardware.sim import SimCamera, SimFocus, SimStage, simulated_microscope
+from flakefinder.hardware.sim_turret import SimTurret
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -86,6 +88,22 @@ class SimFocusDevice(StageDevice):
         raise NotImplementedError("the simulated focus drive has a fixed origin")
 
 
+class SimObjectiveDevice(StateDevice):
+    """Objective turret (state device) over a :class:`SimTurret`: state i is objective i,
+    labelled with its name."""
+
+    def __init__(self, turret: SimTurret) -> None:
+        self.turret = turret
+        self._names = [o.name for o in turret.objectives]
+        super().__init__(dict(enumerate(self._names)))
+
+    def get_state(self) -> int:
+        return self._names.index(self.turret.current().name)
+
+    def set_state(self, position: int) -> None:
+        self.turret.select(self._names[int(position)])
+
+
 def rgb8_to_format(image: np.ndarray, pixel_format: str) -> np.ndarray:
     """Encode an (H, W, 3) uint8 frame the way a Micro-Manager camera of ``pixel_format`` would."""
     if pixel_format == "rgb8":
@@ -140,7 +158,11 @@ def load_sim_devices(
     core: UniMMCore, microscope: Microscope, *, pixel_format: str = "rgb8"
 ) -> UniMMCore:
     """Load the devices of a simulated ``microscope`` into ``core`` as XY, Z and Camera, make
-    them current and define a pixel-size configuration ``sim`` with the camera's pixel size."""
+    them current and define a pixel-size configuration ``sim`` with the camera's pixel size.
+
+    A microscope with a :class:`SimTurret` also gets a state device ``Objective`` and one
+    pixel-size configuration ``Res<name>`` per objective that has a pixel size (selected by
+    the objective's label), as a Micro-Manager hardware configuration defines them."""
     stage, focus, camera = microscope.stage, microscope.focus, microscope.camera
     if not (
         isinstance(stage, SimStage)
@@ -155,6 +177,15 @@ def load_sim_devices(
     core.setXYStageDevice("XY")
     core.setFocusDevice("Z")
     core.setCameraDevice("Camera")
+    turret = microscope.turret
+    if isinstance(turret, SimTurret):
+        core.loadPyDevice("Objective", SimObjectiveDevice(turret))
+        core.initializeDevice("Objective")
+        for obj in turret.objectives:
+            if obj.um_per_px is not None:
+                core.definePixelSizeConfig(f"Res{obj.name}", "Objective", "Label", obj.name)
+                core.setPixelSizeUm(f"Res{obj.name}", obj.um_per_px)
+        return core
     core.definePixelSizeConfig("sim", "Core", "AutoShutter", "1")
     core.setPixelSizeUm("sim", camera.um_per_px)
     core.setPixelSizeConfig("sim")

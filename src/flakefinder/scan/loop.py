@@ -62,6 +62,10 @@ class ScanSummary:
     wait_s: float  # main thread waiting for a capture to finish
     store_s: float  # main thread waiting for the store (writes run on a writer thread)
     dedupe_s: float = 0.0  # placing detections on the chip and deduplicating (main thread)
+    move_s: float = 0.0  # of capture_s: stage moves until settled (worker thread)
+    focus_s: float = 0.0  # of capture_s: focus moves (worker thread)
+    snap_s: float = 0.0  # of capture_s: camera exposures and read-out (worker thread)
+    write_s: float = 0.0  # writer thread busy saving images and storing tiles
 
     @property
     def tiles_per_s(self) -> float:
@@ -79,18 +83,25 @@ class _Frame:
     image: np.ndarray
     stage: StagePosition
     capture_s: float
+    move_s: float = 0.0
+    focus_s: float = 0.0
+    snap_s: float = 0.0
 
 
 def _acquire(microscope: Microscope, tile: TilePlan, focus_map: FocusMap | None) -> _Frame:
     t0 = time.perf_counter()
     microscope.stage.move_xy_um(tile.x_um, tile.y_um)
+    t1 = time.perf_counter()
     if focus_map is not None:
         microscope.focus.move_z_um(focus_map.z_at(tile.x_um, tile.y_um))
+    t2 = time.perf_counter()
     microscope.stage.wait_for_xy()
+    t3 = time.perf_counter()
     image = microscope.camera.snap()
     x, y = microscope.stage.get_xy_um()
     stage = StagePosition(x, y, microscope.focus.get_z_um())
-    return _Frame(tile, image, stage, time.perf_counter() - t0)
+    t4 = time.perf_counter()
+    return _Frame(tile, image, stage, t4 - t0, (t1 - t0) + (t3 - t2), t2 - t1, t4 - t3)
 
 
 def tile_rects_um(
@@ -101,7 +112,10 @@ def tile_rects_um(
 
 
 @contextmanager
-def _progress_bar(enabled: bool, total: int, done: int) -> Iterator[Callable[[], None]]:
+def progress_bar(
+    enabled: bool, total: int, done: int, *, label: str = "scan", unit: str = "tiles"
+) -> Iterator[Callable[[], None]]:
+    """A rich progress bar (``label``, done of total, ``unit``/s, time left); yields ``advance``."""
     if not enabled:
         yield lambda: None
         return
@@ -119,17 +133,17 @@ def _progress_bar(enabled: bool, total: int, done: int) -> Iterator[Callable[[],
     class TilesPerSecond(ProgressColumn):
         def render(self, task: Task) -> Text:
             speed = task.finished_speed or task.speed
-            return Text(f"{speed:.2f} tiles/s" if speed else "-- tiles/s")
+            return Text(f"{speed:.2f} {unit}/s" if speed else f"-- {unit}/s")
 
     with Progress(
-        TextColumn("scan"),
+        TextColumn(label),
         BarColumn(),
         MofNCompleteColumn(),
         TilesPerSecond(),
         TimeRemainingColumn(),
         transient=False,
     ) as bar:
-        task = bar.add_task("scan", total=total, completed=done)
+        task = bar.add_task(label, total=total, completed=done)
         yield lambda: bar.advance(task)
 
 
@@ -191,11 +205,12 @@ def run_scan(
 
     tiles_done = stored = merged = dropped = n_det = 0
     detect_s = capture_s = wait_s = store_s = dedupe_s = 0.0
+    move_s = focus_s = snap_s = 0.0
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="flakefinder-acquire")
     pending: Future[_Frame] | None = None
     writer = TileWriter(store, scan_id, threaded=background_store)
     try:
-        with _progress_bar(progress, len(plan), skipped) as advance:
+        with progress_bar(progress, len(plan), skipped) as advance:
             if todo:
                 pending = executor.submit(_acquire, microscope, todo[0], focus_map)
             for n, tile in enumerate(todo):
@@ -204,6 +219,9 @@ def run_scan(
                 frame = pending.result()
                 wait_s += time.perf_counter() - t0
                 capture_s += frame.capture_s
+                move_s += frame.move_s
+                focus_s += frame.focus_s
+                snap_s += frame.snap_s
                 pending = None
                 if n + 1 < len(todo):
                     pending = executor.submit(_acquire, microscope, todo[n + 1], focus_map)
@@ -292,6 +310,10 @@ def run_scan(
         wait_s=wait_s,
         store_s=store_s,
         dedupe_s=dedupe_s,
+        move_s=move_s,
+        focus_s=focus_s,
+        snap_s=snap_s,
+        write_s=writer.busy_s,
     )
 
 

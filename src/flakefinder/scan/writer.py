@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -63,6 +64,7 @@ class TileWriter:
         self._stop_sent = False
         self._queue: queue.Queue[object] = queue.Queue(maxsize=max(1, max_queued))
         self._thread: threading.Thread | None = None
+        self.busy_s = 0.0  # time spent writing (image files and store calls)
         if threaded:
             self._thread = threading.Thread(target=self._run, name="flakefinder-store", daemon=True)
             self._thread.start()
@@ -110,10 +112,13 @@ class TileWriter:
     def _write(self, item: TileWrite) -> None:
         if self._error is not None or self._discard:
             return
+        t0 = time.perf_counter()
         try:
             write_tile(self._store, self._scan_id, item)
         except BaseException as e:
             self._error = e
+        finally:
+            self.busy_s += time.perf_counter() - t0
 
     def _run(self) -> None:
         while True:

@@ -53,6 +53,8 @@ class RenderSettings:
     optical_blur_um: float | None = None  # in-focus PSF sigma; None: 0.21 * 0.55 µm / NA
     blur_px_per_um_defocus: float | None = None  # defocus PSF sigma per µm of focus error;
     # None: derived from NA and the pixel pitch, 0.5 * tan(asin(NA)) µm per µm
+    outside_chip_reflectance: float | None = None  # the sample holder beyond the chip's edges,
+    # relative to the bare substrate (blurred and lit like the rest); None: substrate everywhere
 
     def blur_sigma_px(self, focus_error_um: float, um_per_px: float) -> float:
         """Gaussian PSF sigma in pixels for the given focus error."""
@@ -167,26 +169,51 @@ def blur(image: np.ndarray, sigma_px: float) -> np.ndarray:
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
+def _paint_outside(
+    f: np.ndarray, chip: VirtualChip, view: ViewGeometry, pad_px: int, outside: float
+) -> list[tuple[int, int, int, int]]:
+    """Set F to ``outside`` where pixel centres lie beyond the chip; the boxes of those strips."""
+    h, w = f.shape[:2]
+    (x0, y0), (x1, y1) = view.to_px(((0.0, 0.0), (chip.width_um, chip.height_um)), pad_px)
+    c0, c1 = int(np.clip(np.ceil(x0 - 0.5), 0, w)), int(np.clip(np.floor(x1 - 0.5) + 1, 0, w))
+    r0, r1 = int(np.clip(np.ceil(y0 - 0.5), 0, h)), int(np.clip(np.floor(y1 - 0.5) + 1, 0, h))
+    strips = [(0, 0, w, r0), (0, r1, w, h), (0, 0, c0, h), (c1, 0, w, h)]
+    out = []
+    for a, b, c, d in strips:
+        if c > a and d > b:
+            f[b:d, a:c] = np.float32(outside)
+            out.append((a - 1, b - 1, c + 1, d + 1))
+    return out
+
+
 def reflectance_map(
     chip: VirtualChip,
     view: ViewGeometry,
     *,
     numerical_aperture: float,
     pad_px: int = 0,
+    outside: float | None = None,
 ) -> tuple[np.ndarray, list[tuple[int, int, int, int]]] | None:
     """F (H + 2 pad, W + 2 pad, 3) float32 and the pixel boxes (x0, y0, x1, y1) where F may
-    differ from 1; None when no flake or debris meets the view. F is a per-thread scratch
-    buffer, overwritten by the next call in the same thread."""
+    differ from 1; None when no flake or debris (or, with ``outside``, no chip edge) meets the
+    view. ``outside`` is F beyond the chip's edges. F is a per-thread scratch buffer,
+    overwritten by the next call in the same thread."""
     rect = view.rect_um(pad_px + 1.0)
     flakes = chip.flakes_in_rect(*rect)
     debris = chip.debris_in_rect(*rect)
-    if not flakes and not debris:
+    edge = outside is not None and (
+        rect[0] < 0 or rect[1] < 0 or rect[2] > chip.width_um or rect[3] > chip.height_um
+    )
+    if not flakes and not debris and not edge:
         return None
     h, w = view.height_px + 2 * pad_px, view.width_px + 2 * pad_px
     f = _scratch("reflectance", (h, w, 3))
     f.fill(1.0)
     ox = chip.oxide_thickness_nm
     boxes: list[tuple[int, int, int, int]] = []
+    if edge:
+        assert outside is not None
+        boxes += _paint_outside(f, chip, view, pad_px, outside)
     for flake in flakes:
         for i, t in enumerate(flake.terraces):
             colour = relative_rgb(ox, numerical_aperture, flake.material, t.n_layers)
@@ -316,7 +343,9 @@ def render_linear(
         (float(settings.gradient_xy[0]), float(settings.gradient_xy[1])),
         (float(colour[0]), float(colour[1]), float(colour[2])),
     )
-    drawn = reflectance_map(chip, view, numerical_aperture=na, pad_px=pad)
+    drawn = reflectance_map(
+        chip, view, numerical_aperture=na, pad_px=pad, outside=settings.outside_chip_reflectance
+    )
     if drawn is None:
         return base.copy()
     f = blur_regions(drawn[0], drawn[1], sigma, pad)

@@ -22,6 +22,7 @@ def mount_web(app: FastAPI, database_url: str) -> None:
     from flakefinder.db.viewport import ChipMapQueries
     from flakefinder.web.api import create_api_router
     from flakefinder.web.chipmap import create_chipmap_router
+    from flakefinder.web.hunt import create_hunt_router
     from flakefinder.web.mosaic import create_mosaic_router
     from flakefinder.web.pages import create_page_router
     from flakefinder.web.setup import create_setup_router
@@ -35,5 +36,6 @@ def mount_web(app: FastAPI, database_url: str) -> None:
     app.include_router(create_api_router(db))
     app.include_router(create_chipmap_router(db, map_queries))
     app.include_router(create_page_router(db, map_queries))
+    app.include_router(create_hunt_router(db))
     app.include_router(create_mosaic_router(db))
     app.include_router(create_setup_router(Workspaces()))

@@ -26,9 +26,22 @@ def flake_crop(
     tile_path: Path, flake: StoredFlake, *, size_px: int = 320, margin: float = 0.5
 ) -> Image.Image:
     """Crop of the tile around the flake, scaled to ``size_px`` on its long side, outline drawn."""
+    return outline_crop(tile_path, flake.bbox_px, flake.polygon_px, size_px=size_px, margin=margin)
+
+
+def outline_crop(
+    tile_path: Path,
+    bbox_px: tuple[float, float, float, float],
+    polygon_px: Sequence[tuple[float, float]],
+    *,
+    size_px: int = 320,
+    margin: float = 0.5,
+) -> Image.Image:
+    """Crop of an image around ``bbox_px``, scaled to ``size_px`` on its long side, with the
+    outline ``polygon_px`` (image pixels) drawn."""
     with Image.open(tile_path) as im:
         tile = im.convert("RGB")
-    x0, y0, x1, y1 = flake.bbox_px
+    x0, y0, x1, y1 = bbox_px
     pad = max(16.0, margin * max(x1 - x0, y1 - y0))
     left, top = max(0, int(x0 - pad)), max(0, int(y0 - pad))
     right, bottom = (
@@ -41,7 +54,7 @@ def flake_crop(
         (max(1, round(crop.width * scale)), max(1, round(crop.height * scale))),
         Image.Resampling.BILINEAR,
     )
-    pts = [((x - left) * scale, (y - top) * scale) for x, y in flake.polygon_px]
+    pts = [((x - left) * scale, (y - top) * scale) for x, y in polygon_px]
     if len(pts) >= 3:
         ImageDraw.Draw(crop).line([*pts, pts[0]], fill=OUTLINE_RGB, width=2)
     return crop

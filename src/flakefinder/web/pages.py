@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
 from flakefinder.db import Database, FlakeQuery, FlakeStatus
+from flakefinder.db.hunt import HuntStore
 from flakefinder.db.viewport import ChipMapQueries
 from flakefinder.domain import LAYER_CLASSES, ChipFrame
 from flakefinder.web.api import db_id, flake_query
@@ -40,10 +41,18 @@ def _num(text: str) -> float | None:
     return value
 
 
+def _union(a: Extent, b: Extent) -> Extent:
+    x0, y0 = min(a.x_um, b.x_um), min(a.y_um, b.y_um)
+    x1 = max(a.x_um + a.width_um, b.x_um + b.width_um)
+    y1 = max(a.y_um + a.height_um, b.y_um + b.height_um)
+    return Extent(x0, y0, x1 - x0, y1 - y0)
+
+
 def create_page_router(db: Database, map_queries: ChipMapQueries | None = None) -> APIRouter:
     templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
     templates.env.globals["colours"] = MATERIAL_COLOURS
     map_queries = map_queries or ChipMapQueries(db)
+    hunt = HuntStore(db)
     r = APIRouter(include_in_schema=False)
 
     def render(request: Request, name: str, **context: Any) -> HTMLResponse:
@@ -135,6 +144,7 @@ def create_page_router(db: Database, map_queries: ChipMapQueries | None = None) 
             chip_position=chip_position,
             statuses=[s.value for s in FlakeStatus],
             chip=db.get_chip(flake.chip_id),
+            revisits=list(reversed(hunt.revisits_of_flake(flake_id))),
         )
 
     @r.post("/flakes/{flake_id}")
@@ -188,6 +198,12 @@ def create_page_router(db: Database, map_queries: ChipMapQueries | None = None) 
         )
         images = chip_images(chip_id)
         extent = tiles_extent(images)
+        overview = hunt.overview_of_chip(chip_id)
+        overview_extent = None
+        if overview is not None:  # the overview mosaic under the tiles, in the map's extent
+            ox0, oy0, ox1, oy1 = (float(v) for v in overview.settings["mosaic_extent_um"])
+            overview_extent = Extent(ox0, oy0, ox1 - ox0, oy1 - oy0)
+            extent = overview_extent if extent is None else _union(extent, overview_extent)
         if extent is None:
             bounds = map_queries.bounds(chip_id)
             if bounds is not None:
@@ -212,8 +228,10 @@ def create_page_router(db: Database, map_queries: ChipMapQueries | None = None) 
             n_flakes=db.count_flakes(FlakeQuery(chip_id=chip_id)),
             extent=extent,
             has_mosaic=bool(images),
-            mosaic=Pyramid.of(images),
+            mosaic=Pyramid.of(images),  # its extent: the tiles', not the map's (the union)
             mosaic_version=len(images),
+            overview=overview,
+            overview_extent=overview_extent,
             filters=filters,
             form={"min_area": min_area, "min_confidence": min_confidence},
             materials=materials,
@@ -224,8 +242,15 @@ def create_page_router(db: Database, map_queries: ChipMapQueries | None = None) 
     @r.get("/scans", response_class=HTMLResponse)
     def scans(request: Request) -> HTMLResponse:
         all_scans = db.list_scans()
-        running = any(s.status.value == "running" for s in all_scans)
-        return render(request, "scans.html", scans=all_scans, running=running)
+        passes = hunt.list_passes()
+        running = any(s.status.value == "running" for s in all_scans) or any(
+            p.status.value == "running" for p in passes
+        )
+        by_scan: dict[int, list[Any]] = {}
+        for p in passes:
+            if p.scan_id is not None:
+                by_scan.setdefault(p.scan_id, []).append(p)
+        return render(request, "scans.html", scans=all_scans, running=running, passes=by_scan)
 
     @r.get("/designs", response_class=HTMLResponse)
     def designs(request: Request) -> HTMLResponse:

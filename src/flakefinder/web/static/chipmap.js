@@ -151,13 +151,14 @@
     const r = svg.getBoundingClientRect();
     return 1 / (Math.min(r.width / w, r.height / h) || 1);
   }
-  // -- mosaic tiles: level z has tiles of (longer chip side) / 2^z µm, 256 px each ------------
+  // -- mosaic tiles: level z has tiles of (longer tiles side) / 2^z µm, 256 px each -----------
   const mosaic = document.getElementById("mosaic-layer");
   const TILE_PX = 256;
   const clamp = (v, lo, hi) => Math.min(hi, Math.max(lo, v));
   function drawMosaic() {
     if (!mosaic) return;
-    const [ex, ey, ew, eh] = svg.dataset.extent.split(" ").map(Number);
+    // the pyramid's own extent (the scanned tiles'), which the overview mosaic may exceed
+    const [ex, ey, ew, eh] = (mosaic.dataset.extent || svg.dataset.extent).split(" ").map(Number);
     const side = Math.max(ew, eh), maxZoom = Number(mosaic.dataset.maxZoom);
     // the coarsest level with at least one tile pixel per screen pixel
     const z = clamp(Math.ceil(Math.log2(side / umPerPx() / TILE_PX) - 1e-9), 0, maxZoom);

@@ -4,8 +4,8 @@ Detectors used to store C = 1 - I/I_substrate (positive for graphene on 90 nm Si
 profiles, ``setup show`` and calibration use I/I_substrate - 1. Existing rows are negated so
 that every stored, exported and displayed contrast has one sign convention.
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 Create Date: 2026-12-03
 """
 
@@ -16,8 +16,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0003"
-down_revision: str | None = "0002"
+revision: str = "0004"
+down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
