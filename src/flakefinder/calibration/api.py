@@ -136,8 +136,15 @@ class CalibrationReport:
         return out
 
 
+def _image_label(names: Sequence[str] | None, i: int) -> str:
+    """How messages name image ``i``: its file name when known, else ``image i``."""
+    return names[i] if names is not None and i < len(names) else f"image {i}"
+
+
 def _check_inputs(
-    images: Sequence[np.ndarray], regions: Sequence[LabelledRegion] | None
+    images: Sequence[np.ndarray],
+    regions: Sequence[LabelledRegion] | None,
+    names: Sequence[str] | None = None,
 ) -> list[np.ndarray]:
     if len(images) == 0:
         raise CalibrationError("calibration needs at least one image")
@@ -146,7 +153,8 @@ def _check_inputs(
         a = np.asarray(im)
         if a.ndim != 3 or a.shape[2] != 3 or a.dtype != np.uint8:
             raise CalibrationError(
-                f"image {i}: expected an (H, W, 3) uint8 RGB array, got {a.shape} {a.dtype}"
+                f"{_image_label(names, i)}: expected an (H, W, 3) uint8 RGB array, "
+                f"got {a.shape} {a.dtype}"
             )
         out.append(a)
     shapes = {a.shape for a in out}
@@ -163,17 +171,19 @@ def _check_inputs(
         ih, iw = out[r.image_index].shape[:2]
         if r.offset_yx is None and m.shape != (ih, iw):
             raise CalibrationError(
-                f"region {k}: mask size {m.shape[-1]}x{m.shape[0]} differs from image "
-                f"{r.image_index} ({iw}x{ih})"
+                f"region {k}: mask size {m.shape[-1]}x{m.shape[0]} differs from "
+                f"{_image_label(names, r.image_index)} ({iw}x{ih})"
             )
         oy, ox = r.offset_yx or (0, 0)
         if m.ndim != 2 or oy < 0 or ox < 0 or oy + m.shape[0] > ih or ox + m.shape[1] > iw:
             raise CalibrationError(
                 f"region {k}: a {m.shape[-1]}x{m.shape[0]} mask at (row {oy}, column {ox})"
-                f" does not fit in image {r.image_index} ({iw}x{ih})"
+                f" does not fit in {_image_label(names, r.image_index)} ({iw}x{ih})"
             )
         if not m.any():
-            raise CalibrationError(f"region {k} (image {r.image_index}): the mask is empty")
+            raise CalibrationError(
+                f"region {k} ({_image_label(names, r.image_index)}): the mask is empty"
+            )
         if r.n_layers is not None and (
             isinstance(r.n_layers, bool) or not isinstance(r.n_layers, int) or r.n_layers < 1
         ):
@@ -181,12 +191,13 @@ def _check_inputs(
     return out
 
 
-def _check_one_setup(levels: list[np.ndarray]) -> None:
+def _check_one_setup(levels: list[np.ndarray], names: Sequence[str] | None = None) -> None:
     chroma = np.array([np.log(np.maximum(v, 1.0) / np.mean(np.maximum(v, 1.0))) for v in levels])
     spread = chroma.max(axis=0) - chroma.min(axis=0)
     if float(spread.max()) > SUBSTRATE_LOG_TOLERANCE:
         cols = "; ".join(
-            f"image {i}: (" + ", ".join(f"{x:.0f}" for x in v) + ")" for i, v in enumerate(levels)
+            f"{_image_label(names, i)}: (" + ", ".join(f"{x:.0f}" for x in v) + ")"
+            for i, v in enumerate(levels)
         )
         raise CalibrationError(
             "the images' substrate colours disagree, so they look like different setups "
@@ -267,6 +278,7 @@ def calibrate(
     regions: Sequence[LabelledRegion] | None = None,
     name: str = "setup",
     base: SetupProfile | None = None,
+    image_names: Sequence[str] | None = None,
 ) -> CalibrationReport:
     """Build a setup profile's colour table for ``material`` from micrographs of one setup.
 
@@ -284,6 +296,8 @@ def calibrate(
         Profile name.
     base
         An existing profile to add this material's table to (same oxide and pixel size).
+    image_names
+        File names of ``images``, used in messages (default: ``image 0``, ``image 1``, ...).
 
     Returns
     -------
@@ -319,10 +333,12 @@ def calibrate(
             raise CalibrationError(
                 f"the base profile {base.name!r} has {base.um_per_px:g} um/px, not {um_per_px:g}"
             )
-    imgs = _check_inputs(images, regions)
-    backgrounds = [estimate_background(im, what=f"image {i}") for i, im in enumerate(imgs)]
+    imgs = _check_inputs(images, regions, image_names)
+    backgrounds = [
+        estimate_background(im, what=_image_label(image_names, i)) for i, im in enumerate(imgs)
+    ]
     levels = [np.asarray(b.substrate_rgb) for b in backgrounds]
-    _check_one_setup(levels)
+    _check_one_setup(levels, image_names)
     noise = np.median(np.array([b.noise_rgb for b in backgrounds]), axis=0)
     contrasts: dict[int, np.ndarray] = {}
 
