@@ -1,12 +1,26 @@
-"""Peak memory of ``flakefinder detect`` vs the number of 1920 x 1200 images in the folder.
+"""Peak memory of detection: the ``detect`` command, and the server's operations on large images.
 
-python benchmarks/bench_detect_memory.py                          # contrast detector, 2/8/32 images
-python benchmarks/bench_detect_memory.py --detectors contrast,maskrcnn --counts 2,8,32
+python benchmarks/bench_detect_memory.py                          # all parts below
+python benchmarks/bench_detect_memory.py --parts cli --detectors contrast,maskrcnn --counts 2,8,32
+python benchmarks/bench_detect_memory.py --parts server,decode    # the server's memory budget
+python benchmarks/bench_detect_memory.py --parts server --src ../main/src --ops detect,setup60
 
-Four distinct realistic synthetic micrographs (``flakefinder.synth.realistic``, JPEG) are rendered
-once and copied to make folders of N images. Each ``detect`` run is a fresh process; its peak
-resident set size (``ru_maxrss`` of the child) is printed next to N. Memory that stays flat with
-N means ``detect`` streams: it holds one batch of images at a time, never the whole folder.
+``cli``: four distinct realistic synthetic micrographs (``flakefinder.synth.realistic``, JPEG)
+are rendered once and copied to make folders of N images. Each ``detect`` run is a fresh
+process; its peak resident set size (``ru_maxrss`` of the child) is printed next to N. Memory
+that stays flat with N means ``detect`` streams: it holds one batch of images at a time.
+
+``server``: each operation of issue 14's memory probe runs against a fresh ``flakefinder serve``
+equivalent (``create_app`` under uvicorn in a child process, contrast detector, server
+defaults), on a 7000 x 7000 px PNG micrograph (49 megapixels, about 270 kB: a noise-free
+rendered chip view enlarged five times): one detection (8- and 16-bit), a batch of 30, the
+Setup page with 60 tiny outlined regions, 5 simultaneous click-to-grow requests, and a batch
+whose client hangs up after sending it. Printed: the server's resident memory before the
+operation and its peak (``VmHWM`` of the server process), next to the ceiling it must stay
+under. ``--src`` runs the servers from another checkout (for before/after numbers).
+
+``decode``: how long a JPEG with thousands of empty progressive scans takes to be refused, and
+how long the worst JPEG still accepted (100 scans, 49 megapixels) takes to decode.
 """
 
 from __future__ import annotations
@@ -19,6 +33,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import memory_ops as server_ops
 
 _CHILD = """
 import resource, subprocess, sys
@@ -54,15 +72,8 @@ def peak_rss_mb(args: list[str]) -> tuple[float, int, float]:
     return int(kb) / 1024.0, int(rc), dt
 
 
-def main() -> None:
-    """Print the table."""
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--counts", default="2,8,32")
-    ap.add_argument("--detectors", default="contrast")
-    ap.add_argument("--unique", type=int, default=4, help="distinct images rendered")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--overlays", action="store_true", help="also write overlay PNGs")
-    args = ap.parse_args()
+def run_cli(args: argparse.Namespace) -> None:
+    """The ``detect`` command's table."""
     counts = [int(c) for c in args.counts.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -89,6 +100,34 @@ def main() -> None:
                 print(
                     f"| {det} | {n} | {mb:.0f} | {dt:.1f} | {flakes if rc == 0 else f'exit {rc}'} |"
                 )
+
+
+def main() -> None:
+    """Print the tables."""
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    ap.add_argument("--parts", default="cli,server,decode", help="cli, server, decode")
+    ap.add_argument("--counts", default="2,8,32")
+    ap.add_argument("--detectors", default="contrast")
+    ap.add_argument("--unique", type=int, default=4, help="distinct images rendered")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--overlays", action="store_true", help="also write overlay PNGs")
+    ap.add_argument("--ops", default=",".join(server_ops.OPS), help="server operations to run")
+    ap.add_argument("--src", type=Path, default=Path(__file__).resolve().parents[1] / "src",
+                    help="source folder the servers run from (another checkout: before/after)")
+    ap.add_argument("--serve", nargs=2, metavar=("PORT", "SETTINGS"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.serve:
+        server_ops.serve(int(args.serve[0]), json.loads(args.serve[1]))
+        return
+    parts = set(args.parts.split(","))
+    if "cli" in parts:
+        run_cli(args)
+        print()
+    if "server" in parts:
+        server_ops.run_server_ops(args.ops.split(","), args.src, args.seed)
+        print()
+    if "decode" in parts:
+        server_ops.run_decode_times()
 
 
 if __name__ == "__main__":

@@ -65,7 +65,11 @@ def test_one_name_and_one_default_per_concept() -> None:
             if not param.hidden and not single:
                 assert not old_names & set(visible), (name, visible)
             concept = (param.name or "").replace("-", "_")
-            if concept in DEFAULTS and not param.hidden and param.default is not None:
+            resolved = {"materials", "um_per_px", "oxide_nm"}  # option > --setup profile > default
+            takes_profile = name == "calibrate" or any(p.name == "setup" for p in cmd.params)
+            if concept in resolved and param.default is None and takes_profile:
+                checked.add((name, concept))
+            elif concept in DEFAULTS and not param.hidden and param.default is not None:
                 if name == "serve" and concept == "detector":
                     assert param.default == DEFAULTS["detector"]
                 elif concept == "frame_px" and name == "evaluate illumination":

@@ -12,75 +12,124 @@ from __future__ import annotations
 
 import io
 import re
-from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from flakefinder.errors import ImageError
+from flakefinder.image_header import (
+    PIL_SHRINK_MODES,
+    ImageHeader,
+    ImageLimits,
+    jpeg_scans,
+    working_size,
+)
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "IMAGE_SUFFIXES",
+    "ImageHeader",
+    "ImageLimits",
+    "decode_image",
+    "iter_image_files",
+    "jpeg_scans",
+    "load_image",
+    "read_header",
+    "save_image",
+    "shrink",
+    "to_rgb8",
+    "working_size",
+]
+
+if TYPE_CHECKING:
+    from PIL.Image import Image as PILImage
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
 
-def to_rgb8(array: np.ndarray, *, what: str = "image") -> np.ndarray:
-    """Convert a grey/RGB/RGBA array of integer or float type to (H, W, 3) uint8."""
+def _channels(array: np.ndarray, what: str) -> np.ndarray:
+    """``array`` as (H, W) grey or (H, W, 3) colour: a single channel squeezed, alpha dropped."""
     a = np.asarray(array)
     if a.ndim == 3 and a.shape[2] == 1:
         a = a[:, :, 0]
-    if a.ndim == 2:
-        a = np.repeat(a[:, :, None], 3, axis=2)
-    if a.ndim != 3 or a.shape[2] not in (3, 4):
+    if a.ndim == 3 and a.shape[2] in (3, 4):
+        a = a[:, :, :3]
+    elif a.ndim != 2:
         raise ImageError(
             f"{what}: expected a grey, RGB or RGBA image, got an array of shape {a.shape}"
         )
-    a = a[:, :, :3]
     if a.shape[0] == 0 or a.shape[1] == 0:
         raise ImageError(f"{what}: image is empty ({a.shape})")
+    return a
+
+
+def _row_slices(a: np.ndarray) -> list[slice]:
+    """Slices of rows of ``a`` of about 256 Ki values each: the temporaries of a conversion
+    (float64 or index copies of one slice) stay near 2 MiB, whatever the image size."""
+    step = max(1, (1 << 18) // max(1, a[:1].size))
+    return [slice(r, r + step) for r in range(0, a.shape[0], step)]
+
+
+def _to_uint8(a: np.ndarray, what: str) -> np.ndarray:
+    """Grey or RGB ``a`` (from :func:`_channels`) as uint8 of the same shape.
+
+    Converted in row slices (integers up to 16 bits through a lookup table), so no full-size
+    float copy is ever made: a 49-megapixel 16-bit image costs its uint8 result only.
+    """
     if a.dtype == np.uint8:
         return np.ascontiguousarray(a)
     if a.dtype == np.bool_:
-        return (a.astype(np.uint8) * 255).copy()
+        return a.astype(np.uint8) * np.uint8(255)
+    out = np.empty(a.shape, np.uint8)
     if np.issubdtype(a.dtype, np.integer):
-        hi = int(a.max()) if a.size else 0
-        if a.min() < 0:
+        hi = int(a.max())
+        if int(a.min()) < 0:
             raise ImageError(f"{what}: negative pixel values in an integer image")
         scale = 4095.0 if hi <= 4095 and a.dtype.itemsize >= 2 and hi > 255 else 65535.0
         if a.dtype.itemsize == 1:
             scale = 255.0
-        return np.clip(np.rint(a.astype(np.float64) * (255.0 / scale)), 0, 255).astype(np.uint8)
+        factor = 255.0 / scale
+        if hi <= 65535:  # the same formula, evaluated once per value
+            lut = np.clip(np.rint(np.arange(hi + 1) * factor), 0, 255).astype(np.uint8)
+            for rows in _row_slices(a):
+                np.take(lut, a[rows], out=out[rows])
+            return out
+        for rows in _row_slices(a):
+            out[rows] = np.clip(np.rint(a[rows].astype(np.float64) * factor), 0, 255)
+        return out
     if np.issubdtype(a.dtype, np.floating):
-        if not np.all(np.isfinite(a)):
-            raise ImageError(f"{what}: image holds NaN or infinite values")
-        scale = 255.0 if float(a.max()) <= 1.0 else 1.0
-        return np.clip(np.rint(a * scale), 0, 255).astype(np.uint8)
+        top = -np.inf
+        for rows in _row_slices(a):
+            if not np.isfinite(a[rows]).all():
+                raise ImageError(f"{what}: image holds NaN or infinite values")
+            top = max(top, float(a[rows].max()))
+        scale = 255.0 if top <= 1.0 else 1.0
+        for rows in _row_slices(a):
+            out[rows] = np.clip(np.rint(a[rows] * scale), 0, 255)
+        return out
     raise ImageError(f"{what}: unsupported pixel type {a.dtype}")
 
 
-@dataclass(frozen=True)
-class ImageLimits:
-    """Largest image any decoder here accepts, checked from the header before decoding.
+def _rgb(a: np.ndarray) -> np.ndarray:
+    """uint8 grey (H, W) or RGB (H, W, 3) as contiguous (H, W, 3)."""
+    if a.ndim == 2:
+        return np.repeat(a[:, :, None], 3, axis=2)
+    return np.ascontiguousarray(a)
 
-    ``max_pixels`` bounds width x height (per page of a TIFF); ``max_decoded_bytes`` bounds the
-    memory of the decoded pixels (all pages and samples at their stored bit depth), so a small
-    compressed file that declares a huge image (a decompression bomb) is refused unread.
-    """
 
-    max_pixels: int = 50_000_000
-    max_decoded_bytes: int = 512 * 1024 * 1024
+def to_rgb8(array: np.ndarray, *, what: str = "image") -> np.ndarray:
+    """Convert a grey/RGB/RGBA array of integer or float type to (H, W, 3) uint8."""
+    return _rgb(_to_uint8(_channels(array, what), what))
 
-    def check(self, width: int, height: int, n_bytes: int, what: str) -> None:
-        """Raise :class:`ImageError` if a declared ``width`` x ``height`` image is too big."""
-        if width <= 0 or height <= 0:
-            raise ImageError(f"{what}: the header declares an empty image ({width}x{height} px)")
-        if width * height > self.max_pixels:
-            raise ImageError(
-                f"{what}: {width}x{height} px exceeds the limit of {self.max_pixels:,} pixels"
-            )
-        if n_bytes > self.max_decoded_bytes:
-            raise ImageError(
-                f"{what}: decoding would take {n_bytes / 2**20:.0f} MiB, over the limit of"
-                f" {self.max_decoded_bytes / 2**20:.0f} MiB"
-            )
+
+def shrink(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``image`` (uint8, grey or colour) area-averaged down to ``size`` = (width, height)."""
+    import cv2
+
+    if (image.shape[1], image.shape[0]) == size:
+        return image
+    return np.asarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA), dtype=np.uint8)
 
 
 DEFAULT_LIMITS = ImageLimits()
@@ -97,24 +146,31 @@ def _clean(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
-def _read_tiff(data: bytes, what: str, limits: ImageLimits) -> np.ndarray:
-    """Pixels of a TIFF's first series: tifffile, else OpenCV (compressed TIFFs, e.g. LZW as
-    OpenCV and many cameras write them, need the optional imagecodecs package in tifffile).
-    The header is read first and the size checked against ``limits`` before any decoding."""
+def _tiff_header(data: bytes, what: str, limits: ImageLimits) -> ImageHeader:
     import tifffile
 
     try:
         with tifffile.TiffFile(io.BytesIO(data)) as tif:
             series = tif.series[0]
             shape = tuple(int(v) for v in series.shape)
-            itemsize = np.dtype(series.dtype).itemsize
+            dtype = np.dtype(series.dtype)
             page = tif.pages.first
             height, width = int(page.imagelength), int(page.imagewidth)
     except ImageError:
         raise
     except Exception as exc:
         raise ImageError(f"{what}: cannot read the TIFF header: {_clean(exc)}") from None
-    limits.check(width, height, int(np.prod(shape, dtype=np.float64)) * itemsize, what)
+    n_bytes = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+    limits.check(width, height, n_bytes, what)
+    return ImageHeader("TIFF", width, height, dtype.name, n_bytes)
+
+
+def _read_tiff(data: bytes, what: str) -> np.ndarray:
+    """Pixels of a TIFF's first series: tifffile, else OpenCV (compressed TIFFs, e.g. LZW as
+    OpenCV and many cameras write them, need the optional imagecodecs package in tifffile).
+    The caller has checked the header (:func:`_tiff_header`)."""
+    import tifffile
+
     try:
         with tifffile.TiffFile(io.BytesIO(data)) as tif:
             return np.asarray(tif.series[0].asarray())
@@ -124,8 +180,9 @@ def _read_tiff(data: bytes, what: str, limits: ImageLimits) -> np.ndarray:
         arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
         if arr is None:
             raise ImageError(f"{what}: cannot decode TIFF: {_clean(exc)}") from None
-        if arr.ndim == 3 and arr.shape[2] in (3, 4):  # OpenCV gives BGR(A)
-            arr = arr[:, :, [2, 1, 0, 3][: arr.shape[2]]]
+        if arr.ndim == 3 and arr.shape[2] in (3, 4):  # OpenCV gives BGR(A): swap in place
+            code = cv2.COLOR_BGR2RGB if arr.shape[2] == 3 else cv2.COLOR_BGRA2RGBA
+            cv2.cvtColor(arr, code, dst=arr)
         return np.ascontiguousarray(arr)
 
 
@@ -137,10 +194,7 @@ def _pil_bytes_per_pixel(mode: str) -> int:
     return max(3, _MODE_BYTES.get(mode, 4))  # other modes are converted to RGB
 
 
-def _read_pil(source: Path | io.BytesIO, what: str, limits: ImageLimits) -> np.ndarray:
-    """Pixels of a PNG/JPEG/BMP as PIL decodes them: 16- and 32-bit grey kept as integers
-    (for :func:`to_rgb8` to scale), grey/RGB/RGBA as they are, other modes as RGB. The size
-    in the header is checked against ``limits`` before the pixels are decoded."""
+def _open_pil(data: bytes, what: str) -> PILImage:
     import warnings
 
     from PIL import Image, UnidentifiedImageError
@@ -148,50 +202,107 @@ def _read_pil(source: Path | io.BytesIO, what: str, limits: ImageLimits) -> np.n
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            im = Image.open(source, formats=PIL_FORMATS)
+            return Image.open(io.BytesIO(data), formats=PIL_FORMATS)
         except UnidentifiedImageError:
             raise ImageError(
                 f"{what}: cannot decode image: not a PNG, JPEG, TIFF or BMP file"
             ) from None
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             raise ImageError(f"{what}: {_clean(exc)}") from None
-    with im:
-        width, height = im.size
-        limits.check(width, height, width * height * _pil_bytes_per_pixel(im.mode), what)
-        im.load()
-        if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-            return np.asarray(im).astype(np.uint16 if im.mode.startswith("I;16") else np.int64)
-        if im.mode in ("RGB", "RGBA", "L"):
-            return np.asarray(im)
-        return np.asarray(im.convert("RGB"))
+
+
+def _pil_header(im: PILImage, data: bytes, what: str, limits: ImageLimits) -> ImageHeader:
+    width, height = im.size
+    limits.check(width, height, width * height * _pil_bytes_per_pixel(im.mode), what)
+    scans, progressive = 0, False
+    if im.format == "JPEG":
+        scans = jpeg_scans(data)
+        limits.check_scans(scans, what)
+        progressive = bool(im.info.get("progressive") or im.info.get("progression"))
+    n_bytes = width * height * _pil_bytes_per_pixel(im.mode)
+    return ImageHeader(str(im.format), width, height, im.mode, n_bytes, scans, progressive)
+
+
+def _read_pil(im: PILImage, size: tuple[int, int]) -> np.ndarray:
+    """Pixels of an opened PNG/JPEG/BMP at ``size`` (width, height), as uint8 grey or RGB.
+
+    A JPEG larger than ``size`` is decoded at 1/2, 1/4 or 1/8 scale (DCT scaling, PIL's draft
+    mode) when that is still at least ``size``; 8-bit grey/RGB/RGBA images are shrunk inside
+    PIL (no full-size numpy copy); 16- and 32-bit grey keep their values for the conversion
+    (:func:`to_rgb8`'s rules) before shrinking; other modes are converted to RGB.
+    """
+    from PIL import Image
+
+    if size != im.size and im.format == "JPEG":
+        im.draft(im.mode, size)
+    im.load()
+    if im.mode in PIL_SHRINK_MODES:
+        if im.size != size:
+            im = im.resize(size, Image.Resampling.BOX)
+        return np.asarray(im)
+    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(im)
+        if im.mode.startswith("I;16"):
+            arr = arr.astype(np.uint16, copy=False)
+    else:
+        arr = np.asarray(im.convert("RGB"))
+    return arr
+
+
+def read_header(
+    data: bytes, *, what: str = "upload", limits: ImageLimits = DEFAULT_LIMITS
+) -> ImageHeader:
+    """The header of PNG/JPEG/TIFF/BMP ``data``, checked against ``limits``; no pixel decoded.
+
+    Raises :class:`ImageError` for data that is no such image or that ``limits`` refuse.
+    """
+    if not data:
+        raise ImageError(f"{what}: empty image data")
+    try:
+        if _is_tiff(data):
+            return _tiff_header(data, what, limits)
+        with _open_pil(data, what) as im:
+            return _pil_header(im, data, what, limits)
+    except ImageError:
+        raise
+    except Exception as exc:
+        raise ImageError(f"{what}: cannot read the image header: {_clean(exc)}") from None
 
 
 def _is_tiff(data: bytes) -> bool:
     return data[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 
 
-def _decode(data: bytes, what: str, limits: ImageLimits) -> np.ndarray:
+def _decode(data: bytes, what: str, limits: ImageLimits, max_pixels: int | None) -> np.ndarray:
     if not data:
         raise ImageError(f"{what}: empty image data")
     try:
         if _is_tiff(data):
-            arr = _read_tiff(data, what, limits)
+            header = _tiff_header(data, what, limits)
+            arr = _read_tiff(data, what)
         else:
-            arr = _read_pil(io.BytesIO(data), what, limits)
+            with _open_pil(data, what) as im:
+                header = _pil_header(im, data, what, limits)
+                arr = _read_pil(im, header.work_size(max_pixels))
+        small = _to_uint8(_channels(arr, what), what)
+        del arr
+        return _rgb(shrink(small, header.work_size(max_pixels)))
     except ImageError:
         raise
     except MemoryError:
         raise ImageError(f"{what}: not enough memory to decode the image") from None
     except Exception as exc:  # PIL, tifffile and OpenCV raise many types for corrupt data
         raise ImageError(f"{what}: cannot decode image: {_clean(exc)}") from None
-    return to_rgb8(arr, what=what)
 
 
-def load_image(path: str | Path, *, limits: ImageLimits = DEFAULT_LIMITS) -> np.ndarray:
+def load_image(
+    path: str | Path, *, limits: ImageLimits = DEFAULT_LIMITS, max_pixels: int | None = None
+) -> np.ndarray:
     """Read PNG/JPEG/TIFF/BMP at ``path`` as (H, W, 3) uint8 RGB; raise ImageError on failure.
 
     The format is taken from the file's content, not its name; the size declared in the
-    header is checked against ``limits`` before decoding.
+    header is checked against ``limits`` before decoding. With ``max_pixels``, a larger image
+    comes back shrunk to :func:`working_size` (area average; JPEGs decoded at reduced scale).
     """
     p = Path(path)
     if not p.is_file():
@@ -203,14 +314,22 @@ def load_image(path: str | Path, *, limits: ImageLimits = DEFAULT_LIMITS) -> np.
         data = p.read_bytes()
     except OSError as exc:
         raise ImageError(f"cannot read image {p}: {exc.strerror or _clean(exc)}") from None
-    return _decode(data, str(p), limits)
+    return _decode(data, str(p), limits, max_pixels)
 
 
 def decode_image(
-    data: bytes, *, what: str = "upload", limits: ImageLimits = DEFAULT_LIMITS
+    data: bytes,
+    *,
+    what: str = "upload",
+    limits: ImageLimits = DEFAULT_LIMITS,
+    max_pixels: int | None = None,
 ) -> np.ndarray:
-    """Decode PNG/JPEG/TIFF/BMP bytes into (H, W, 3) uint8 RGB (limits checked first)."""
-    return _decode(data, what, limits)
+    """Decode PNG/JPEG/TIFF/BMP bytes into (H, W, 3) uint8 RGB (limits checked first).
+
+    With ``max_pixels``, an image of more pixels is shrunk to :func:`working_size` on the way
+    (see :func:`_read_pil`), holding at most :meth:`ImageHeader.decode_peak_bytes` at once.
+    """
+    return _decode(data, what, limits, max_pixels)
 
 
 def save_image(path: str | Path, image: np.ndarray) -> Path:

@@ -49,14 +49,18 @@ class LabelledRegion:
     image_index
         Index into the ``images`` passed to :func:`calibrate`.
     mask
-        Boolean (H, W) mask of the region, the image's size.
+        Boolean (H, W) mask of the region, the image's size; or, with ``offset_yx``, a crop of
+        it whose top-left pixel is at ``offset_yx`` (row, column) of the image.
     n_layers
         Layer number when known (labels mode); None when only the outline is known.
+    offset_yx
+        Where a cropped ``mask`` lies in the image; None: ``mask`` is the image's size.
     """
 
     image_index: int
     mask: np.ndarray
     n_layers: int | None = None
+    offset_yx: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -133,8 +137,15 @@ class CalibrationReport:
         return out
 
 
+def _image_label(names: Sequence[str] | None, i: int) -> str:
+    """How messages name image ``i``: its file name when known, else ``image i``."""
+    return names[i] if names is not None and i < len(names) else f"image {i}"
+
+
 def _check_inputs(
-    images: Sequence[np.ndarray], regions: Sequence[LabelledRegion] | None
+    images: Sequence[np.ndarray],
+    regions: Sequence[LabelledRegion] | None,
+    names: Sequence[str] | None = None,
 ) -> list[np.ndarray]:
     if len(images) == 0:
         raise CalibrationError("calibration needs at least one image")
@@ -143,7 +154,8 @@ def _check_inputs(
         a = np.asarray(im)
         if a.ndim != 3 or a.shape[2] != 3 or a.dtype != np.uint8:
             raise CalibrationError(
-                f"image {i}: expected an (H, W, 3) uint8 RGB array, got {a.shape} {a.dtype}"
+                f"{_image_label(names, i)}: expected an (H, W, 3) uint8 RGB array, "
+                f"got {a.shape} {a.dtype}"
             )
         out.append(a)
     shapes = {a.shape for a in out}
@@ -157,13 +169,22 @@ def _check_inputs(
         if not 0 <= r.image_index < len(out):
             raise CalibrationError(f"region {k}: image_index {r.image_index} is out of range")
         m = np.asarray(r.mask)
-        if m.shape != out[r.image_index].shape[:2]:
+        ih, iw = out[r.image_index].shape[:2]
+        if r.offset_yx is None and m.shape != (ih, iw):
             raise CalibrationError(
-                f"region {k}: mask size {m.shape[1]}x{m.shape[0]} differs from image "
-                f"{r.image_index} ({out[r.image_index].shape[1]}x{out[r.image_index].shape[0]})"
+                f"region {k}: mask size {m.shape[-1]}x{m.shape[0]} differs from "
+                f"{_image_label(names, r.image_index)} ({iw}x{ih})"
+            )
+        oy, ox = r.offset_yx or (0, 0)
+        if m.ndim != 2 or oy < 0 or ox < 0 or oy + m.shape[0] > ih or ox + m.shape[1] > iw:
+            raise CalibrationError(
+                f"region {k}: a {m.shape[-1]}x{m.shape[0]} mask at (row {oy}, column {ox})"
+                f" does not fit in {_image_label(names, r.image_index)} ({iw}x{ih})"
             )
         if not m.any():
-            raise CalibrationError(f"region {k} (image {r.image_index}): the mask is empty")
+            raise CalibrationError(
+                f"region {k} ({_image_label(names, r.image_index)}): the mask is empty"
+            )
         if r.n_layers is not None and (
             isinstance(r.n_layers, bool) or not isinstance(r.n_layers, int) or r.n_layers < 1
         ):
@@ -171,7 +192,9 @@ def _check_inputs(
     return out
 
 
-def _check_one_setup(levels: list[np.ndarray]) -> str | None:
+def _check_one_setup(
+    levels: list[np.ndarray], names: Sequence[str] | None = None
+) -> str | None:
     """A warning when the substrate hues differ (several camera settings); not a refusal:
     contrast is per image, so exposure changes cost nothing, and a white-balance change only
     widens the table's spreads."""
@@ -179,7 +202,8 @@ def _check_one_setup(levels: list[np.ndarray]) -> str | None:
     spread = chroma.max(axis=0) - chroma.min(axis=0)
     if float(spread.max()) > SUBSTRATE_LOG_TOLERANCE:
         cols = "; ".join(
-            f"image {i}: (" + ", ".join(f"{x:.0f}" for x in v) + ")" for i, v in enumerate(levels)
+            f"{_image_label(names, i)}: (" + ", ".join(f"{x:.0f}" for x in v) + ")"
+            for i, v in enumerate(levels)
         )
         return (
             "the images' substrate colours differ (several camera settings): one table covers "
@@ -277,6 +301,7 @@ def calibrate(
     regions: Sequence[LabelledRegion] | None = None,
     name: str = "setup",
     base: SetupProfile | None = None,
+    image_names: Sequence[str] | None = None,
 ) -> CalibrationReport:
     """Build a setup profile's colour table for ``material`` from micrographs of one setup.
 
@@ -294,6 +319,8 @@ def calibrate(
         Profile name.
     base
         An existing profile to add this material's table to (same oxide and pixel size).
+    image_names
+        File names of ``images``, used in messages (default: ``image 0``, ``image 1``, ...).
 
     Returns
     -------
@@ -337,10 +364,12 @@ def calibrate(
             raise CalibrationError(
                 f"the base profile {base.name!r} has {base.um_per_px:g} um/px, not {um_per_px:g}"
             )
-    imgs = _check_inputs(images, regions)
-    backgrounds = [estimate_background(im, what=f"image {i}") for i, im in enumerate(imgs)]
+    imgs = _check_inputs(images, regions, image_names)
+    backgrounds = [
+        estimate_background(im, what=_image_label(image_names, i)) for i, im in enumerate(imgs)
+    ]
     levels = [np.asarray(b.substrate_rgb) for b in backgrounds]
-    mixed = _check_one_setup(levels)
+    mixed = _check_one_setup(levels, image_names)
     noise = np.median(np.array([b.noise_rgb for b in backgrounds]), axis=0)
     contrasts: dict[int, np.ndarray] = {}
 
@@ -388,7 +417,7 @@ def calibrate(
     crops: list[tuple[int, tuple[int, int], np.ndarray]] = (
         [(i, (y0, x0), m) for i, y0, x0, m in mined]
         if mode == "none"
-        else [(r.image_index, (0, 0), np.asarray(r.mask, dtype=bool)) for r in work]
+        else [(r.image_index, r.offset_yx or (0, 0), np.asarray(r.mask, dtype=bool)) for r in work]
     )
     for k, (img_i, off, m) in enumerate(crops):
         if mode == "labels" and work[k].n_layers is None:

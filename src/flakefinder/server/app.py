@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -16,9 +14,9 @@ from starlette.concurrency import run_in_threadpool
 from flakefinder import bounds
 from flakefinder.artifacts import JsonLimits
 from flakefinder.domain import Detector, ImagingContext
-from flakefinder.errors import FlakefinderError, ImageError, UnknownMaterialError
-from flakefinder.imaging import ImageLimits
+from flakefinder.errors import FlakefinderError, UnknownMaterialError
 from flakefinder.server.batching import Batcher
+from flakefinder.server.detection import ClientGoneError, Counters, DetectionRunner
 from flakefinder.server.edges import install_edges
 from flakefinder.server.jsonbody import REQUEST_JSON_DEPTH, StrictJsonMiddleware
 from flakefinder.server.limits import BodyLimitMiddleware
@@ -26,15 +24,12 @@ from flakefinder.server.schemas import (
     BatchResponse,
     DetectResponse,
     ErrorBody,
-    FlakeOut,
     Health,
-    ImageInfo,
     ModelInfo,
     SetupInfo,
-    Timing,
 )
 from flakefinder.server.security import API_KEY_HEADER
-from flakefinder.server.settings import ServerSettings
+from flakefinder.server.settings import ServerSettings, image_intake
 
 if TYPE_CHECKING:
     from flakefinder.detect.setup_io import LoadedSetup
@@ -106,7 +101,10 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.requests_served = 0
+        from flakefinder.server.allocator import return_large_buffers_to_os
+
+        return_large_buffers_to_os()  # decoded images must not stay in malloc's arenas
+        app.state.counters.requests_served = 0
         built: dict[str | None, Detector]
         if detectors is not None:
             built = {key: det for key, det in detectors.items()}
@@ -148,11 +146,29 @@ def create_app(
     app.add_middleware(StrictJsonMiddleware, limits=json_limits)
     app.add_middleware(BodyLimitMiddleware, limit_bytes=limit_bytes)
     install_edges(app, settings)
-    image_limits = ImageLimits(max_pixels=settings.max_image_pixels)
+    intake = image_intake(settings)
+    app.state.intake = intake
+    app.state.counters = Counters()
+
+    def batcher_for(context: ImagingContext) -> Batcher:
+        return entry_for(context).batcher
+
+    runner = DetectionRunner(
+        intake=intake,
+        upload_limit_bytes=limit_bytes,
+        max_batch=settings.max_batch,
+        batcher_for=batcher_for,
+        counters=app.state.counters,
+    )
 
     @app.exception_handler(FlakefinderError)
     async def flakefinder_error(request: Request, exc: FlakefinderError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    @app.exception_handler(ClientGoneError)
+    async def client_gone(request: Request, exc: ClientGoneError) -> JSONResponse:
+        # nobody reads this answer: the work for it was dropped (nginx's "client closed")
+        return JSONResponse({"detail": "the client closed the connection"}, status_code=499)
 
     def default_entry() -> _Served | None:
         served: dict[str | None, _Served] = app.state.served
@@ -192,62 +208,29 @@ def create_app(
         except (UnknownMaterialError, ValueError) as exc:
             raise HTTPException(status_code=400, detail=str(exc).strip("\"'")) from None
 
-    async def run_one(upload: UploadFile, context: ImagingContext) -> DetectResponse:
-        from flakefinder.imaging import decode_image
-
-        batcher = entry_for(context).batcher
-        t0 = time.perf_counter()
-        data = await upload.read()
-        if len(data) > limit_bytes:
-            raise HTTPException(
-                413, f"{upload.filename}: {len(data)} bytes exceed {settings.max_upload_mb:g} MB"
-            )
-        try:
-            image = await run_in_threadpool(
-                decode_image, data, what=upload.filename or "upload", limits=image_limits
-            )
-        except ImageError as exc:
-            raise HTTPException(status_code=400, detail=str(exc)) from None
-        if min(image.shape[:2]) < 8:
-            raise HTTPException(
-                400,
-                f"{upload.filename}: image of {image.shape[1]}x{image.shape[0]} px is too small",
-            )
-        try:
-            result = await asyncio.wrap_future(batcher.submit(image, context))
-        except FlakefinderError as exc:
-            raise HTTPException(status_code=400, detail=str(exc)) from None
-        app.state.requests_served += 1
-        total = time.perf_counter() - t0
-        det = batcher.detector
-        return DetectResponse(
-            image=ImageInfo(
-                filename=upload.filename, width_px=image.shape[1], height_px=image.shape[0]
-            ),
-            flakes=[FlakeOut.from_detection(d, context.um_per_px) for d in result.detections],
-            detector=det.name,
-            model_version=det.version,
-            batch_size=result.batch_size,
-            timing=Timing(
-                queue_ms=result.queue_s * 1e3, model_ms=result.model_s * 1e3, total_ms=total * 1e3
-            ),
-        )
-
     errors: dict[int | str, dict[str, Any]] = {
         400: {"model": ErrorBody},
         401: {"model": ErrorBody},
         403: {"model": ErrorBody},
         404: {"model": ErrorBody},
         413: {"model": ErrorBody},
+        503: {"model": ErrorBody},
     }
 
     @app.get("/api/health", response_model=Health)
     async def health() -> Health:
         first = default_entry()
+        served: dict[str | None, _Served] = app.state.served
+        counters: Counters = app.state.counters
         return Health(
             status="ok",
             detector="none" if first is None else first.batcher.detector.name,
-            requests_served=app.state.requests_served,
+            requests_served=counters.requests_served,
+            images_decoded=counters.images_decoded,
+            images_dropped=counters.images_abandoned
+            + sum(e.batcher.images_dropped for e in served.values()),
+            image_memory_mb=intake.memory.in_use_bytes / 2**20,
+            image_memory_peak_mb=intake.memory.peak_bytes / 2**20,
         )
 
     def setup_infos() -> list[SetupInfo]:
@@ -296,7 +279,7 @@ def create_app(
         profile_id: str | None = Query(None, description="Setup profile (GET /api/setups)"),
     ) -> DetectResponse:
         # The declared parameters document the wire format; ImagingContext.from_query reads it.
-        return await run_one(image, context_for(request))
+        return await runner.one(request, image, context_for(request))
 
     @app.post("/api/detect/batch", response_model=BatchResponse, responses=errors)
     async def detect_batch(
@@ -307,12 +290,15 @@ def create_app(
         materials: str | None = Query(None),
         profile_id: str | None = Query(None),
     ) -> BatchResponse:
-        context = context_for(request)
-        results = await asyncio.gather(*(run_one(f, context) for f in images))
-        return BatchResponse(results=list(results))
+        return BatchResponse(results=await runner.batch(request, images, context_for(request)))
 
     if settings.database_url:
         from flakefinder.web import mount_web
 
-        mount_web(app, settings.database_url)
+        mount_web(
+            app,
+            settings.database_url,
+            intake=intake,
+            setup_session_bytes=int(settings.setup_session_mb * 2**20),
+        )
     return app

@@ -120,18 +120,32 @@ class RemoteDetector:
         profile_id: str | None = None,
     ) -> None:
         self.client = InferenceClient(url, api_key=api_key, timeout_s=timeout_s)
-        info = self.client.model_info()
-        self.name = info.detector
-        self.version = info.model_version
-        if profile_id is not None:
-            match = [s for s in info.setups if s.profile_id == profile_id]
-            if not match:
-                held = ", ".join(s.profile_id for s in info.setups) or "none"
-                raise ServerError(
-                    f"inference server {self.client.url} does not hold setup profile"
-                    f" {profile_id!r}; it holds: {held}"
-                )
-            self.name, self.version = match[0].detector, match[0].model_version
+        try:
+            info = self.client.model_info()
+            self.name = info.detector
+            self.version = info.model_version
+            if profile_id is not None:
+                match = [s for s in info.setups if s.profile_id == profile_id]
+                if not match:
+                    held = ", ".join(s.profile_id for s in info.setups) or "none"
+                    raise ServerError(
+                        f"inference server {self.client.url} does not hold setup profile"
+                        f" {profile_id!r}; it holds: {held}"
+                    )
+                self.name, self.version = match[0].detector, match[0].model_version
+        except BaseException:
+            self.client.close()  # no connection left open behind a refused server
+            raise
+
+    def close(self) -> None:
+        """Close the HTTP connections (also on leaving a ``with`` block)."""
+        self.client.close()
+
+    def __enter__(self) -> RemoteDetector:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def detect(self, image: np.ndarray, context: ImagingContext) -> list[Detection]:
         return [f.to_detection() for f in self.client.detect(image, context).flakes]

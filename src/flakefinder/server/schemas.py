@@ -18,7 +18,11 @@ class FlakeOut(BaseModel):
     bbox_px: tuple[float, float, float, float] = Field(description="x_min, y_min, x_max, y_max")
     area_px: float
     area_um2: float
-    contrast_rgb: tuple[float, float, float] | None = None
+    contrast_rgb: tuple[float, float, float] | None = Field(
+        None,
+        description="Contrast C = I/I_substrate - 1 per channel (R, G, B); negative for a flake"
+        " darker than the substrate, as in setup profiles",
+    )
 
     @classmethod
     def from_detection(cls, d: Detection, um_per_px: float) -> FlakeOut:
@@ -101,6 +105,12 @@ class Health(BaseModel):
     status: str
     detector: str
     requests_served: int
+    images_decoded: int = Field(0, description="Uploads decoded since the server started")
+    images_dropped: int = Field(
+        0, description="Images not decoded or not detected because their client had gone"
+    )
+    image_memory_mb: float = Field(0.0, description="Memory reserved for decoded images now")
+    image_memory_peak_mb: float = Field(0.0, description="The most reserved at once so far")
 
 
 class ErrorBody(BaseModel):

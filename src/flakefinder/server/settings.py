@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from flakefinder.intake import ImageIntake
 
 
 def check_api_key(key: str | None, *, source: str = "the API key") -> str | None:
@@ -88,6 +93,14 @@ class ServerSettings:
     # the request's profile_id; the first one serves requests that name none.
     setups: tuple[str, ...] = ()
     max_image_pixels: int = 50_000_000  # decoded uploads: width x height, checked from the header
+    # Memory (see flakefinder.intake): uploads of more pixels are shrunk to this many for
+    # detection and the Setup page (None: never); decoded images are reserved from the server's
+    # budget (at most request_memory_mb for one image) and wait up to memory_wait_s for it.
+    max_work_pixels: int | None = 8_000_000
+    memory_budget_mb: float = 1024.0
+    request_memory_mb: float = 768.0
+    memory_wait_s: float = 30.0
+    setup_session_mb: float = 64.0  # images and regions of one Setup-page session
     # Host names the server answers to besides loopback names and IP addresses (DNS rebinding):
     # serve --allowed-host NAME (repeatable; "*" turns the check off). bind_host is --host.
     allowed_hosts: tuple[str, ...] = ()
@@ -98,6 +111,14 @@ class ServerSettings:
         check_api_key(self.api_key)
         if not self.max_upload_mb > 0 or self.max_image_pixels < 64:
             raise ValueError("max_upload_mb and max_image_pixels must be positive")
+        if self.max_work_pixels is not None and self.max_work_pixels < 64 * 64:
+            raise ValueError("max_work_pixels must be at least 4096 (64 x 64 px)")
+        for name in ("memory_budget_mb", "request_memory_mb", "setup_session_mb"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive number of MiB, got {value}")
+        if not (math.isfinite(self.memory_wait_s) and self.memory_wait_s >= 0):
+            raise ValueError(f"memory_wait_s must be >= 0, got {self.memory_wait_s}")
 
     @classmethod
     def from_env(cls, **overrides: object) -> ServerSettings:
@@ -111,3 +132,21 @@ class ServerSettings:
             values["database_url"] = env["FLAKEFINDER_DATABASE_URL"]
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
+
+
+def image_intake(settings: ServerSettings) -> ImageIntake:
+    """The header limits, working size and memory budget ``settings`` ask for."""
+    from flakefinder.image_header import ImageLimits
+    from flakefinder.intake import ImageIntake
+    from flakefinder.membudget import MemoryBudget
+
+    mib = 2**20
+    return ImageIntake(
+        limits=ImageLimits(max_pixels=settings.max_image_pixels),
+        max_work_pixels=settings.max_work_pixels,
+        memory=MemoryBudget(
+            limit_bytes=int(settings.memory_budget_mb * mib),
+            request_limit_bytes=int(settings.request_memory_mb * mib),
+            wait_s=settings.memory_wait_s,
+        ),
+    )

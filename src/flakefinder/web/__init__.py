@@ -11,9 +11,21 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
+    from flakefinder.intake import ImageIntake
 
-def mount_web(app: FastAPI, database_url: str) -> None:
-    """Serve the UI and its JSON API from ``app``, backed by the database at ``database_url``."""
+
+def mount_web(
+    app: FastAPI,
+    database_url: str,
+    *,
+    intake: ImageIntake,
+    setup_session_bytes: int = 64 * 2**20,
+) -> None:
+    """Serve the UI and its JSON API from ``app``, backed by the database at ``database_url``.
+
+    ``intake`` decodes the Setup page's uploads within the server's memory budget;
+    ``setup_session_bytes`` caps the memory of one Setup-page session.
+    """
     from pathlib import Path
 
     from fastapi.staticfiles import StaticFiles
@@ -38,4 +50,5 @@ def mount_web(app: FastAPI, database_url: str) -> None:
     app.include_router(create_page_router(db, map_queries))
     app.include_router(create_hunt_router(db))
     app.include_router(create_mosaic_router(db))
-    app.include_router(create_setup_router(Workspaces()))
+    app.state.setup_workspaces = Workspaces(max_session_bytes=setup_session_bytes)
+    app.include_router(create_setup_router(app.state.setup_workspaces, intake))

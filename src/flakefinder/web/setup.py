@@ -6,6 +6,11 @@ clusters over the optics prediction, download the profile.
 
 Every route that changes state is a POST or DELETE under ``/api/setup``: the server's access
 rules for state-changing requests apply to them like to every other such route.
+
+Memory: an upload is kept at the server's working size (:mod:`flakefinder.intake`) while every
+request and answer speaks in the uploaded image's pixels; decoding, region growing, PNG
+encoding and calibration each reserve their memory from the server's budget first (413/503
+when it cannot be had), and a session is capped in bytes (:mod:`.setup_workspace`).
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from fastapi import APIRouter, File, HTTPException, Request, Response, UploadFile
@@ -22,10 +27,23 @@ from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, ConfigDict, Field
 
 from flakefinder.errors import CalibrationError, ImageError, UnknownMaterialError
-from flakefinder.web.setup_workspace import Workspace, Workspaces
+from flakefinder.membudget import DEFAULT_HINT, MemoryBudgetError, Reservation
+from flakefinder.web.setup_workspace import MarkedRegion, Workspace, Workspaces
+
+if TYPE_CHECKING:
+    from flakefinder.intake import ImageIntake, WorkImage
 
 MAX_OUTLINE_POINTS = 5000
 PLOT_MAX_LAYERS = 12
+MIN_SIDE_PX = 16
+# memory reserved per working pixel (numpy's peak under tracemalloc, rounded up): region
+# growing holds one float32 channel, two boolean images, int32 labels and a uint8 copy for the
+# substrate median (12 B/px measured); PNG encoding PIL's 4-byte copy and the compressed
+# output; calibration the float contrast images of all images at once (24 B/px measured). With
+# the server defaults a full session (64 MiB of images) calibrates within one request's 768 MiB.
+GROW_BYTES_PER_PX = 16
+PNG_BYTES_PER_PX = 8
+CALIBRATE_BYTES_PER_PX = 32
 
 
 class RegionIn(BaseModel):
@@ -50,15 +68,22 @@ class CalibrateIn(BaseModel):
     layers: dict[int, int | None] = Field(default_factory=dict, max_length=1000)
 
 
-def _region_dict(region: Any) -> dict[str, Any]:
+def _region_dict(region: MarkedRegion, image: WorkImage) -> dict[str, Any]:
+    """A region as the page sees it: in the uploaded image's pixels (not the working image's)."""
     from flakefinder.calibration.regions import mask_outline
 
+    sx, sy = image.scale_xy
+    oy, ox = region.offset_yx
+    outline = [
+        [round((x + ox + 0.5) * sx - 0.5), round((y + oy + 0.5) * sy - 0.5)]
+        for x, y in mask_outline(region.mask())
+    ]
     return {
         "id": region.id,
         "image_index": region.image_index,
-        "area_px": region.area_px,
+        "area_px": round(region.area_px * sx * sy),
         "how": region.how,
-        "outline_px": [list(p) for p in mask_outline(region.mask)],
+        "outline_px": outline,
     }
 
 
@@ -134,8 +159,58 @@ def report_dict(ws: Workspace) -> dict[str, Any]:
     }
 
 
-def create_setup_router(workspaces: Workspaces) -> APIRouter:
-    """The Setup page and its JSON API."""
+def _calibrate(ws: Workspace, body: CalibrateIn, material: str) -> dict[str, Any]:
+    """Run :func:`flakefinder.calibration.calibrate` on the session (holding its lock)."""
+    import math
+
+    from flakefinder.calibration import LabelledRegion, calibrate
+
+    with ws.lock:
+        unknown = sorted(set(body.layers) - set(ws.regions))
+        if unknown:
+            raise HTTPException(400, f"no region {unknown[0]} in this setup session")
+        if not ws.images:
+            raise HTTPException(400, "upload at least one image first")
+        ids = tuple(sorted(ws.regions))
+        numbered = tuple(i for i in ids if body.layers.get(i) is not None)
+        # some flakes numbered: calibrate on those (labels mode), leave the rest out
+        skipped = tuple(i for i in ids if i not in numbered) if numbered else ()
+        used = numbered or ids
+        regions = [
+            LabelledRegion(
+                ws.regions[i].image_index,
+                ws.regions[i].mask(),
+                body.layers.get(i),
+                ws.regions[i].offset_yx,
+            )
+            for i in used
+        ]
+        sx, sy = ws.images[0].scale_xy  # one size for all images of a session
+        try:
+            report = calibrate(
+                [im.pixels for im in ws.images],
+                material=material,
+                oxide_nm=body.oxide_nm,
+                um_per_px=body.um_per_px * math.sqrt(sx * sy),
+                regions=regions or None,
+                name=body.name,
+            )
+        except CalibrationError as exc:
+            raise HTTPException(400, str(exc)) from None
+        ws.report, ws.report_region_ids, ws.report_skipped = report, used, skipped
+        return report_dict(ws)
+
+
+def _http(exc: MemoryBudgetError) -> HTTPException:
+    headers = {"Retry-After": "5"} if exc.status_code == 503 else None
+    return HTTPException(exc.status_code, str(exc), headers=headers)
+
+
+def create_setup_router(workspaces: Workspaces, intake: ImageIntake) -> APIRouter:
+    """The Setup page and its JSON API; images are decoded to their working size by
+    ``intake``, and every decode or full-image computation is reserved from its budget."""
+    from starlette.concurrency import run_in_threadpool
+
     templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
     r = APIRouter()
 
@@ -144,6 +219,18 @@ def create_setup_router(workspaces: Workspaces) -> APIRouter:
             return workspaces.get(workspace_id)
         except KeyError as exc:
             raise HTTPException(404, str(exc.args[0])) from None
+
+    def image_of(ws: Workspace, index: int) -> WorkImage:
+        try:
+            return ws.image(index)
+        except KeyError as exc:
+            raise HTTPException(404, str(exc.args[0])) from None
+
+    async def reserve(n_bytes: int, what: str, hint: str = DEFAULT_HINT) -> Reservation:
+        try:
+            return await intake.memory.reserve(n_bytes, what, hint)
+        except MemoryBudgetError as exc:
+            raise _http(exc) from None
 
     @r.get("/setup", response_class=HTMLResponse, include_in_schema=False)
     def setup_page(request: Request) -> HTMLResponse:
@@ -160,69 +247,92 @@ def create_setup_router(workspaces: Workspaces) -> APIRouter:
     async def upload_image(
         workspace_id: str, image: UploadFile = File(..., description="PNG, JPEG or TIFF")
     ) -> dict[str, Any]:
-        """Add one micrograph to the session; all images of a session have one size."""
-        from starlette.concurrency import run_in_threadpool
-
-        from flakefinder.imaging import decode_image
-
+        """Add one micrograph to the session; all images of a session have one size. A large
+        one is kept at the server's working size (``work_width_px`` x ``work_height_px``);
+        coordinates in every request and answer stay in the uploaded image's pixels."""
         ws = workspace(workspace_id)
         name = (image.filename or "upload")[:200]
         data = await image.read()
         try:
-            pixels = await run_in_threadpool(decode_image, data, what=name)
+            header = await run_in_threadpool(intake.header, data, name)
+            if min(header.width_px, header.height_px) < MIN_SIDE_PX:
+                raise ImageError(f"{name}: {header.width_px}x{header.height_px} px is too small")
+            with await reserve(intake.decode_bytes(header), name):
+                work = await run_in_threadpool(intake.decode, data, header, name)
         except ImageError as exc:
             raise HTTPException(400, str(exc)) from None
-        if min(pixels.shape[:2]) < 16:
-            raise HTTPException(400, f"{name}: {pixels.shape[1]}x{pixels.shape[0]} px is too small")
+        del data
         with ws.lock:
             try:
-                index = ws.add_image(pixels, name)
+                index = ws.add_image(work, name)
             except CalibrationError as exc:
                 raise HTTPException(400, str(exc)) from None
         return {
             "index": index,
             "name": name,
-            "width_px": pixels.shape[1],
-            "height_px": pixels.shape[0],
+            "width_px": work.width_px,
+            "height_px": work.height_px,
+            "work_width_px": work.pixels.shape[1],
+            "work_height_px": work.pixels.shape[0],
         }
 
     @r.get("/api/setup/sessions/{workspace_id}/images/{index}.png", tags=["setup"])
-    def image_png(workspace_id: str, index: int) -> Response:
-        """The uploaded image as PNG (what the page draws on)."""
+    async def image_png(workspace_id: str, index: int) -> Response:
+        """The image as PNG at its working size (what the page draws on)."""
         from PIL import Image
 
-        ws = workspace(workspace_id)
-        try:
-            pixels = ws.image(index)
-        except KeyError as exc:
-            raise HTTPException(404, str(exc.args[0])) from None
-        buf = io.BytesIO()
-        Image.fromarray(pixels).save(buf, format="PNG", compress_level=1)
-        return Response(buf.getvalue(), media_type="image/png")
+        work = image_of(workspace(workspace_id), index)
+
+        def encode() -> bytes:
+            buf = io.BytesIO()
+            Image.fromarray(work.pixels).save(buf, format="PNG", compress_level=1)
+            return buf.getvalue()
+
+        with await reserve(work.pixels.shape[0] * work.pixels.shape[1] * PNG_BYTES_PER_PX, "PNG"):
+            png = await run_in_threadpool(encode)
+        return Response(png, media_type="image/png")
 
     @r.post("/api/setup/sessions/{workspace_id}/regions", status_code=201, tags=["setup"])
-    def add_region(workspace_id: str, body: RegionIn) -> dict[str, Any]:
-        """Mark a flake: grow a region from a clicked pixel, or fill a drawn outline."""
-        from flakefinder.calibration.regions import grow_region, polygon_mask
+    async def add_region(workspace_id: str, body: RegionIn) -> dict[str, Any]:
+        """Mark a flake: grow a region from a clicked pixel, or fill a drawn outline (both in
+        the uploaded image's pixels)."""
+        from flakefinder.calibration.regions import grow_region_crop, polygon_crop
 
         ws = workspace(workspace_id)
-        try:
-            pixels = ws.image(body.image_index)
-        except KeyError as exc:
-            raise HTTPException(404, str(exc.args[0])) from None
-        try:
-            if body.polygon_px is not None:
-                mask, how = polygon_mask(pixels.shape[:2], body.polygon_px), "outline"
-            elif body.x_px is not None and body.y_px is not None:
-                mask = grow_region(pixels, body.x_px, body.y_px, tolerance=body.tolerance)
-                how = "click"
-            else:
-                raise HTTPException(400, "give a clicked pixel (x_px, y_px) or an outline")
-            with ws.lock:
-                region = ws.add_region(body.image_index, mask, how)
-        except CalibrationError as exc:
-            raise HTTPException(400, str(exc)) from None
-        return _region_dict(region)
+        work = image_of(ws, body.image_index)
+        sx, sy = work.scale_xy
+        shape = work.pixels.shape[:2]
+        if body.polygon_px is not None:
+            pts = [((x + 0.5) / sx - 0.5, (y + 0.5) / sy - 0.5) for x, y in body.polygon_px]
+            try:
+                crop, how = polygon_crop(shape, pts), "outline"
+            except CalibrationError as exc:
+                raise HTTPException(400, str(exc)) from None
+        elif body.x_px is not None and body.y_px is not None:
+            if not (body.x_px < work.width_px and body.y_px < work.height_px):
+                raise HTTPException(
+                    400,
+                    f"pixel ({body.x_px}, {body.y_px}) lies outside the"
+                    f" {work.width_px}x{work.height_px} image",
+                )
+            x, y = work.point_to_work(body.x_px, body.y_px)
+            with await reserve(shape[0] * shape[1] * GROW_BYTES_PER_PX, "region growing"):
+                try:
+                    crop = await run_in_threadpool(
+                        grow_region_crop, work.pixels, x, y, tolerance=body.tolerance
+                    )
+                except CalibrationError as exc:
+                    message = str(exc).replace(f"({x}, {y})", f"({body.x_px}, {body.y_px})")
+                    raise HTTPException(400, message) from None
+            how = "click"
+        else:
+            raise HTTPException(400, "give a clicked pixel (x_px, y_px) or an outline")
+        with ws.lock:
+            try:
+                region = ws.add_region(body.image_index, crop, how)
+            except CalibrationError as exc:
+                raise HTTPException(400, str(exc)) from None
+        return _region_dict(region, work)
 
     @r.delete(
         "/api/setup/sessions/{workspace_id}/regions/{region_id}", status_code=204, tags=["setup"]
@@ -236,11 +346,10 @@ def create_setup_router(workspaces: Workspaces) -> APIRouter:
         return Response(status_code=204)
 
     @r.post("/api/setup/sessions/{workspace_id}/calibrate", tags=["setup"])
-    def run_calibration(workspace_id: str, body: CalibrateIn) -> dict[str, Any]:
+    async def run_calibration(workspace_id: str, body: CalibrateIn) -> dict[str, Any]:
         """Calibrate on the session's images and regions: on the regions with a layer number
         when some have one (labels mode; the others are left out, with a note), else with
         layer numbers proposed by the optics fit (masks mode); no regions: no-label mode."""
-        from flakefinder.calibration import LabelledRegion, calibrate
         from flakefinder.optics.materials import get_material
 
         ws = workspace(workspace_id)
@@ -248,36 +357,12 @@ def create_setup_router(workspaces: Workspaces) -> APIRouter:
             material = get_material(body.material).name
         except UnknownMaterialError as exc:
             raise HTTPException(400, str(exc)) from None
-        unknown = sorted(set(body.layers) - set(ws.regions))
-        if unknown:
-            raise HTTPException(400, f"no region {unknown[0]} in this setup session")
         if any(n is not None and not 1 <= n <= 100 for n in body.layers.values()):
             raise HTTPException(400, "layer numbers must be whole numbers from 1 to 100")
-        with ws.lock:
-            if not ws.images:
-                raise HTTPException(400, "upload at least one image first")
-            ids = tuple(sorted(ws.regions))
-            numbered = tuple(i for i in ids if body.layers.get(i) is not None)
-            # some flakes numbered: calibrate on those (labels mode), leave the rest out
-            skipped = tuple(i for i in ids if i not in numbered) if numbered else ()
-            used = numbered or ids
-            regions = [
-                LabelledRegion(ws.regions[i].image_index, ws.regions[i].mask, body.layers.get(i))
-                for i in used
-            ]
-            try:
-                report = calibrate(
-                    list(ws.images),
-                    material=material,
-                    oxide_nm=body.oxide_nm,
-                    um_per_px=body.um_per_px,
-                    regions=regions or None,
-                    name=body.name,
-                )
-            except CalibrationError as exc:
-                raise HTTPException(400, str(exc)) from None
-            ws.report, ws.report_region_ids, ws.report_skipped = report, used, skipped
-            return report_dict(ws)
+        pixels = sum(im.pixels.shape[0] * im.pixels.shape[1] for im in ws.images)
+        hint = "calibrate from fewer or smaller images (or with flakefinder calibrate)"
+        with await reserve(pixels * CALIBRATE_BYTES_PER_PX, "calibration", hint):
+            return await run_in_threadpool(_calibrate, ws, body, material)
 
     @r.get("/api/setup/sessions/{workspace_id}/profile.json", tags=["setup"])
     def download_profile(workspace_id: str) -> Response:

@@ -82,9 +82,10 @@
       if (r.image_index !== state.current || r.outline_px.length < 2) continue;
       ctx.strokeStyle = "#facc15";
       ctx.beginPath();
-      r.outline_px.forEach(([x, y], i) => (i ? ctx.lineTo(x, y) : ctx.moveTo(x, y)));
+      const outline = r.outline_px.map(toCanvas);
+      outline.forEach(([x, y], i) => (i ? ctx.lineTo(x, y) : ctx.moveTo(x, y)));
       ctx.closePath(); ctx.stroke();
-      const [x0, y0] = r.outline_px[0];
+      const [x0, y0] = outline[0];
       const n = layerOf(r) ?? state.proposed[r.id];
       ctx.fillStyle = "#facc15";
       ctx.fillText(`#${r.id}${n ? ` ${n}L` : ""}`, x0, Math.max(12, y0 - 3));
@@ -95,6 +96,21 @@
       state.outline.forEach(([x, y], i) => (i ? ctx.lineTo(x, y) : ctx.moveTo(x, y)));
       ctx.stroke();
     }
+  }
+
+  // A large upload is kept (and drawn) at the server's working size; requests and answers
+  // use the uploaded image's pixels: scale = uploaded pixels per canvas pixel.
+  function scale() {
+    const im = state.images.find((m) => m.index === state.current);
+    return im ? [im.width_px / canvas.width, im.height_px / canvas.height] : [1, 1];
+  }
+  function toCanvas([x, y]) {
+    const [sx, sy] = scale();
+    return [(x + 0.5) / sx - 0.5, (y + 0.5) / sy - 0.5];
+  }
+  function toImage([x, y]) {
+    const [sx, sy] = scale();
+    return [Math.floor((x + 0.5) * sx), Math.floor((y + 0.5) * sy)];
   }
 
   function pixelOf(ev) {
@@ -113,11 +129,12 @@
       draw();
       return;
     }
-    await addRegion({ image_index: state.current, x_px: x, y_px: y });
+    const [ix, iy] = toImage([x, y]);
+    await addRegion({ image_index: state.current, x_px: ix, y_px: iy });
   });
 
   $("close-outline").addEventListener("click", async () => {
-    const pts = state.outline;
+    const pts = state.outline.map(toImage);
     state.outline = [];
     $("close-outline").disabled = true;
     await addRegion({ image_index: state.current, polygon_px: pts });
