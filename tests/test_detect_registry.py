@@ -30,7 +30,7 @@ from flakefinder.evaluate.matching import mask_iou_matrix, match_masks
 
 
 def test_create_by_name():
-    assert set(available_detectors()) == {"contrast", "rulebased", "maskrcnn", "union"}
+    assert set(available_detectors()) == {"terrace", "contrast", "rulebased", "maskrcnn", "union"}
     det = create_detector("contrast", options={"min_area_um2": "2.0"})
     assert isinstance(det, ContrastDetector) and det.min_area_um2 == 2.0
     assert isinstance(create_detector("rulebased"), RuleBasedDetector)
