@@ -76,8 +76,8 @@ class RealSet:
 
     Attributes
     ----------
-    name, material
-        Set name (:data:`SET_NAMES`) and flake material.
+    name, material, objective
+        Set name (:data:`SET_NAMES`), flake material and objective magnification (``"150x"``).
     images
         Image files, sorted by name.
     truth
@@ -100,6 +100,7 @@ class RealSet:
 
     name: str
     material: str
+    objective: str
     images: tuple[Path, ...]
     truth: tuple[LabelledImage, ...] | None
     layers_known: bool
@@ -287,6 +288,7 @@ def _load_nbse2(root: Path, name: str, max_images: int | None, scale_bar: bool) 
     return RealSet(
         name=name,
         material="NbSe2",
+        objective="150x",
         images=tuple(paths),
         truth=tuple(truth),
         layers_known=True,
@@ -371,6 +373,7 @@ def _load_hbn(root: Path, cache_dir: Path, max_images: int | None) -> RealSet:
     return RealSet(
         name="hbn",
         material="hBN",
+        objective="20x",
         images=tuple(paths),
         truth=tuple(truth),
         layers_known=False,
@@ -390,6 +393,7 @@ def _load_hbn_graphene(root: Path, max_images: int | None) -> RealSet:
     return RealSet(
         name="hbn_graphene",
         material="graphene",
+        objective="20x",
         images=tuple(paths),
         truth=tuple(truth),
         layers_known=True,
@@ -421,6 +425,7 @@ def _load_2dmatgmm(root: Path, max_images: int | None) -> RealSet:
     return RealSet(
         name="2dmatgmm",
         material="graphene",
+        objective="20x",
         images=tuple(paths),
         truth=None,
         layers_known=False,

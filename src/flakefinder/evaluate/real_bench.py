@@ -1,0 +1,470 @@
+"""The protocol of ``benchmarks/bench_real.py``: any registry detector on the real sets.
+
+Scoring (:func:`score_terraces`): every detection the detector reports counts (bulk is not
+reported). Detections are matched one-to-one to the outlined terraces, greedily by confidence,
+at mask IoU >= 0.5. A terrace is *found* when matched; recall is over the outlined terraces
+except those labelled thicker than the numbered ones (NbSe2 ``>5L``): a detection matched to
+one of those is correct, but they are not counted as missed. Precision (correct / detections) is meaningful only where every flake is outlined.
+Layer accuracy is the share of matched terraces with a known layer number whose detection's
+``layer_count`` equals it.
+
+Modes (:func:`run_mode`):
+
+``none``
+    The detector with no labels and no profile, on all images of the set in one batch
+    (``detect_batch`` when the detector has it, so a self-calibrating detector sees the batch).
+``labels2``
+    :func:`flakefinder.calibration.calibrate` on 2 labelled images (their numbered terraces;
+    masks mode where the labels have no layer numbers), the detector built with that profile,
+    scored on the other images; repeated over seeded splits (mean and sd).
+``table``
+    The lab's own colour table (2DMatGMM JSON) imported as a profile, where a set has one.
+
+On a set without labels (2DMatGMM), the ``table`` mode's detections are the reference: the
+other modes report their *agreement* with it (same numbers, not accuracy).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from flakefinder.errors import DatasetError, FlakefinderError
+from flakefinder.evaluate.matching import match_masks
+from flakefinder.evaluate.real import TruthImage, mean_sd, split_indices
+from flakefinder.evaluate.real_sets import LabelledImage, RealSet
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from flakefinder.calibration.profile import SetupProfile
+    from flakefinder.domain import Detection, Detector, ImagingContext
+
+__all__ = [
+    "MODES",
+    "ModeResult",
+    "TerraceScore",
+    "run_mode",
+    "score_terraces",
+    "setup_of",
+]
+
+MODES = ("none", "labels2", "table")
+NOMINAL_OXIDE_NM = 90.0
+NOMINAL_UM_PER_PX = {"150x": 0.1, "100x": 0.15, "50x": 0.15, "20x": 0.35}
+
+
+@dataclass
+class TerraceScore:
+    """Counts of one run over some images (see the module docstring)."""
+
+    n_images: int = 0
+    n_outlined: int = 0
+    n_counted: int = 0  # terraces that recall counts
+    n_detections: int = 0
+    n_correct: int = 0  # detections matched to any outlined terrace
+    n_found: int = 0  # counted terraces matched
+    n_layer_known: int = 0  # matched terraces with a layer number
+    n_layer_exact: int = 0
+
+    @property
+    def recall(self) -> float:
+        return self.n_found / self.n_counted if self.n_counted else math.nan
+
+    @property
+    def precision(self) -> float:
+        return self.n_correct / self.n_detections if self.n_detections else math.nan
+
+    @property
+    def layer_accuracy(self) -> float:
+        return self.n_layer_exact / self.n_layer_known if self.n_layer_known else math.nan
+
+    def add(self, other: TerraceScore) -> None:
+        """Add ``other``'s counts to these."""
+        for k in self.__dataclass_fields__:
+            setattr(self, k, getattr(self, k) + getattr(other, k))
+
+    def to_json(self) -> dict[str, Any]:
+        """Counts and rates (NaN as null)."""
+        out: dict[str, Any] = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        for k in ("recall", "precision", "layer_accuracy"):
+            v = getattr(self, k)
+            out[k] = None if math.isnan(v) else round(v, 4)
+        return out
+
+
+def _thick(truth: TruthImage, k: int) -> bool:
+    return truth.is_thick(k) if isinstance(truth, LabelledImage) else False
+
+
+def score_terraces(
+    truth: TruthImage, dets: Sequence[Detection], *, iou_threshold: float = 0.5
+) -> TerraceScore:
+    """Score one image's detections against its outlined terraces."""
+    from flakefinder.evaluate.cocodata import detection_mask
+
+    if not truth.masks:
+        return TerraceScore(n_images=1, n_detections=len(dets))
+    h, w = truth.masks[0].shape
+    res = match_masks(
+        [detection_mask(d, h, w) for d in dets],
+        truth.masks,
+        scores=[d.confidence for d in dets],
+        iou_threshold=iou_threshold,
+    )
+    counted = [k for k in range(len(truth.masks)) if not _thick(truth, k)]
+    s = TerraceScore(
+        n_images=1,
+        n_outlined=len(truth.masks),
+        n_counted=len(counted),
+        n_detections=len(dets),
+        n_correct=res.true_positives,
+    )
+    for p, g, _ in res.matches:
+        if g in counted:
+            s.n_found += 1
+        if truth.layers[g] is not None:
+            s.n_layer_known += 1
+            s.n_layer_exact += int(dets[p].layer_count == truth.layers[g])
+    return s
+
+
+@dataclass(frozen=True)
+class SetSetup:
+    """What a run assumes about a set's setup; ``assumed`` names the nominal values used."""
+
+    material: str
+    oxide_nm: float
+    um_per_px: float
+    assumed: tuple[str, ...]
+
+
+def setup_of(rs: RealSet) -> SetSetup:
+    """The set's oxide and pixel size, nominal ones (90 nm; by objective) where unknown."""
+    assumed = []
+    oxide = rs.oxide_nm
+    if oxide is None:
+        oxide = NOMINAL_OXIDE_NM
+        assumed.append(f"oxide {oxide:g} nm nominal")
+    um = rs.um_per_px
+    if um is None:
+        um = NOMINAL_UM_PER_PX.get(rs.objective, 0.35)
+        assumed.append(f"{um:g} um/px nominal ({rs.objective})")
+    return SetSetup(rs.material, float(oxide), float(um), tuple(assumed))
+
+
+@dataclass(frozen=True)
+class ModeResult:
+    """One row of the table: a set, a mode, per-split scores, timing and notes.
+
+    ``kind``: ``accuracy`` (against the labels), ``agreement`` (against the ``table`` mode's
+    detections), ``reference`` or ``counts`` (detections only), ``n/a`` (mode not run).
+    ``detections`` holds the detections of the first scored split (masks dropped), with
+    ``image_indices`` the images they belong to.
+    """
+
+    set_name: str
+    mode: str
+    kind: str
+    n_images: int
+    scores: tuple[TerraceScore, ...] = ()
+    ms_per_image: tuple[float, ...] = ()
+    calibration_s: tuple[float, ...] = ()
+    notes: tuple[str, ...] = ()
+    exhaustive: bool = False
+    layers_comparable: bool = True
+    image_indices: tuple[int, ...] = ()
+    detections: tuple[tuple[Detection, ...], ...] = field(default=(), repr=False)
+    detector_notes: tuple[str, ...] = ()
+
+    def stat(self, name: str) -> tuple[float, float]:
+        """Mean and sd over the splits of ``recall``, ``precision`` or ``layer_accuracy``."""
+        if name == "precision" and not (self.exhaustive or self.kind == "agreement"):
+            return math.nan, math.nan
+        if name == "layer_accuracy" and not self.layers_comparable:
+            return math.nan, math.nan
+        return mean_sd([float(getattr(s, name)) for s in self.scores])
+
+    def mean_count(self, name: str) -> float:
+        """Mean over the splits of a :class:`TerraceScore` count."""
+        return float(np.mean([getattr(s, name) for s in self.scores])) if self.scores else math.nan
+
+    @property
+    def median_ms(self) -> float:
+        return float(np.median(self.ms_per_image)) if self.ms_per_image else math.nan
+
+    def to_json(self) -> dict[str, Any]:
+        """Every number of the row (NaN as null)."""
+
+        def f(v: float) -> float | None:
+            return None if math.isnan(v) else round(v, 4)
+
+        out: dict[str, Any] = {
+            "set": self.set_name,
+            "mode": self.mode,
+            "kind": self.kind,
+            "images": self.n_images,
+            "median_ms_per_image": f(self.median_ms),
+            "calibration_s": [round(v, 3) for v in self.calibration_s],
+            "notes": list(self.notes),
+            "detector_notes": list(self.detector_notes),
+            "splits": [s.to_json() for s in self.scores],
+        }
+        for k in ("recall", "precision", "layer_accuracy"):
+            m, sd = self.stat(k)
+            out[k] = {"mean": f(m), "sd": f(sd)}
+        return out
+
+
+def _strip(dets: Sequence[Detection]) -> tuple[Detection, ...]:
+    return tuple(replace(d, mask=None) if d.mask is not None else d for d in dets)
+
+
+def _score_all(
+    truth_of: Callable[[int], TruthImage | None],
+    idx: Sequence[int],
+    found: Sequence[Sequence[Detection]],
+    iou: float,
+) -> TerraceScore:
+    total = TerraceScore()
+    for i, dets in zip(idx, found, strict=True):
+        t = truth_of(i)
+        if t is None:
+            total.add(TerraceScore(n_images=1, n_detections=len(dets)))
+        else:
+            total.add(score_terraces(t, dets, iou_threshold=iou))
+    return total
+
+
+def _detect_each(
+    det: Detector, images: Sequence[np.ndarray], idx: Sequence[int], ctx: ImagingContext
+) -> tuple[list[list[Detection]], list[float]]:
+    found, ms = [], []
+    for i in idx:
+        t0 = time.perf_counter()
+        found.append(list(det.detect(images[i], ctx)))
+        ms.append(1000.0 * (time.perf_counter() - t0))
+    return found, ms
+
+
+def _context(setup: SetSetup, material: str | None = None) -> ImagingContext:
+    from flakefinder.domain import ImagingContext
+
+    return ImagingContext(
+        um_per_px=setup.um_per_px,
+        oxide_thickness_nm=setup.oxide_nm,
+        materials=(material or setup.material,),
+    )
+
+
+def _run_none(
+    rs: RealSet, images: Sequence[np.ndarray], name: str, setup: SetSetup,
+    truth_of: Callable[[int], TruthImage | None], kind: str, stand_in: str | None,
+    iou: float, timing_images: int,
+) -> ModeResult:
+    from flakefinder.detect.registry import create_detector
+    from flakefinder.domain import BatchDetector
+    from flakefinder.errors import UnknownMaterialError
+
+    idx = list(range(len(images)))
+    notes = list(setup.assumed)
+    material: str | None = None
+    while True:
+        det = create_detector(name)
+        ctx = _context(setup, material)
+        try:
+            if isinstance(det, BatchDetector):
+                t0 = time.perf_counter()
+                found = det.detect_batch(list(images), ctx)
+                batch_s = time.perf_counter() - t0
+                _, ms = _detect_each(det, images, idx[:timing_images], ctx)
+                notes.append(
+                    f"one batch of {len(idx)}: {batch_s:.1f} s incl. self-calibration; "
+                    f"ms/img from {len(ms)} images after it"
+                )
+            else:
+                found, ms = _detect_each(det, images, idx, ctx)
+            break
+        except UnknownMaterialError as exc:
+            if stand_in is None or material is not None:
+                return ModeResult(rs.name, "none", "n/a", len(idx), notes=(*notes, f"error: {exc}"))
+            material = stand_in
+            notes.append(f"{setup.material} unknown to the detector: ran as {stand_in}")
+    score = _score_all(truth_of, idx, found, iou)
+    return ModeResult(
+        rs.name, "none", kind, len(idx), (score,), tuple(ms), (), tuple(notes),
+        exhaustive=rs.exhaustive, layers_comparable=material is None,
+        image_indices=tuple(idx), detections=tuple(_strip(d) for d in found),
+        detector_notes=tuple(str(n) for n in getattr(det, "notes", ()) or ()),
+    )
+
+
+def _regions(truth: Sequence[TruthImage]) -> list[Any]:
+    from flakefinder.calibration.api import LabelledRegion
+
+    out = [
+        LabelledRegion(j, m, n)
+        for j, t in enumerate(truth)
+        for k, (m, n) in enumerate(zip(t.masks, t.layers, strict=True))
+        if not _thick(t, k) and m.any()
+    ]
+    if any(r.n_layers is not None for r in out):
+        out = [r for r in out if r.n_layers is not None]
+    return out
+
+
+def _run_labels2(
+    rs: RealSet, images: Sequence[np.ndarray], name: str, setup: SetSetup,
+    truth_of: Callable[[int], TruthImage | None], kind: str, has_truth: bool,
+    splits: int, seed: int, iou: float,
+) -> ModeResult:
+    from flakefinder.calibration.api import calibrate
+    from flakefinder.detect.registry import create_detector, detector_spec
+
+    n = len(images)
+    notes = list(setup.assumed)
+    if not has_truth:
+        return ModeResult(rs.name, "labels2", "n/a", n, notes=("n/a (no labels)",))
+    if n < 3:
+        return ModeResult(
+            rs.name, "labels2", "n/a", n, notes=(f"n/a ({n} image(s); needs 2 + 1)",)
+        )
+    if not detector_spec(name).accepts_setup:
+        return ModeResult(rs.name, "labels2", "n/a", n, notes=(f"n/a ({name} takes no profile)",))
+    ctx = _context(setup)
+    scores, ms_all, cal_s, failures = [], [], [], []
+    first: tuple[list[int], list[list[Detection]]] | None = None
+    for k, (cal, test) in enumerate(split_indices(n, 2, splits, seed)):
+        truths = [truth_of(i) for i in cal]
+        regions = _regions([t for t in truths if t is not None])
+        if not regions:
+            failures.append(f"split {k}: no labelled terrace in the 2 calibration images")
+            continue
+        try:
+            t0 = time.perf_counter()
+            report = calibrate(
+                [images[i] for i in cal], material=setup.material, oxide_nm=setup.oxide_nm,
+                um_per_px=setup.um_per_px, regions=regions, name=f"{rs.name}-split{k}",
+            )
+            cal_s.append(time.perf_counter() - t0)
+            det = create_detector(name, setup=report.profile)
+            found, ms = _detect_each(det, images, test, ctx)
+        except FlakefinderError as exc:
+            failures.append(f"split {k}: {exc}")
+            continue
+        scores.append(_score_all(truth_of, test, found, iou))
+        ms_all.extend(ms)
+        if first is None:
+            first = (test, found)
+    if failures:
+        notes.append(f"{len(failures)}/{splits} splits failed: {failures[0]}")
+    return ModeResult(
+        rs.name, "labels2", kind if scores else "n/a", n - 2, tuple(scores), tuple(ms_all),
+        tuple(cal_s), tuple(notes), exhaustive=rs.exhaustive,
+        image_indices=tuple(first[0]) if first else (),
+        detections=tuple(_strip(d) for d in first[1]) if first else (),
+    )
+
+
+def _run_table(
+    rs: RealSet, images: Sequence[np.ndarray], name: str, setup: SetSetup,
+    truth_of: Callable[[int], TruthImage | None], iou: float,
+) -> ModeResult:
+    from flakefinder.calibration.gmm import import_gmm
+    from flakefinder.detect.registry import create_detector
+
+    n = len(images)
+    if rs.lab_table is None:
+        return ModeResult(rs.name, "table", "n/a", n, notes=("n/a (no lab table)",))
+    notes = list(setup.assumed)
+    try:
+        t0 = time.perf_counter()
+        profile: SetupProfile = import_gmm(
+            rs.lab_table, material=setup.material, oxide_nm=setup.oxide_nm,
+            um_per_px=setup.um_per_px, name=f"{rs.name}-lab-table",
+        )
+        cal_s = time.perf_counter() - t0
+        det = create_detector(name, setup=profile)
+        idx = list(range(n))
+        found, ms = _detect_each(det, images, idx, _context(setup))
+    except FlakefinderError as exc:
+        return ModeResult(rs.name, "table", "n/a", n, notes=(*notes, f"error: {exc}"))
+    kind = "accuracy" if rs.truth is not None else "reference"
+    notes.append(f"lab table {rs.lab_table.name}")
+    return ModeResult(
+        rs.name, "table", kind, n, (_score_all(truth_of, idx, found, iou),), tuple(ms), (cal_s,),
+        tuple(notes), exhaustive=rs.exhaustive, image_indices=tuple(idx),
+        detections=tuple(_strip(d) for d in found),
+    )
+
+
+def _no_truth(i: int) -> TruthImage | None:
+    return None
+
+
+def reference_truth(rs: RealSet, reference: ModeResult) -> Callable[[int], TruthImage | None]:
+    """Truth from the ``table`` mode's detections (their outlines and layer numbers)."""
+    from flakefinder.evaluate.cocodata import detection_mask
+    from flakefinder.imaging import load_image
+
+    by_image = dict(zip(reference.image_indices, reference.detections, strict=True))
+    shapes: dict[int, tuple[int, int]] = {}
+
+    def truth_of(i: int) -> TruthImage | None:
+        if i not in by_image:
+            return None
+        if i not in shapes:
+            shapes[i] = load_image(rs.images[i]).shape[:2]
+        h, w = shapes[i]
+        dets = by_image[i]
+        masks = tuple(detection_mask(d, h, w) for d in dets)
+        return LabelledImage(rs.images[i], masks, tuple(d.layer_count for d in dets))
+
+    return truth_of
+
+
+def run_mode(
+    rs: RealSet,
+    images: Sequence[np.ndarray],
+    mode: str,
+    detector: str,
+    *,
+    reference: ModeResult | None = None,
+    splits: int = 3,
+    seed: int = 0,
+    stand_in: str | None = None,
+    iou_threshold: float = 0.5,
+    timing_images: int = 8,
+) -> ModeResult:
+    """Run one mode of the protocol on a loaded set (``images``: its pictures, RGB uint8).
+
+    ``reference``: the ``table`` mode's result, on a set without labels (agreement rows).
+    ``stand_in``: a material the detector knows, used in mode ``none`` when it does not know
+    the set's material (layer numbers are then not compared).
+    """
+    if mode not in MODES:
+        raise DatasetError(f"unknown mode {mode!r}; modes: {', '.join(MODES)}")
+    if len(images) != len(rs.images):
+        raise DatasetError(f"{rs.name}: {len(images)} images given for {len(rs.images)} files")
+    setup = setup_of(rs)
+    truth_of: Callable[[int], TruthImage | None]
+    if rs.truth is not None:
+        truth_of, kind, has_truth = rs.truth.__getitem__, "accuracy", True
+    elif reference is not None and reference.kind == "reference":
+        truth_of, kind, has_truth = reference_truth(rs, reference), "agreement", True
+    else:
+        truth_of, kind, has_truth = _no_truth, "counts", False
+    if mode == "none":
+        return _run_none(
+            rs, images, detector, setup, truth_of, kind, stand_in, iou_threshold, timing_images
+        )
+    if mode == "labels2":
+        return _run_labels2(
+            rs, images, detector, setup, truth_of, kind, has_truth, splits, seed, iou_threshold
+        )
+    return _run_table(rs, images, detector, setup, truth_of, iou_threshold)
+
