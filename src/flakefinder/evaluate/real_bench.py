@@ -1,11 +1,12 @@
 """The protocol of ``benchmarks/bench_real.py``: any registry detector on the real sets.
 
-Scoring (:func:`score_terraces`): every detection the detector reports counts (bulk is not
-reported). Detections are matched one-to-one to the outlined terraces, greedily by confidence,
-at mask IoU >= 0.5. A terrace is *found* when matched; recall is over the outlined terraces
-except those labelled thicker than the numbered ones (NbSe2 ``>5L``): a detection matched to
-one of those is correct, but they are not counted as missed. Precision (correct / detections) is meaningful only where every flake is outlined.
-Layer accuracy is the share of matched terraces with a known layer number whose detection's
+Scoring (:func:`~flakefinder.evaluate.real_score.score_terraces`): every detection the detector
+reports counts (bulk is not reported). Detections are matched one-to-one to the outlined
+terraces, greedily by confidence, at mask IoU >= 0.5. A terrace is *found* when matched; recall
+is over the outlined terraces except those labelled thicker than the numbered ones (NbSe2
+``>5L``): a detection matched to one of those is correct, but they are not counted as missed.
+Precision (correct / detections) is meaningful only where every flake is outlined. Layer
+accuracy is the share of matched terraces with a known layer number whose detection's
 ``layer_count`` equals it.
 
 Modes (:func:`run_mode`):
@@ -26,20 +27,19 @@ other modes report their *agreement* with it (same numbers, not accuracy).
 
 from __future__ import annotations
 
-import math
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from flakefinder.errors import DatasetError, FlakefinderError
-from flakefinder.evaluate.matching import match_masks
-from flakefinder.evaluate.real import TruthImage, mean_sd, split_indices
-from flakefinder.evaluate.real_sets import LabelledImage, RealSet
+from flakefinder.evaluate.real import TruthImage, split_indices
+from flakefinder.evaluate.real_score import ModeResult, TerraceScore, is_thick, score_terraces
+from flakefinder.evaluate.real_types import LabelledImage, RealSet
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
+
+    import numpy as np
 
     from flakefinder.calibration.profile import SetupProfile
     from flakefinder.domain import Detection, Detector, ImagingContext
@@ -55,82 +55,7 @@ __all__ = [
 
 MODES = ("none", "labels2", "table")
 NOMINAL_OXIDE_NM = 90.0
-NOMINAL_UM_PER_PX = {"150x": 0.1, "100x": 0.15, "50x": 0.15, "20x": 0.35}
-
-
-@dataclass
-class TerraceScore:
-    """Counts of one run over some images (see the module docstring)."""
-
-    n_images: int = 0
-    n_outlined: int = 0
-    n_counted: int = 0  # terraces that recall counts
-    n_detections: int = 0
-    n_correct: int = 0  # detections matched to any outlined terrace
-    n_found: int = 0  # counted terraces matched
-    n_layer_known: int = 0  # matched terraces with a layer number
-    n_layer_exact: int = 0
-
-    @property
-    def recall(self) -> float:
-        return self.n_found / self.n_counted if self.n_counted else math.nan
-
-    @property
-    def precision(self) -> float:
-        return self.n_correct / self.n_detections if self.n_detections else math.nan
-
-    @property
-    def layer_accuracy(self) -> float:
-        return self.n_layer_exact / self.n_layer_known if self.n_layer_known else math.nan
-
-    def add(self, other: TerraceScore) -> None:
-        """Add ``other``'s counts to these."""
-        for k in self.__dataclass_fields__:
-            setattr(self, k, getattr(self, k) + getattr(other, k))
-
-    def to_json(self) -> dict[str, Any]:
-        """Counts and rates (NaN as null)."""
-        out: dict[str, Any] = {k: getattr(self, k) for k in self.__dataclass_fields__}
-        for k in ("recall", "precision", "layer_accuracy"):
-            v = getattr(self, k)
-            out[k] = None if math.isnan(v) else round(v, 4)
-        return out
-
-
-def _thick(truth: TruthImage, k: int) -> bool:
-    return truth.is_thick(k) if isinstance(truth, LabelledImage) else False
-
-
-def score_terraces(
-    truth: TruthImage, dets: Sequence[Detection], *, iou_threshold: float = 0.5
-) -> TerraceScore:
-    """Score one image's detections against its outlined terraces."""
-    from flakefinder.evaluate.cocodata import detection_mask
-
-    if not truth.masks:
-        return TerraceScore(n_images=1, n_detections=len(dets))
-    h, w = truth.masks[0].shape
-    res = match_masks(
-        [detection_mask(d, h, w) for d in dets],
-        truth.masks,
-        scores=[d.confidence for d in dets],
-        iou_threshold=iou_threshold,
-    )
-    counted = [k for k in range(len(truth.masks)) if not _thick(truth, k)]
-    s = TerraceScore(
-        n_images=1,
-        n_outlined=len(truth.masks),
-        n_counted=len(counted),
-        n_detections=len(dets),
-        n_correct=res.true_positives,
-    )
-    for p, g, _ in res.matches:
-        if g in counted:
-            s.n_found += 1
-        if truth.layers[g] is not None:
-            s.n_layer_known += 1
-            s.n_layer_exact += int(dets[p].layer_count == truth.layers[g])
-    return s
+NOMINAL_UM_PER_PX = {"150x": 0.1, "20x": 0.35}  # by objective, where a set does not say
 
 
 @dataclass(frozen=True)
@@ -155,69 +80,6 @@ def setup_of(rs: RealSet) -> SetSetup:
         um = NOMINAL_UM_PER_PX.get(rs.objective, 0.35)
         assumed.append(f"{um:g} um/px nominal ({rs.objective})")
     return SetSetup(rs.material, float(oxide), float(um), tuple(assumed))
-
-
-@dataclass(frozen=True)
-class ModeResult:
-    """One row of the table: a set, a mode, per-split scores, timing and notes.
-
-    ``kind``: ``accuracy`` (against the labels), ``agreement`` (against the ``table`` mode's
-    detections), ``reference`` or ``counts`` (detections only), ``n/a`` (mode not run).
-    ``detections`` holds the detections of the first scored split (masks dropped), with
-    ``image_indices`` the images they belong to.
-    """
-
-    set_name: str
-    mode: str
-    kind: str
-    n_images: int
-    scores: tuple[TerraceScore, ...] = ()
-    ms_per_image: tuple[float, ...] = ()
-    calibration_s: tuple[float, ...] = ()
-    notes: tuple[str, ...] = ()
-    exhaustive: bool = False
-    layers_comparable: bool = True
-    image_indices: tuple[int, ...] = ()
-    detections: tuple[tuple[Detection, ...], ...] = field(default=(), repr=False)
-    detector_notes: tuple[str, ...] = ()
-
-    def stat(self, name: str) -> tuple[float, float]:
-        """Mean and sd over the splits of ``recall``, ``precision`` or ``layer_accuracy``."""
-        if name == "precision" and not (self.exhaustive or self.kind == "agreement"):
-            return math.nan, math.nan
-        if name == "layer_accuracy" and not self.layers_comparable:
-            return math.nan, math.nan
-        return mean_sd([float(getattr(s, name)) for s in self.scores])
-
-    def mean_count(self, name: str) -> float:
-        """Mean over the splits of a :class:`TerraceScore` count."""
-        return float(np.mean([getattr(s, name) for s in self.scores])) if self.scores else math.nan
-
-    @property
-    def median_ms(self) -> float:
-        return float(np.median(self.ms_per_image)) if self.ms_per_image else math.nan
-
-    def to_json(self) -> dict[str, Any]:
-        """Every number of the row (NaN as null)."""
-
-        def f(v: float) -> float | None:
-            return None if math.isnan(v) else round(v, 4)
-
-        out: dict[str, Any] = {
-            "set": self.set_name,
-            "mode": self.mode,
-            "kind": self.kind,
-            "images": self.n_images,
-            "median_ms_per_image": f(self.median_ms),
-            "calibration_s": [round(v, 3) for v in self.calibration_s],
-            "notes": list(self.notes),
-            "detector_notes": list(self.detector_notes),
-            "splits": [s.to_json() for s in self.scores],
-        }
-        for k in ("recall", "precision", "layer_accuracy"):
-            m, sd = self.stat(k)
-            out[k] = {"mean": f(m), "sd": f(sd)}
-        return out
 
 
 def _strip(dets: Sequence[Detection]) -> tuple[Detection, ...]:
@@ -310,7 +172,7 @@ def _regions(truth: Sequence[TruthImage]) -> list[Any]:
         LabelledRegion(j, m, n)
         for j, t in enumerate(truth)
         for k, (m, n) in enumerate(zip(t.masks, t.layers, strict=True))
-        if not _thick(t, k) and m.any()
+        if not is_thick(t, k) and m.any()
     ]
     if any(r.n_layers is not None for r in out):
         out = [r for r in out if r.n_layers is not None]

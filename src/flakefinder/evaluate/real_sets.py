@@ -21,17 +21,24 @@ README in the data folder):
 
 from __future__ import annotations
 
-import ast
 import base64
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from flakefinder.errors import DatasetError, FlakefinderError
-from flakefinder.evaluate.real import TruthImage
+from flakefinder.evaluate.real_types import (
+    LabelledImage,
+    RealSet,
+    image_size,
+    int_field,
+    layer_of_category,
+    licence_note,
+    parse_segmentation,
+    set_folder,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -47,161 +54,7 @@ __all__ = [
 
 SET_NAMES = ("nbse2_2025", "nbse2_2024", "hbn", "hbn_graphene", "2dmatgmm")
 NBSE2_BAR_UM_AT_150X = 5.0  # the burned-in scale bar reads 5 µm at 150x (7.5 µm at 100x)
-MAX_LITERAL_CHARS = 8 * 2**20  # a string-encoded segmentation longer than this is refused
 MAX_EMBEDDED_IMAGE_CHARS = 96 * 2**20  # base64 characters of one labelme imageData
-
-
-@dataclass(frozen=True, eq=False)
-class LabelledImage(TruthImage):
-    """A :class:`TruthImage` whose terraces may be marked thicker than the numbered layers.
-
-    ``thick[k]`` is True for a terrace labelled ``>5L``/``>=5L`` (its layer is None): a match
-    to it is a correct detection, but it is not among the terraces that recall counts.
-    """
-
-    thick: tuple[bool, ...] = ()
-
-    def __post_init__(self) -> None:
-        if len(self.layers) != len(self.masks) or len(self.thick) not in (0, len(self.masks)):
-            raise DatasetError(f"{self.path.name}: truth lists of different lengths")
-
-    def is_thick(self, k: int) -> bool:
-        """Whether terrace ``k`` is thicker than the numbered layers."""
-        return bool(self.thick[k]) if self.thick else False
-
-
-@dataclass(frozen=True, eq=False)
-class RealSet:
-    """One real set: pictures, truth and what is known about the setup.
-
-    Attributes
-    ----------
-    name, material, objective
-        Set name (:data:`SET_NAMES`), flake material and objective magnification (``"150x"``).
-    images
-        Image files, sorted by name.
-    truth
-        One :class:`LabelledImage` per image, or None for a set without labels.
-    layers_known
-        Whether the labels carry layer numbers.
-    exhaustive
-        Whether every flake of the pictures is outlined (precision is meaningful).
-    oxide_nm, um_per_px
-        Setup values where the source states or the pictures show them (None: unknown).
-        ``um_per_px`` is the median of ``um_per_px_images`` where those are measured.
-    um_per_px_images
-        Per-image pixel size measured from a scale bar (None where not measured); empty when
-        the set has no scale bars.
-    lab_table
-        The lab's own per-layer colour table (2DMatGMM JSON), where the set has one.
-    licence, source
-        Licence note and origin.
-    """
-
-    name: str
-    material: str
-    objective: str
-    images: tuple[Path, ...]
-    truth: tuple[LabelledImage, ...] | None
-    layers_known: bool
-    exhaustive: bool
-    oxide_nm: float | None
-    um_per_px: float | None
-    licence: str
-    source: str
-    um_per_px_images: tuple[float | None, ...] = ()
-    lab_table: Path | None = None
-
-    @property
-    def n_instances(self) -> int:
-        """Outlined terraces over all images (0 without labels)."""
-        return sum(len(t.masks) for t in self.truth or ())
-
-
-# -- parsing helpers ----------------------------------------------------------------------------
-
-_CATEGORY_RE = re.compile(r"^\s*(>=|≥|>)?\s*(\d{1,3})\s*-?\s*(?:l|layers?)\s*$", re.IGNORECASE)
-
-
-def layer_of_category(name: str) -> tuple[int | None, bool]:
-    """(layer number, thick) of a category such as ``3L``, ``>5L``, ``>=5L`` or ``2-Layer``.
-
-    ``>NL`` and ``>=NL`` give (None, True): a terrace thicker than the numbered ones.
-
-    Raises
-    ------
-    DatasetError
-        For a name that is not a layer category.
-    """
-    m = _CATEGORY_RE.match(str(name))
-    if m is None:
-        raise DatasetError(f"category {name!r} is not a layer category (e.g. 3L, >5L, 2-Layer)")
-    if m.group(1):
-        return None, True
-    n = int(m.group(2))
-    if n < 1:
-        raise DatasetError(f"category {name!r}: layer numbers start at 1")
-    return n, False
-
-
-def parse_segmentation(value: Any, *, what: str = "segmentation") -> Any:
-    """A COCO segmentation as stored: a list or dict as is, or one written as a Python literal.
-
-    Some exports store ``"[[x0, y0, ...]]"`` or ``"{'size': [...], 'counts': '...'}"`` as a
-    string; it is parsed with :func:`ast.literal_eval` (literals only, never evaluated code).
-
-    Raises
-    ------
-    DatasetError
-        For a string that is too long or not a list/dict literal.
-    """
-    if not isinstance(value, str):
-        return value
-    if len(value) > MAX_LITERAL_CHARS:
-        raise DatasetError(f"{what}: {len(value)} characters is over {MAX_LITERAL_CHARS}")
-    try:
-        out = ast.literal_eval(value.strip())
-    except (ValueError, SyntaxError, MemoryError, RecursionError) as exc:
-        raise DatasetError(f"{what}: not a list or dict literal ({type(exc).__name__})") from None
-    if not isinstance(out, (list, dict)):
-        raise DatasetError(f"{what}: a string segmentation must hold a list or a dict")
-    return out
-
-
-def _int(value: Any, what: str) -> int:
-    try:
-        out = int(str(value).strip())
-    except ValueError:
-        raise DatasetError(f"{what}: {value!r} is not an integer") from None
-    return out
-
-
-def _folder(root: Path, rel: str, set_name: str) -> Path:
-    if not root.is_dir():
-        raise DatasetError(
-            f"../shared/data/real not found: {root} (the real micrographs live beside the clone; "
-            "see shared/data/real/README.md)"
-        )
-    p = root / rel
-    if not p.exists():
-        raise DatasetError(f"{set_name}: {p} not found under {root}")
-    return p
-
-
-def _licence(folder: Path, name: str, spdx: str) -> str:
-    lic = folder / name
-    return f"{spdx} ({lic})" if lic.is_file() else f"{spdx} (licence file {lic} missing)"
-
-
-def _image_size(path: Path) -> tuple[int, int]:
-    """(width, height) from the header, without decoding the pixels."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            return int(im.size[0]), int(im.size[1])
-    except (OSError, UnidentifiedImageError) as exc:
-        raise DatasetError(f"cannot read the image header of {path}: {exc}") from None
 
 
 # -- scale bar ----------------------------------------------------------------------------------
@@ -233,7 +86,7 @@ def _coco_truth(
     data = load_json_file(coco_file, error=DatasetError)
     try:
         cats = {
-            _int(c["id"], f"{coco_file.name} category"): layer_of_category(str(c["name"]))
+            int_field(c["id"], f"{coco_file.name} category"): layer_of_category(str(c["name"]))
             for c in data["categories"]
         }
         entries = sorted(data["images"], key=lambda e: str(e["file_name"]))
@@ -244,22 +97,22 @@ def _coco_truth(
         entries = entries[:max_images]
     by_image: dict[int, list[dict[str, Any]]] = {}
     for a in anns:
-        by_image.setdefault(_int(a.get("image_id"), f"{coco_file.name} annotation"), []).append(a)
+        by_image.setdefault(int_field(a.get("image_id"), f"{coco_file.name} annotation"), []).append(a)
     paths: list[Path] = []
     truth: list[LabelledImage] = []
     for e in entries:
         p = folder / Path(str(e["file_name"])).name
         if not p.is_file():
             raise DatasetError(f"{set_name}: image {p.name!r} of {coco_file.name} not found")
-        h, w = _int(e["height"], p.name), _int(e["width"], p.name)
-        if _image_size(p) != (w, h):
+        h, w = int_field(e["height"], p.name), int_field(e["width"], p.name)
+        if image_size(p) != (w, h):
             raise DatasetError(f"{set_name}: {p.name} is not {w} x {h} px as {coco_file.name} says")
         masks: list[np.ndarray] = []
         layers: list[int | None] = []
         thick: list[bool] = []
-        for k, a in enumerate(by_image.get(_int(e["id"], p.name), [])):
+        for k, a in enumerate(by_image.get(int_field(e["id"], p.name), [])):
             what = f"{coco_file.name}, {p.name}, annotation {k}"
-            cat = _int(a.get("category_id"), what)
+            cat = int_field(a.get("category_id"), what)
             if cat not in cats:
                 raise DatasetError(f"{what}: unknown category id {cat}")
             seg = parse_segmentation(a.get("segmentation"), what=what)
@@ -281,7 +134,7 @@ def _load_nbse2(root: Path, name: str, max_images: int | None, scale_bar: bool) 
         "nbse2_2025": ("set_2025_01", "labels_my-project-name_2025-01-10-04-51-39.json"),
         "nbse2_2024": ("set_2024_12", "labels_my-project-name_2024-12-17-12-04-35.json"),
     }[name]
-    folder = _folder(root, f"nbse2_flakedetectron/{sub}", name)
+    folder = set_folder(root, f"nbse2_flakedetectron/{sub}", name)
     paths, truth = _coco_truth(folder / labels, folder, name, max_images)
     um = tuple(_nbse2_um_per_px(p, load_image(p)) if scale_bar else None for p in paths)
     measured = [v for v in um if v is not None]
@@ -296,7 +149,7 @@ def _load_nbse2(root: Path, name: str, max_images: int | None, scale_bar: bool) 
         oxide_nm=None,
         um_per_px=float(np.median(measured)) if measured else None,
         um_per_px_images=um,
-        licence=_licence(folder.parent, "LICENSE", "GPL-3.0"),
+        licence=licence_note(folder.parent, "LICENSE", "GPL-3.0"),
         source="github dpoteryayev/flakedetectron (commit 0291820)",
     )
 
@@ -335,7 +188,7 @@ def _load_hbn(root: Path, cache_dir: Path, max_images: int | None) -> RealSet:
     from flakefinder.artifacts import load_json_file
     from flakefinder.coco import decode_segmentation
 
-    folder = _folder(root, "hbn_autoflakedet/labelme", "hbn")
+    folder = set_folder(root, "hbn_autoflakedet/labelme", "hbn")
     files = sorted(folder.glob("*.json"))
     if not files:
         raise DatasetError(f"hbn: no labelme files in {folder}")
@@ -346,12 +199,12 @@ def _load_hbn(root: Path, cache_dir: Path, max_images: int | None) -> RealSet:
     for f in files:
         d = load_json_file(f, error=DatasetError)
         try:
-            h, w = _int(d["imageHeight"], f.name), _int(d["imageWidth"], f.name)
+            h, w = int_field(d["imageHeight"], f.name), int_field(d["imageWidth"], f.name)
             shapes = list(d["shapes"])
             img = _extract(str(d["imageData"]), cache_dir, f.stem, f.name)
         except (KeyError, TypeError) as exc:
             raise DatasetError(f"{f}: not a labelme file with an embedded image ({exc})") from None
-        if _image_size(img) != (w, h):
+        if image_size(img) != (w, h):
             raise DatasetError(f"hbn: the image in {f.name} is not {w} x {h} px as it says")
         masks: list[np.ndarray] = []
         for k, s in enumerate(shapes):
@@ -380,13 +233,13 @@ def _load_hbn(root: Path, cache_dir: Path, max_images: int | None) -> RealSet:
         exhaustive=False,
         oxide_nm=None,
         um_per_px=None,
-        licence=_licence(folder.parent, "LICENSE", "Apache-2.0"),
+        licence=licence_note(folder.parent, "LICENSE", "Apache-2.0"),
         source="github kleinlabphys/autoflakedet (commit fdb4913)",
     )
 
 
 def _load_hbn_graphene(root: Path, max_images: int | None) -> RealSet:
-    folder = _folder(root, "hbn_autoflakedet/graphene", "hbn_graphene")
+    folder = set_folder(root, "hbn_autoflakedet/graphene", "hbn_graphene")
     paths, truth = _coco_truth(
         folder / "annotations_coco_rle.json", folder, "hbn_graphene", max_images
     )
@@ -400,7 +253,7 @@ def _load_hbn_graphene(root: Path, max_images: int | None) -> RealSet:
         exhaustive=False,
         oxide_nm=None,
         um_per_px=None,
-        licence=_licence(folder.parent, "LICENSE", "Apache-2.0"),
+        licence=licence_note(folder.parent, "LICENSE", "Apache-2.0"),
         source="github kleinlabphys/autoflakedet (commit fdb4913)",
     )
 
@@ -408,7 +261,7 @@ def _load_hbn_graphene(root: Path, max_images: int | None) -> RealSet:
 def _load_2dmatgmm(root: Path, max_images: int | None) -> RealSet:
     from flakefinder.artifacts import load_json_file
 
-    folder = _folder(root, "2dmatgmm", "2dmatgmm")
+    folder = set_folder(root, "2dmatgmm", "2dmatgmm")
     paths = sorted((folder / "images").glob("*.jpg"))
     if not paths:
         raise DatasetError(f"2dmatgmm: no images in {folder / 'images'}")
@@ -431,8 +284,8 @@ def _load_2dmatgmm(root: Path, max_images: int | None) -> RealSet:
         layers_known=False,
         exhaustive=False,
         oxide_nm=90.0,
-        um_per_px=view_x_um / _image_size(paths[0])[0],
-        licence=_licence(folder, "LICENSE-2DMatGMM", "MIT"),
+        um_per_px=view_x_um / image_size(paths[0])[0],
+        licence=licence_note(folder, "LICENSE-2DMatGMM", "MIT"),
         source="github Jaluus/2DMatGMM and Jaluus/2DMatGMM-System",
         lab_table=table,
     )
