@@ -278,3 +278,41 @@ def test_failed_calibration_is_a_note_not_a_crash(root):
     table = run_mode(rs, images, "table", "contrast")
     assert table.kind == "n/a" and table.notes == ("n/a (no lab table)",)
     assert real_bench.setup_of(rs).oxide_nm == 90.0
+
+
+class _FixedDetector:
+    """Two fixed rectangles (1 and 3 layers) on any image; with a profile the same ones."""
+
+    name = "fixed"
+    version = "1"
+
+    def detect(self, image, context):
+        h, w = image.shape[:2]
+        out = []
+        for (y0, y1, x0, x1), n in (((10, 60, 10, 90), 1), ((100, 180, 200, 260), 3)):
+            m = np.zeros((h, w), bool)
+            m[y0:y1, x0:x1] = True
+            out.append(_det(m, n))
+        return out
+
+
+def test_2dmatgmm_modes_report_agreement_with_the_lab_table(root, monkeypatch):
+    from flakefinder.imaging import load_image
+
+    rs = load_real_set("2dmatgmm", root, max_images=3)
+    images = [load_image(p) for p in rs.images]
+    made = []
+
+    def create(name, **kw):
+        made.append(kw.get("setup") is not None)
+        return _FixedDetector()
+
+    monkeypatch.setattr("flakefinder.detect.registry.create_detector", create)
+    table = run_mode(rs, images, "table", "fixed")
+    assert table.kind == "reference" and table.scores[0].n_detections == 6 and made == [True]
+    none = run_mode(rs, images, "none", "fixed", reference=table)
+    assert none.kind == "agreement"
+    assert [none.stat(k)[0] for k in ("recall", "precision", "layer_accuracy")] == [1.0, 1.0, 1.0]
+    alone = run_mode(rs, images, "none", "fixed")
+    assert alone.kind == "counts" and alone.scores[0].n_detections == 6
+    assert math.isnan(alone.stat("recall")[0])

@@ -86,31 +86,39 @@ def _strip(dets: Sequence[Detection]) -> tuple[Detection, ...]:
     return tuple(replace(d, mask=None) if d.mask is not None else d for d in dets)
 
 
-def _score_all(
-    truth_of: Callable[[int], TruthImage | None],
-    idx: Sequence[int],
-    found: Sequence[Sequence[Detection]],
-    iou: float,
-) -> TerraceScore:
-    total = TerraceScore()
-    for i, dets in zip(idx, found, strict=True):
-        t = truth_of(i)
-        if t is None:
-            total.add(TerraceScore(n_images=1, n_detections=len(dets)))
+@dataclass
+class _Run:
+    """Scores and stripped detections, filled image by image (full masks never pile up)."""
+
+    score: TerraceScore
+    detections: list[tuple[Detection, ...]]
+    ms: list[float]
+
+    def add(self, truth: TruthImage | None, dets: Sequence[Detection], iou: float) -> None:
+        if truth is None:
+            self.score.add(TerraceScore(n_images=1, n_detections=len(dets)))
         else:
-            total.add(score_terraces(t, dets, iou_threshold=iou))
-    return total
+            self.score.add(score_terraces(truth, dets, iou_threshold=iou))
+        self.detections.append(_strip(dets))
+
+
+def _new_run() -> _Run:
+    return _Run(TerraceScore(), [], [])
 
 
 def _detect_each(
-    det: Detector, images: Sequence[np.ndarray], idx: Sequence[int], ctx: ImagingContext
-) -> tuple[list[list[Detection]], list[float]]:
-    found, ms = [], []
+    det: Detector, images: Sequence[np.ndarray], idx: Sequence[int], ctx: ImagingContext,
+    truth_of: Callable[[int], TruthImage | None] | None, iou: float,
+) -> _Run:
+    """Detect on each image in turn, timing it; scored and stripped unless ``truth_of`` is None."""
+    run = _new_run()
     for i in idx:
         t0 = time.perf_counter()
-        found.append(list(det.detect(images[i], ctx)))
-        ms.append(1000.0 * (time.perf_counter() - t0))
-    return found, ms
+        dets = det.detect(images[i], ctx)
+        run.ms.append(1000.0 * (time.perf_counter() - t0))
+        if truth_of is not None:
+            run.add(truth_of(i), dets, iou)
+    return run
 
 
 def _context(setup: SetSetup, material: str | None = None) -> ImagingContext:
@@ -136,31 +144,36 @@ def _run_none(
     notes = list(setup.assumed)
     material: str | None = None
     while True:
-        det = create_detector(name)
         ctx = _context(setup, material)
         try:
+            det = create_detector(name)
             if isinstance(det, BatchDetector):
                 t0 = time.perf_counter()
                 found = det.detect_batch(list(images), ctx)
                 batch_s = time.perf_counter() - t0
-                _, ms = _detect_each(det, images, idx[:timing_images], ctx)
+                run = _new_run()
+                for i in idx:
+                    run.add(truth_of(i), found[i], iou)
+                    found[i] = []  # drop the full masks as soon as they are scored
+                run.ms = _detect_each(det, images, idx[:timing_images], ctx, None, iou).ms
                 notes.append(
                     f"one batch of {len(idx)}: {batch_s:.1f} s incl. self-calibration; "
-                    f"ms/img from {len(ms)} images after it"
+                    f"ms/img from {len(run.ms)} images after it"
                 )
             else:
-                found, ms = _detect_each(det, images, idx, ctx)
+                run = _detect_each(det, images, idx, ctx, truth_of, iou)
             break
         except UnknownMaterialError as exc:
             if stand_in is None or material is not None:
                 return ModeResult(rs.name, "none", "n/a", len(idx), notes=(*notes, f"error: {exc}"))
             material = stand_in
             notes.append(f"{setup.material} unknown to the detector: ran as {stand_in}")
-    score = _score_all(truth_of, idx, found, iou)
+        except FlakefinderError as exc:
+            return ModeResult(rs.name, "none", "n/a", len(idx), notes=(*notes, f"error: {exc}"))
     return ModeResult(
-        rs.name, "none", kind, len(idx), (score,), tuple(ms), (), tuple(notes),
+        rs.name, "none", kind, len(idx), (run.score,), tuple(run.ms), (), tuple(notes),
         exhaustive=rs.exhaustive, layers_comparable=material is None,
-        image_indices=tuple(idx), detections=tuple(_strip(d) for d in found),
+        image_indices=tuple(idx), detections=tuple(run.detections),
         detector_notes=tuple(str(n) for n in getattr(det, "notes", ()) or ()),
     )
 
@@ -198,8 +211,11 @@ def _run_labels2(
     if not detector_spec(name).accepts_setup:
         return ModeResult(rs.name, "labels2", "n/a", n, notes=(f"n/a ({name} takes no profile)",))
     ctx = _context(setup)
-    scores, ms_all, cal_s, failures = [], [], [], []
-    first: tuple[list[int], list[list[Detection]]] | None = None
+    scores: list[TerraceScore] = []
+    ms_all: list[float] = []
+    cal_s: list[float] = []
+    failures: list[str] = []
+    first: tuple[list[int], _Run] | None = None
     for k, (cal, test) in enumerate(split_indices(n, 2, splits, seed)):
         truths = [truth_of(i) for i in cal]
         regions = _regions([t for t in truths if t is not None])
@@ -214,21 +230,21 @@ def _run_labels2(
             )
             cal_s.append(time.perf_counter() - t0)
             det = create_detector(name, setup=report.profile)
-            found, ms = _detect_each(det, images, test, ctx)
+            run = _detect_each(det, images, test, ctx, truth_of, iou)
         except FlakefinderError as exc:
             failures.append(f"split {k}: {exc}")
             continue
-        scores.append(_score_all(truth_of, test, found, iou))
-        ms_all.extend(ms)
+        scores.append(run.score)
+        ms_all.extend(run.ms)
         if first is None:
-            first = (test, found)
+            first = (test, run)
     if failures:
         notes.append(f"{len(failures)}/{splits} splits failed: {failures[0]}")
     return ModeResult(
         rs.name, "labels2", kind if scores else "n/a", n - 2, tuple(scores), tuple(ms_all),
         tuple(cal_s), tuple(notes), exhaustive=rs.exhaustive,
         image_indices=tuple(first[0]) if first else (),
-        detections=tuple(_strip(d) for d in first[1]) if first else (),
+        detections=tuple(first[1].detections) if first else (),
     )
 
 
@@ -252,15 +268,14 @@ def _run_table(
         cal_s = time.perf_counter() - t0
         det = create_detector(name, setup=profile)
         idx = list(range(n))
-        found, ms = _detect_each(det, images, idx, _context(setup))
+        run = _detect_each(det, images, idx, _context(setup), truth_of, iou)
     except FlakefinderError as exc:
         return ModeResult(rs.name, "table", "n/a", n, notes=(*notes, f"error: {exc}"))
     kind = "accuracy" if rs.truth is not None else "reference"
     notes.append(f"lab table {rs.lab_table.name}")
     return ModeResult(
-        rs.name, "table", kind, n, (_score_all(truth_of, idx, found, iou),), tuple(ms), (cal_s,),
-        tuple(notes), exhaustive=rs.exhaustive, image_indices=tuple(idx),
-        detections=tuple(_strip(d) for d in found),
+        rs.name, "table", kind, n, (run.score,), tuple(run.ms), (cal_s,), tuple(notes),
+        exhaustive=rs.exhaustive, image_indices=tuple(idx), detections=tuple(run.detections),
     )
 
 
@@ -268,20 +283,18 @@ def _no_truth(i: int) -> TruthImage | None:
     return None
 
 
-def reference_truth(rs: RealSet, reference: ModeResult) -> Callable[[int], TruthImage | None]:
+def reference_truth(
+    rs: RealSet, reference: ModeResult, images: Sequence[np.ndarray]
+) -> Callable[[int], TruthImage | None]:
     """Truth from the ``table`` mode's detections (their outlines and layer numbers)."""
     from flakefinder.evaluate.cocodata import detection_mask
-    from flakefinder.imaging import load_image
 
     by_image = dict(zip(reference.image_indices, reference.detections, strict=True))
-    shapes: dict[int, tuple[int, int]] = {}
 
     def truth_of(i: int) -> TruthImage | None:
         if i not in by_image:
             return None
-        if i not in shapes:
-            shapes[i] = load_image(rs.images[i]).shape[:2]
-        h, w = shapes[i]
+        h, w = images[i].shape[:2]
         dets = by_image[i]
         masks = tuple(detection_mask(d, h, w) for d in dets)
         return LabelledImage(rs.images[i], masks, tuple(d.layer_count for d in dets))
@@ -317,7 +330,7 @@ def run_mode(
     if rs.truth is not None:
         truth_of, kind, has_truth = rs.truth.__getitem__, "accuracy", True
     elif reference is not None and reference.kind == "reference":
-        truth_of, kind, has_truth = reference_truth(rs, reference), "agreement", True
+        truth_of, kind, has_truth = reference_truth(rs, reference, images), "agreement", True
     else:
         truth_of, kind, has_truth = _no_truth, "counts", False
     if mode == "none":
