@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -46,6 +46,14 @@ class LayerCall:
     alternative: int | None = None
     distance_sigma: float = math.nan
     fits_material: bool = True  # False: no thickness of the material has this colour
+
+
+class Classifier(Protocol):
+    """What names a terrace from its contrast (:class:`ProfileClassifier`, a self-calibration's)."""
+
+    def classify(self, contrast_rgb: np.ndarray) -> LayerCall:
+        """The call for a region of mean contrast ``contrast_rgb`` (NaN: channel unusable)."""
+        ...
 
 
 def unknown_call(material: str, *, thick: bool = False) -> LayerCall:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from flakefinder.detect.terrace.classify import LayerCall, ProfileClassifier
+from flakefinder.detect.terrace.classify import Classifier, LayerCall, ProfileClassifier
 from flakefinder.detect.terrace.features import flake_confidence
 from flakefinder.detect.terrace.segment import SegmentSettings, TerraceMap, segment_terraces
 from flakefinder.detect.terrace.selfcal import (
@@ -129,6 +129,20 @@ class TerraceDetector:
         self, images: Sequence[np.ndarray], context: ImagingContext, names: Sequence[str] | None = None
     ) -> list[list[Detection]]:
         """The flake terraces of each image; self-calibrates on this batch when needed."""
+        return [
+            [] if tm is None or clf is None else self.detections(tm, clf, context)
+            for tm, clf in self.analyse(images, context, names)
+        ]
+
+    def analyse(
+        self, images: Sequence[np.ndarray], context: ImagingContext, names: Sequence[str] | None = None
+    ) -> list[tuple[TerraceMap | None, Classifier | None]]:
+        """Per image, its terraces and the classifier of its camera setting (None, None when the
+        image cannot be searched; noted). Self-calibrates on this batch when needed.
+
+        Other detectors that outline flakes their own way (:mod:`flakefinder.detect.net_terrace`)
+        classify their regions with the same maps and classifiers.
+        """
         imgs = [check_rgb_image(im) for im in images]
         labels = list(names) if names is not None else [f"image {i + 1}" for i in range(len(imgs))]
         maps: list[TerraceMap | None] = []
@@ -139,19 +153,13 @@ class TerraceDetector:
                 self.notes.append(f"{label}: no flakes searched ({exc})")
                 maps.append(None)
         classifiers = self._classifiers(maps, imgs, context, labels)
-        out: list[list[Detection]] = []
-        for tm, clf in zip(maps, classifiers, strict=True):
-            if tm is None or clf is None:
-                out.append([])
-                continue
-            out.append(self._detections(tm, clf, context))
-        return out
+        return list(zip(maps, classifiers, strict=True))
 
     # -- classification ---------------------------------------------------------------------------
     def _classifiers(
         self, maps: Sequence[TerraceMap | None], images: Sequence[np.ndarray],
         context: ImagingContext, labels: Sequence[str],
-    ) -> list[ProfileClassifier | object | None]:
+    ) -> list[Classifier | None]:
         materials = list(context.materials)
         if self.profile is not None:
             from flakefinder.calibration.profile import check_compatible
@@ -166,7 +174,7 @@ class TerraceDetector:
         if unmatched:
             self._calibrate([maps[i] for i in unmatched], [images[i] for i in unmatched],  # type: ignore[misc]
                             [labels[i] for i in unmatched], context)
-        out: list[ProfileClassifier | object | None] = []
+        out: list[Classifier | None] = []
         for m in maps:
             if m is None:
                 out.append(None)
@@ -217,7 +225,8 @@ class TerraceDetector:
             self.calibrations.append(s)
 
     # -- output -----------------------------------------------------------------------------------
-    def _detections(self, tm: TerraceMap, clf: object, context: ImagingContext) -> list[Detection]:
+    def detections(self, tm: TerraceMap, clf: Classifier, context: ImagingContext) -> list[Detection]:
+        """The flake terraces of one analysed image (see :meth:`analyse`)."""
         from flakefinder.detect.contrast import mask_polygon
 
         min_px = self.min_area_um2 / max(context.um_per_px, 1e-9) ** 2
@@ -226,7 +235,7 @@ class TerraceDetector:
             score = flake_confidence(t.features, tm.work.valid, tm.background.noise)
             if score < self.min_score or tm.area_full_px(t) < min_px:
                 continue
-            call: LayerCall = clf.classify(tm.contrast_rgb(t))  # type: ignore[attr-defined]
+            call: LayerCall = clf.classify(tm.contrast_rgb(t))
             if not call.fits_material:
                 continue
             full, crop, (fx, fy) = tm.full_mask(t)

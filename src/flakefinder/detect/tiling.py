@@ -1,0 +1,252 @@
+"""Tiles at a fixed pixel size: the same cut for training data and for tiled inference.
+
+A network trained on tiles of ``tile_px`` square pixels at ``tile_um_per_px`` sees every
+micrograph at that pixel size: the image is resampled by ``um_per_px / tile_um_per_px`` and
+cut into overlapping windows; the last window of a row or column is moved back to end at the
+image edge, so every window is a full tile (an image smaller than a tile is zero padded, as the
+letterbox pads). Instances found in several tiles are merged (:func:`merge_pieces`), then
+brought back to the original pixel grid (:func:`piece_to_full`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import cv2
+import numpy as np
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from flakefinder.detect.maskrcnn import MaskRCNNDetector, Segment
+
+MERGE_OVERLAP = 0.3
+"""Two pieces from different tiles are one instance when their intersection is at least this
+share of the smaller one (a flake cut by a tile edge, or seen whole in two tiles)."""
+
+
+def scale_for(um_per_px: float, tile_um_per_px: float) -> float:
+    """The resampling factor from an image's pixel size to the tiles' (> 1 enlarges).
+
+    Raises
+    ------
+    ValueError
+        When either pixel size is not a finite positive number.
+    """
+    for what, v in (("um_per_px", um_per_px), ("tile_um_per_px", tile_um_per_px)):
+        if not (math.isfinite(v) and v > 0):
+            raise ValueError(f"{what} must be a finite number > 0, got {v}")
+    return float(um_per_px) / float(tile_um_per_px)
+
+
+def resample(image: np.ndarray, scale: float) -> np.ndarray:
+    """``image`` resized by ``scale`` (area averaging when shrinking, bilinear otherwise)."""
+    if abs(scale - 1.0) < 1e-6:
+        return image
+    h, w = image.shape[:2]
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    return np.asarray(cv2.resize(image, size, interpolation=interp))
+
+
+def resample_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A bool mask resized to ``shape`` (h, w) (bilinear, cut at one half)."""
+    if mask.shape == shape:
+        return mask.astype(bool)
+    up = cv2.resize(mask.astype(np.uint8) * np.uint8(255), (shape[1], shape[0]),
+                    interpolation=cv2.INTER_LINEAR)  # fmt: skip
+    return np.asarray(up) >= 128
+
+
+def _starts(length: int, tile: int, overlap: int) -> list[int]:
+    if length <= tile:
+        return [0]
+    stride = max(1, tile - overlap)
+    starts = list(range(0, length - tile, stride))
+    starts.append(length - tile)
+    return starts
+
+
+def tile_windows(height: int, width: int, tile: int, overlap: int) -> list[tuple[int, int]]:
+    """Top-left corners (x0, y0) of the windows covering a ``height`` x ``width`` image.
+
+    Raises
+    ------
+    ValueError
+        When ``tile`` < 32 or ``overlap`` is not in [0, tile / 2].
+    """
+    if tile < 32 or not 0 <= overlap <= tile // 2:
+        raise ValueError(f"tile must be >= 32 px and overlap in [0, tile/2], got {tile}, {overlap}")
+    return [(x, y) for y in _starts(height, tile, overlap) for x in _starts(width, tile, overlap)]
+
+
+def cut_tile(image: np.ndarray, x0: int, y0: int, tile: int) -> np.ndarray:
+    """The ``tile`` x ``tile`` window at (x0, y0), zero padded where the image ends."""
+    crop = image[y0 : y0 + tile, x0 : x0 + tile]
+    if crop.shape[0] == tile and crop.shape[1] == tile:
+        return np.ascontiguousarray(crop)
+    out = np.zeros((tile, tile, *image.shape[2:]), dtype=image.dtype)
+    out[: crop.shape[0], : crop.shape[1]] = crop
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class Piece:
+    """An instance mask in resampled-image coordinates: a bool crop at (x0, y0)."""
+
+    x0: int
+    y0: int
+    mask: np.ndarray
+    score: float
+    tile: int
+
+    @property
+    def box(self) -> tuple[int, int, int, int]:
+        """(x0, y0, x1, y1), exclusive end."""
+        return (self.x0, self.y0, self.x0 + self.mask.shape[1], self.y0 + self.mask.shape[0])
+
+    @property
+    def area(self) -> int:
+        """Pixels of the mask."""
+        return int(np.count_nonzero(self.mask))
+
+
+def piece_from_tile_mask(mask: np.ndarray, x0: int, y0: int, score: float, tile: int,
+                         limit: tuple[int, int]) -> Piece | None:  # fmt: skip
+    """A tile's full-size mask as a :class:`Piece` of the image (cropped to its box and to the
+    image of size ``limit`` = (h, w)); None when nothing of it lies inside the image."""
+    h, w = limit
+    m = mask[: max(0, h - y0), : max(0, w - x0)]
+    ys, xs = np.nonzero(m)
+    if ys.size == 0:
+        return None
+    ya, yb, xa, xb = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
+    return Piece(x0 + xa, y0 + ya, np.ascontiguousarray(m[ya:yb, xa:xb]), float(score), tile)
+
+
+def _intersection(a: Piece, b: Piece) -> int:
+    ax0, ay0, ax1, ay1 = a.box
+    bx0, by0, bx1, by1 = b.box
+    x0, y0, x1, y1 = max(ax0, bx0), max(ay0, by0), min(ax1, bx1), min(ay1, by1)
+    if x0 >= x1 or y0 >= y1:
+        return 0
+    ma = a.mask[y0 - ay0 : y1 - ay0, x0 - ax0 : x1 - ax0]
+    mb = b.mask[y0 - by0 : y1 - by0, x0 - bx0 : x1 - bx0]
+    return int(np.count_nonzero(ma & mb))
+
+
+def _union(group: list[Piece]) -> Piece:
+    x0 = min(p.box[0] for p in group)
+    y0 = min(p.box[1] for p in group)
+    x1 = max(p.box[2] for p in group)
+    y1 = max(p.box[3] for p in group)
+    m = np.zeros((y1 - y0, x1 - x0), dtype=bool)
+    for p in group:
+        m[p.y0 - y0 : p.y0 - y0 + p.mask.shape[0], p.x0 - x0 : p.x0 - x0 + p.mask.shape[1]] |= p.mask
+    return Piece(x0, y0, m, max(p.score for p in group), group[0].tile)
+
+
+def merge_pieces(pieces: list[Piece], min_overlap: float = MERGE_OVERLAP) -> list[Piece]:
+    """Pieces of different tiles that overlap by ``min_overlap`` of the smaller one, joined.
+
+    Pieces of one tile are never joined (the network's own suppression already separated
+    them). The result is ordered by score, best first.
+    """
+    parent = list(range(len(pieces)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    areas = [p.area for p in pieces]
+    for i in range(len(pieces)):
+        for j in range(i + 1, len(pieces)):
+            if pieces[i].tile == pieces[j].tile:
+                continue
+            inter = _intersection(pieces[i], pieces[j])
+            if inter and inter >= min_overlap * min(areas[i], areas[j]):
+                parent[find(j)] = find(i)
+    groups: dict[int, list[Piece]] = {}
+    for i, p in enumerate(pieces):
+        groups.setdefault(find(i), []).append(p)
+    merged = [g[0] if len(g) == 1 else _union(g) for g in groups.values()]
+    return sorted(merged, key=lambda p: -p.score)
+
+
+def piece_to_full(piece: Piece, scale: float, shape: tuple[int, int]) -> np.ndarray:
+    """The piece as an (H, W) bool mask of the original image (``scale``: original -> tiles)."""
+    h, w = shape
+    full = np.zeros((h, w), dtype=bool)
+    x0 = max(0, math.floor(piece.x0 / scale))
+    y0 = max(0, math.floor(piece.y0 / scale))
+    x1 = min(w, math.ceil(piece.box[2] / scale))
+    y1 = min(h, math.ceil(piece.box[3] / scale))
+    if x1 <= x0 or y1 <= y0:
+        return full
+    if abs(scale - 1.0) < 1e-6:
+        full[piece.y0 : piece.box[3], piece.x0 : piece.box[2]] = piece.mask[: h - piece.y0, : w - piece.x0]
+        return full
+    # sample the piece at the centres of the original pixels of its box
+    ys = ((np.arange(y0, y1) + 0.5) * scale - 0.5 - piece.y0).astype(np.float32)
+    xs = ((np.arange(x0, x1) + 0.5) * scale - 0.5 - piece.x0).astype(np.float32)
+    mx, my = np.meshgrid(xs, ys)
+    src = piece.mask.astype(np.float32)
+    vals = cv2.remap(src, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
+    full[y0:y1, x0:x1] = np.asarray(vals) >= 0.5
+    return full
+
+
+def _box_of(mask: np.ndarray) -> tuple[float, float, float, float] | None:
+    ys, xs = np.nonzero(mask)
+    if ys.size == 0:
+        return None
+    return (float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1))
+
+
+def segment_tiled(
+    det: MaskRCNNDetector, images: Sequence[np.ndarray], um_per_px: float, *, batch_size: int = 4
+) -> list[tuple[np.ndarray, list[Segment]]]:
+    """Instance masks of a tile-trained network (``det.config.tile_um_per_px``) on whole images.
+
+    Each image is exposed as a whole (:meth:`MaskRCNNDetector._exposed`), resampled to the
+    model's pixel size, cut into tiles of ``config.image_size`` overlapping by an eighth, the
+    tiles' instances merged (:func:`merge_pieces`) and mapped back to the original pixels.
+    Returns what :meth:`MaskRCNNDetector.segment_batch` returns.
+    """
+    from flakefinder.detect.maskrcnn import Segment
+    from flakefinder.imaging import to_rgb8
+
+    tile_um = det.config.tile_um_per_px
+    if tile_um is None:
+        raise ValueError("segment_tiled needs a model trained on tiles (config.tile_um_per_px)")
+    size = det.config.image_size
+    scale = scale_for(um_per_px, tile_um)
+    out: list[tuple[np.ndarray, list[Segment]]] = []
+    for k, image in enumerate(images):
+        rgb = to_rgb8(image, what=f"image {k}")
+        big = resample(det._exposed(rgb), scale)
+        bh, bw = big.shape[:2]
+        windows = tile_windows(bh, bw, size, size // 8)
+        pieces: list[Piece] = []
+        for start in range(0, len(windows), max(1, batch_size)):
+            chunk = windows[start : start + max(1, batch_size)]
+            tiles = [cut_tile(big, x, y, size) for x, y in chunk]
+            for t, ((x, y), (tile_rgb, sc, pad, o)) in enumerate(
+                zip(chunk, det._forward(tiles, expose=False), strict=True), start=start
+            ):
+                for seg in det._segments(tile_rgb, sc, pad, o):
+                    p = piece_from_tile_mask(seg.mask, x, y, seg.score, t, (bh, bw))
+                    if p is not None:
+                        pieces.append(p)
+        segs: list[Segment] = []
+        for p in merge_pieces(pieces):
+            full = piece_to_full(p, scale, rgb.shape[:2])
+            box = _box_of(full)
+            if box is not None:
+                segs.append(Segment(full, box, p.score))
+        out.append((rgb, segs))
+    return out
