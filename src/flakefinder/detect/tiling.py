@@ -51,15 +51,6 @@ def resample(image: np.ndarray, scale: float) -> np.ndarray:
     return np.asarray(cv2.resize(image, size, interpolation=interp))
 
 
-def resample_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """A bool mask resized to ``shape`` (h, w) (bilinear, cut at one half)."""
-    if mask.shape == shape:
-        return mask.astype(bool)
-    up = cv2.resize(mask.astype(np.uint8) * np.uint8(255), (shape[1], shape[0]),
-                    interpolation=cv2.INTER_LINEAR)  # fmt: skip
-    return np.asarray(up) >= 128
-
-
 def _starts(length: int, tile: int, overlap: int) -> list[int]:
     if length <= tile:
         return [0]
@@ -177,26 +168,51 @@ def merge_pieces(pieces: list[Piece], min_overlap: float = MERGE_OVERLAP) -> lis
     return sorted(merged, key=lambda p: -p.score)
 
 
+def rescale_crop(
+    mask: np.ndarray, x0: int, y0: int, factor: float, limit: tuple[int, int]
+) -> tuple[int, int, np.ndarray] | None:
+    """A bool crop at (x0, y0) resampled by ``factor`` into an image of size ``limit`` (h, w).
+
+    Each output pixel takes the crop's value at its centre (bilinear, cut at one half).
+    Returns (x0, y0, crop) in the output grid, or None when nothing of it is left.
+    """
+    h, w = limit
+    ch, cw = mask.shape
+    ox0, oy0 = max(0, math.floor(x0 * factor)), max(0, math.floor(y0 * factor))
+    ox1, oy1 = min(w, math.ceil((x0 + cw) * factor)), min(h, math.ceil((y0 + ch) * factor))
+    if ox1 <= ox0 or oy1 <= oy0:
+        return None
+    if abs(factor - 1.0) < 1e-6:
+        out = mask[oy0 - y0 : oy1 - y0, ox0 - x0 : ox1 - x0].astype(bool)
+    else:
+        ys = ((np.arange(oy0, oy1) + 0.5) / factor - 0.5 - y0).astype(np.float32)
+        xs = ((np.arange(ox0, ox1) + 0.5) / factor - 0.5 - x0).astype(np.float32)
+        mx, my = np.meshgrid(xs, ys)
+        vals = cv2.remap(mask.astype(np.float32), mx, my, cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)  # fmt: skip
+        out = np.asarray(vals) >= 0.5
+    if not out.any():
+        return None
+    return ox0, oy0, np.ascontiguousarray(out)
+
+
+def crop_of(mask: np.ndarray) -> tuple[int, int, np.ndarray] | None:
+    """(x0, y0, crop) of a full bool mask's bounding box; None when it is empty."""
+    ys = np.flatnonzero(mask.any(axis=1))
+    xs = np.flatnonzero(mask.any(axis=0))
+    if ys.size == 0:
+        return None
+    y0, y1, x0, x1 = int(ys[0]), int(ys[-1]) + 1, int(xs[0]), int(xs[-1]) + 1
+    return x0, y0, np.ascontiguousarray(mask[y0:y1, x0:x1].astype(bool))
+
+
 def piece_to_full(piece: Piece, scale: float, shape: tuple[int, int]) -> np.ndarray:
     """The piece as an (H, W) bool mask of the original image (``scale``: original -> tiles)."""
-    h, w = shape
-    full = np.zeros((h, w), dtype=bool)
-    x0 = max(0, math.floor(piece.x0 / scale))
-    y0 = max(0, math.floor(piece.y0 / scale))
-    x1 = min(w, math.ceil(piece.box[2] / scale))
-    y1 = min(h, math.ceil(piece.box[3] / scale))
-    if x1 <= x0 or y1 <= y0:
-        return full
-    if abs(scale - 1.0) < 1e-6:
-        full[piece.y0 : piece.box[3], piece.x0 : piece.box[2]] = piece.mask[: h - piece.y0, : w - piece.x0]
-        return full
-    # sample the piece at the centres of the original pixels of its box
-    ys = ((np.arange(y0, y1) + 0.5) * scale - 0.5 - piece.y0).astype(np.float32)
-    xs = ((np.arange(x0, x1) + 0.5) * scale - 0.5 - piece.x0).astype(np.float32)
-    mx, my = np.meshgrid(xs, ys)
-    src = piece.mask.astype(np.float32)
-    vals = cv2.remap(src, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
-    full[y0:y1, x0:x1] = np.asarray(vals) >= 0.5
+    full = np.zeros(shape, dtype=bool)
+    got = rescale_crop(piece.mask, piece.x0, piece.y0, 1.0 / scale, shape)
+    if got is not None:
+        x0, y0, crop = got
+        full[y0 : y0 + crop.shape[0], x0 : x0 + crop.shape[1]] = crop
     return full
 
 
