@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -21,6 +21,14 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from flakefinder.detect.maskrcnn import MaskRCNNDetector, Segment
+
+MAX_SEGMENTS = 100
+"""At most this many instances per image leave :func:`segment_tiled` (the best by score; as
+Mask R-CNN's own ``box_detections_per_img`` on a whole image)."""
+
+TILE_PRE_NMS, TILE_POST_NMS = 1000, 300
+"""Region proposals per tile before and after non-maximum suppression (torchvision's whole-image
+defaults are 1000 / 1000)."""
 
 MERGE_OVERLAP = 0.3
 """Two pieces from different tiles are one instance when their intersection is at least this
@@ -154,8 +162,12 @@ def merge_pieces(pieces: list[Piece], min_overlap: float = MERGE_OVERLAP) -> lis
         return i
 
     areas = [p.area for p in pieces]
-    for i in range(len(pieces)):
-        for j in range(i + 1, len(pieces)):
+    order = sorted(range(len(pieces)), key=lambda k: pieces[k].x0)  # sweep along x
+    for a, i in enumerate(order):
+        x1 = pieces[i].box[2]
+        for j in order[a + 1 :]:
+            if pieces[j].x0 >= x1:
+                break
             if pieces[i].tile == pieces[j].tile:
                 continue
             inter = _intersection(pieces[i], pieces[j])
@@ -233,36 +245,50 @@ def segment_tiled(
     tiles' instances merged (:func:`merge_pieces`) and mapped back to the original pixels.
     Returns what :meth:`MaskRCNNDetector.segment_batch` returns.
     """
-    from flakefinder.detect.maskrcnn import Segment
-    from flakefinder.imaging import to_rgb8
-
     tile_um = det.config.tile_um_per_px
     if tile_um is None:
         raise ValueError("segment_tiled needs a model trained on tiles (config.tile_um_per_px)")
     size = det.config.image_size
     scale = scale_for(um_per_px, tile_um)
-    out: list[tuple[np.ndarray, list[Segment]]] = []
-    for k, image in enumerate(images):
-        rgb = to_rgb8(image, what=f"image {k}")
-        big = resample(det._exposed(rgb), scale)
-        bh, bw = big.shape[:2]
-        windows = tile_windows(bh, bw, size, size // 8)
-        pieces: list[Piece] = []
-        for start in range(0, len(windows), max(1, batch_size)):
-            chunk = windows[start : start + max(1, batch_size)]
-            tiles = [cut_tile(big, x, y, size) for x, y in chunk]
-            for t, ((x, y), (tile_rgb, sc, pad, o)) in enumerate(
-                zip(chunk, det._forward(tiles, expose=False), strict=True), start=start
-            ):
-                for seg in det._segments(tile_rgb, sc, pad, o):
-                    p = piece_from_tile_mask(seg.mask, x, y, seg.score, t, (bh, bw))
-                    if p is not None:
-                        pieces.append(p)
-        segs: list[Segment] = []
-        for p in merge_pieces(pieces):
-            full = piece_to_full(p, scale, rgb.shape[:2])
-            box = _box_of(full)
-            if box is not None:
-                segs.append(Segment(full, box, p.score))
-        out.append((rgb, segs))
-    return out
+    heads: Any = det.model.roi_heads
+    rpn: Any = det.model.rpn
+    saved = (heads.score_thresh, dict(rpn._pre_nms_top_n), dict(rpn._post_nms_top_n))
+    # boxes under the detector's floor never leave it: skip their masks in every tile; a tile
+    # holds a few flakes, so fewer proposals per tile than per whole image
+    heads.score_thresh = max(float(saved[0]), det.score_threshold)
+    rpn._pre_nms_top_n = {**saved[1], "testing": min(int(saved[1]["testing"]), TILE_PRE_NMS)}
+    rpn._post_nms_top_n = {**saved[2], "testing": min(int(saved[2]["testing"]), TILE_POST_NMS)}
+    try:
+        return [_segment_one(det, image, k, scale, size, batch_size) for k, image in enumerate(images)]
+    finally:
+        heads.score_thresh, rpn._pre_nms_top_n, rpn._post_nms_top_n = saved
+
+
+def _segment_one(
+    det: MaskRCNNDetector, image: np.ndarray, k: int, scale: float, size: int, batch_size: int
+) -> tuple[np.ndarray, list[Segment]]:
+    from flakefinder.detect.maskrcnn import Segment
+    from flakefinder.imaging import to_rgb8
+
+    rgb = to_rgb8(image, what=f"image {k}")
+    big = resample(det._exposed(rgb), scale)
+    bh, bw = big.shape[:2]
+    windows = tile_windows(bh, bw, size, size // 8)
+    pieces: list[Piece] = []
+    for start in range(0, len(windows), max(1, batch_size)):
+        chunk = windows[start : start + max(1, batch_size)]
+        tiles = [cut_tile(big, x, y, size) for x, y in chunk]
+        for t, ((x, y), (tile_rgb, sc, pad, o)) in enumerate(
+            zip(chunk, det._forward(tiles, expose=False), strict=True), start=start
+        ):
+            for seg in det._segments(tile_rgb, sc, pad, o):
+                p = piece_from_tile_mask(seg.mask, x, y, seg.score, t, (bh, bw))
+                if p is not None:
+                    pieces.append(p)
+    segs: list[Segment] = []
+    for p in merge_pieces(pieces)[:MAX_SEGMENTS]:
+        full = piece_to_full(p, scale, rgb.shape[:2])
+        box = _box_of(full)
+        if box is not None:
+            segs.append(Segment(full, box, p.score))
+    return rgb, segs
