@@ -60,18 +60,6 @@ def record_chunk(
     return ledger
 
 
-def held_out(ledger: dict[str, Any]) -> dict[str, set[str]]:
-    """Held-out file names per set."""
-    sets = ledger.get("data", {}).get("sets", {})
-    return {k: set(v.get("held_out", [])) for k, v in sets.items() if isinstance(v, dict)}
-
-
-def trained_on(ledger: dict[str, Any]) -> dict[str, set[str]]:
-    """File names per set that were pseudo-labelled and trained on."""
-    sets = ledger.get("data", {}).get("sets", {})
-    return {k: set(v.get("trained", [])) for k, v in sets.items() if isinstance(v, dict)}
-
-
 def card_section(ledger: dict[str, Any]) -> str:
     """The model card's "Self-training" section."""
     data = ledger.get("data", {})
