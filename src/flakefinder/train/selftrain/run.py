@@ -142,10 +142,14 @@ def run_selftrain(
     resume: bool = True,
     device: str = "auto",
     max_minutes: float | None = None,
+    max_steps: int | None = None,
     command: str = "",
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Run one chunk (see the module docstring); returns the updated ledger.
+
+    ``max_minutes`` counts from the call's start (the dataset build included); ``max_steps``
+    stops after that many steps (tests).
 
     Raises
     ------
@@ -199,7 +203,8 @@ def run_selftrain(
     before = _steps(out) if continuing else 0
     materials = sorted({s.material for s in sets} | set(spec.synth_materials))
     train(rec, data_dir, out, init_from=_init_from(spec, init_from), materials=materials,
-          resume=resume, device=device, time_budget_s=budget, log=log)  # fmt: skip
+          resume=resume, device=device, time_budget_s=budget, max_steps=max_steps,
+          log=log)  # fmt: skip
     import torch
 
     from flakefinder.detect.maskrcnn import resolve_device
