@@ -105,6 +105,9 @@ def test_tiles_cover_the_image_and_merge_cut_flakes() -> None:
     assert (x0, y0, m.shape) == (50, 20, (40, 100))
     got = rescale_crop(m, x0, y0, 2.0, (200, 400))
     assert got is not None and got[:2] == (100, 40) and got[2].sum() == 16000
+    # a pixel size equal to the tiles' but for rounding (7.688 / 20.5 x 20.5) changes nothing
+    same = rescale_crop(m, x0, y0, 0.9999999999999999, (100, 200))
+    assert same is not None and same[:2] == (50, 20) and np.array_equal(same[2], m)
 
 
 def _labelled(key: str, image: np.ndarray, labels: list[np.ndarray], unsure: list[np.ndarray],
@@ -138,6 +141,20 @@ def test_dataset_keeps_labelled_tiles_and_marks_unsure_regions(tmp_path: Path) -
         build_dataset(tmp_path / "d2", [empty], key=key, info={}, tile_px=128, overlap_px=16,
                       tile_um_per_px=0.375, min_px=16, say=lambda _m: None)  # fmt: skip
     assert not (tmp_path / "d2").exists() and not (tmp_path / ".d2.partial").exists()
+
+
+def test_every_synthetic_tile_keeps_its_exact_labels(tmp_path: Path) -> None:
+    from flakefinder.train.selftrain.pseudo import synthetic
+
+    spec = SelfTrainSpec(synth_images=3)
+    items = list(synthetic(spec, 128, 0.375))
+    assert all(it.um_per_px == pytest.approx(0.375) and it.image.shape == (128, 128, 3)
+               for it in items)  # fmt: skip
+    n_labels = sum(len(it.labels) for it in items)
+    man = build_dataset(tmp_path / "d", items, key={}, info={}, tile_px=128, overlap_px=16,
+                        tile_um_per_px=0.375, min_px=16, say=lambda _m: None)  # fmt: skip
+    assert man["counts"]["synth"]["tiles"] == sum(1 for it in items if it.labels)
+    assert man["labels"] == n_labels > 0
 
 
 def test_pseudo_labels_are_the_confident_terraces_of_training_pictures(tmp_path: Path) -> None:

@@ -190,11 +190,13 @@ def rescale_crop(
     """
     h, w = limit
     ch, cw = mask.shape
+    if abs(factor - 1.0) < 1e-6:
+        factor = 1.0  # as resample(): no resampling, exact pixel positions
     ox0, oy0 = max(0, math.floor(x0 * factor)), max(0, math.floor(y0 * factor))
     ox1, oy1 = min(w, math.ceil((x0 + cw) * factor)), min(h, math.ceil((y0 + ch) * factor))
     if ox1 <= ox0 or oy1 <= oy0:
         return None
-    if abs(factor - 1.0) < 1e-6:
+    if factor == 1.0:
         out = mask[oy0 - y0 : oy1 - y0, ox0 - x0 : ox1 - x0].astype(bool)
     else:
         ys = ((np.arange(oy0, oy1) + 0.5) / factor - 0.5 - y0).astype(np.float32)
