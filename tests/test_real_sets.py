@@ -316,3 +316,11 @@ def test_2dmatgmm_modes_report_agreement_with_the_lab_table(root, monkeypatch):
     alone = run_mode(rs, images, "none", "fixed")
     assert alone.kind == "counts" and alone.scores[0].n_detections == 6
     assert math.isnan(alone.stat("recall")[0])
+
+
+def test_bench_scores_what_detect_keeps() -> None:
+    """The benchmark drops detections below the commands' default --score, as `detect` does."""
+    from flakefinder.cli.options import DEFAULT_SCORE
+    from flakefinder.evaluate.real_bench import COMMAND_SCORE
+
+    assert COMMAND_SCORE == DEFAULT_SCORE

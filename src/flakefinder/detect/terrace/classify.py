@@ -91,13 +91,23 @@ class ProfileClassifier:
         The materials on the chip (each must have a table in the profile).
     max_sigma
         Mahalanobis distance within which a terrace takes a table layer.
+    measured
+        Whether the tables were measured on this setup (labels, a lab's table, a
+        self-calibration): only then is a colour far from every thickness refused
+        (``fits_material=False``); a predicted table only says "unknown thickness".
     """
 
     def __init__(
-        self, profile: SetupProfile, materials: Sequence[str], *, max_sigma: float = 4.0
+        self,
+        profile: SetupProfile,
+        materials: Sequence[str],
+        *,
+        max_sigma: float = 4.0,
+        measured: bool = True,
     ) -> None:
         self.profile = profile
         self.max_sigma = float(max_sigma)
+        self.measured = measured
         self._tables = []
         for m in materials:
             t = profile.table(m)
@@ -129,7 +139,7 @@ class ProfileClassifier:
         table = next(t for t in self._tables if t.material == material)
         strongest = float(np.max(np.abs(table.means[-1][ok])))
         call = unknown_call(material, thick=float(np.max(np.abs(c[ok]))) > strongest)
-        if not any(_near_ladder(c, t.means, ok) for t in self._tables):
+        if self.measured and not any(_near_ladder(c, t.means, ok) for t in self._tables):
             call = LayerCall(material, None, call.layer_class, 0.0, fits_material=False)
         return call
 

@@ -66,7 +66,7 @@ class TerraceDetector:
         self,
         profile: SetupProfile | None = None,
         *,
-        min_area_um2: float = 1.0,
+        min_area_um2: float = 0.25,
         max_sigma: float = 4.0,
         long_side_px: int = 1024,
         k_sigma: float = 4.0,

@@ -71,7 +71,9 @@ class SettingCalibration:
     def classifier(self, materials: Sequence[str], max_sigma: float) -> _Classifier:
         if self.profile is None:
             return _Unknown(materials[0])
-        return ProfileClassifier(self.profile, materials, max_sigma=max_sigma)
+        return ProfileClassifier(
+            self.profile, materials, max_sigma=max_sigma, measured=self.source != "thin-film model"
+        )
 
 
 class _Classifier:
