@@ -266,9 +266,15 @@ def test_bench_scores_an_empty_detector_as_recall_zero(two_nbse2, monkeypatch):
     assert row.scores[0].n_detections == 0
 
 
-def test_failed_calibration_is_a_note_not_a_crash(root):
+def test_failed_calibration_is_a_note_not_a_crash(root, monkeypatch):
+    import flakefinder.calibration.api as api
+    from flakefinder.errors import CalibrationError
     from flakefinder.imaging import load_image
 
+    def refuse(*args, **kwargs):
+        raise CalibrationError("NbSe2: refused for this test")
+
+    monkeypatch.setattr(api, "calibrate", refuse)
     rs = load_real_set("nbse2_2024", root, max_images=3, measure_scale_bar=False)
     images = [load_image(p) for p in rs.images]
     row = run_mode(rs, images, "labels2", "contrast", splits=2)
