@@ -146,7 +146,7 @@ def _self_calibrate(det: Any, files: list[Path], ctx: ImagingContext) -> None:
             continue  # reported when the image's turn comes
     notes = det.calibrate_on(images, ctx, names)
     typer.echo(
-        f"no setup profile: {det.name} self-calibrated on {plural(len(images), 'image')} of "
+        f"no setup profile: {getattr(det, 'name', 'the detector')} self-calibrated on {plural(len(images), 'image')} of "
         f"{len(files)} (per camera setting; --setup FILE to use a profile)"
     )
     for note in notes:

@@ -15,13 +15,16 @@ substrate are zero in ``L`` and left out of every distance.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from flakefinder.detect.terrace.channels import channel_abs_max, channel_norm
-from flakefinder.detect.terrace.image import WorkingImage
 from flakefinder.errors import ImageError
+
+if TYPE_CHECKING:
+    from flakefinder.detect.terrace.image import WorkingImage
 
 _K3 = np.ones((3, 3), np.uint8)
 
@@ -67,9 +70,10 @@ def _normalised_convolution(
 
 def _quadratic_design(h: int, w: int) -> np.ndarray:
     """(h * w, 6) terms 1, u, v, u^2, uv, v^2 on pixel centres in [-1, 1]."""
-    v, u = np.meshgrid((np.arange(h) + 0.5) / h * 2.0 - 1.0, (np.arange(w) + 0.5) / w * 2.0 - 1.0,
-                       indexing="ij")
-    u, v = u.ravel(), v.ravel()
+    vv, uu = np.meshgrid(
+        (np.arange(h) + 0.5) / h * 2.0 - 1.0, (np.arange(w) + 0.5) / w * 2.0 - 1.0, indexing="ij"
+    )
+    u, v = uu.ravel(), vv.ravel()
     return np.stack([np.ones_like(u), u, v, u * u, u * v, v * v], axis=1)
 
 
@@ -87,7 +91,7 @@ def _field(small4: np.ndarray, sub4: np.ndarray, sigma: float) -> np.ndarray:
     trend = (design @ coef).reshape(h, w, 3).astype(np.float32)
     local, weight = _normalised_convolution(log4 - trend, sub4, sigma)
     fade = np.clip(weight / 0.2, 0.0, 1.0)[:, :, None]
-    return np.exp(trend + fade * local).astype(np.float32)
+    return np.asarray(np.exp(trend + fade * local), dtype=np.float32)
 
 
 def _contrast(

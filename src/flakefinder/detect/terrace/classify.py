@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -46,6 +46,12 @@ class LayerCall:
     alternative: int | None = None
     distance_sigma: float = math.nan
     fits_material: bool = True  # False: no thickness of the material has this colour
+
+
+class TerraceClassifier(Protocol):
+    """Anything that names material and layer number from a terrace's mean contrast."""
+
+    def classify(self, contrast_rgb: np.ndarray) -> LayerCall: ...
 
 
 def unknown_call(material: str, *, thick: bool = False) -> LayerCall:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from flakefinder.detect.terrace.classify import LayerCall, ProfileClassifier
+from flakefinder.detect.terrace.classify import LayerCall, ProfileClassifier, TerraceClassifier
 from flakefinder.detect.terrace.features import flake_confidence
 from flakefinder.detect.terrace.segment import SegmentSettings, TerraceMap, segment_terraces
 from flakefinder.detect.terrace.selfcal import (
@@ -151,7 +151,7 @@ class TerraceDetector:
     def _classifiers(
         self, maps: Sequence[TerraceMap | None], images: Sequence[np.ndarray],
         context: ImagingContext, labels: Sequence[str],
-    ) -> list[ProfileClassifier | object | None]:
+    ) -> list[TerraceClassifier | None]:
         materials = list(context.materials)
         if self.profile is not None:
             from flakefinder.calibration.profile import check_compatible
@@ -166,7 +166,7 @@ class TerraceDetector:
         if unmatched:
             self._calibrate([maps[i] for i in unmatched], [images[i] for i in unmatched],  # type: ignore[misc]
                             [labels[i] for i in unmatched], context)
-        out: list[ProfileClassifier | object | None] = []
+        out: list[TerraceClassifier | None] = []
         for m in maps:
             if m is None:
                 out.append(None)
@@ -217,7 +217,9 @@ class TerraceDetector:
             self.calibrations.append(s)
 
     # -- output -----------------------------------------------------------------------------------
-    def _detections(self, tm: TerraceMap, clf: object, context: ImagingContext) -> list[Detection]:
+    def _detections(
+        self, tm: TerraceMap, clf: TerraceClassifier, context: ImagingContext
+    ) -> list[Detection]:
         from flakefinder.detect.contrast import mask_polygon
 
         min_px = self.min_area_um2 / max(context.um_per_px, 1e-9) ** 2
@@ -226,7 +228,7 @@ class TerraceDetector:
             score = flake_confidence(t.features, tm.work.valid, tm.background.noise)
             if score < self.min_score or tm.area_full_px(t) < min_px:
                 continue
-            call: LayerCall = clf.classify(tm.contrast_rgb(t))  # type: ignore[attr-defined]
+            call: LayerCall = clf.classify(tm.contrast_rgb(t))
             if not call.fits_material:
                 continue
             full, crop, (fx, fy) = tm.full_mask(t)

@@ -123,7 +123,8 @@ def _pieces(core: np.ndarray, log_contrast: np.ndarray, bin_width: float) -> np.
         return np.zeros(core.shape, np.int32)
     modes_img = np.zeros(core.shape, np.int32)
     modes_img[core] = colour_modes(samples, bin_width) + 1
-    return np.asarray(label_equal(modes_img, background=0, connectivity=1), dtype=np.int32)
+    labelled = label_equal(modes_img, background=0, connectivity=1)  # type: ignore[no-untyped-call]
+    return np.asarray(labelled, dtype=np.int32)
 
 
 def _merge(labels: np.ndarray, log_contrast: np.ndarray, valid: np.ndarray, core: np.ndarray,

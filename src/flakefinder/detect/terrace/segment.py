@@ -132,9 +132,10 @@ def segment_terraces(image: np.ndarray, settings: SegmentSettings | None = None)
         limits = replace(s.limits, min_area_px=floor)
         boxes = _label_boxes(labels, n)
         for lab in range(1, n):
-            if boxes[lab] is None or count[lab] < floor:
+            box = boxes[lab]
+            if box is None or count[lab] < floor:
                 continue
-            x0, y0, x1, y1 = boxes[lab]
+            x0, y0, x1, y1 = box
             x0, y0 = max(0, x0 - 2), max(0, y0 - 2)
             x1, y1 = min(w, x1 + 2), min(h, y1 + 2)
             crop = labels[y0:y1, x0:x1]
