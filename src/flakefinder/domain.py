@@ -187,6 +187,8 @@ class Detection:
     # (negative for a flake darker than the substrate, e.g. graphene on 90 nm SiO2)
     contrast_rgb: tuple[float, float, float] | None = None
     mask: np.ndarray | None = field(default=None, repr=False)  # bool (H, W) of the whole image
+    layer_confidence: float | None = None  # 0..1: how sure the layer number is (None: not rated)
+    layer_alternative: int | None = None  # the next most likely layer number
 
     @property
     def category(self) -> str:
@@ -215,6 +217,23 @@ class BatchDetector(Detector, Protocol):
     def detect_batch(
         self, images: Sequence[np.ndarray], context: ImagingContext
     ) -> list[list[Detection]]: ...
+
+
+@runtime_checkable
+class SelfCalibrating(Protocol):
+    """A :class:`Detector` that calibrates itself on the images it is given (no setup profile).
+
+    Commands call :meth:`calibrate_on` with a sample of a batch before detecting, so the
+    calibration sees more than one image; without that call the detector calibrates on the
+    first images it detects on.
+    """
+
+    @property
+    def needs_calibration(self) -> bool: ...
+
+    def calibrate_on(
+        self, images: Sequence[np.ndarray], context: ImagingContext, names: Sequence[str]
+    ) -> list[str]: ...
 
 
 @dataclass(frozen=True)

@@ -90,6 +90,7 @@ def detect_cmd(
     )
     class_map = _class_map(det, mats)
     out.mkdir(parents=True, exist_ok=True)
+    _self_calibrate(det, files, ctx)
     summary = _run(
         det,
         files,
@@ -106,6 +107,7 @@ def detect_cmd(
     if loaded is not None and loaded.source == "self-calibrated":
         loaded.profile.save(out / "setup_profile.json")
         typer.echo(f"self-calibrated setup profile written to {out / 'setup_profile.json'}")
+    _save_settings(det, out)
     typer.echo(
         f"{plural(summary['flakes'], 'flake')} in {plural(summary['images'], 'image')} "
         f"({det.name} {det.version}); results in {out}"
@@ -119,6 +121,57 @@ def detect_cmd(
 
         text = misfit_message(loaded.profile, summary["misfits"], summary["images"])
         typer.secho(f"warning: {text}", fg=typer.colors.YELLOW, err=True)
+
+
+SELF_CALIBRATION_SAMPLE = 12  # images a self-calibrating detector calibrates on
+
+
+def _self_calibrate(det: Any, files: list[Path], ctx: ImagingContext) -> None:
+    """Let a self-calibrating detector calibrate on a sample of the images first (one line)."""
+    from flakefinder.domain import SelfCalibrating, check_rgb_image
+    from flakefinder.errors import ImageError
+    from flakefinder.imaging import load_image
+    from flakefinder.text import plural
+
+    if not isinstance(det, SelfCalibrating) or not det.needs_calibration or not files:
+        return
+    step = max(1, len(files) // SELF_CALIBRATION_SAMPLE)
+    sample = files[::step][:SELF_CALIBRATION_SAMPLE]
+    images, names = [], []
+    for path in sample:
+        try:
+            images.append(check_rgb_image(load_image(path), what=str(path)))
+            names.append(path.name)
+        except ImageError:
+            continue  # reported when the image's turn comes
+    notes = det.calibrate_on(images, ctx, names)
+    typer.echo(
+        f"no setup profile: {getattr(det, 'name', 'the detector')} self-calibrated on {plural(len(images), 'image')} of "
+        f"{len(files)} (per camera setting; --setup FILE to use a profile)"
+    )
+    for note in notes:
+        typer.echo(f"  {note}")
+
+
+def _save_settings(det: Any, out: Path) -> None:
+    """Write each self-calibrated camera setting's profile (``setting_<k>.json``), reusable with
+    ``--setup``, and list the settings with their images in ``settings.json``."""
+    from flakefinder.artifacts import write_json_atomic
+
+    calibrations = getattr(det, "calibrations", None)
+    if not calibrations:
+        return
+    listing = []
+    for k, c in enumerate(calibrations, start=1):
+        entry: dict[str, Any] = {"name": c.name, "source": c.source, "note": c.note,
+                                 "substrate_rgb": list(c.substrate_rgb), "images": list(c.names)}
+        if c.profile is not None and c.source == "self-calibrated":
+            path = out / f"setting_{k}.json"
+            c.profile.save(path)
+            entry["profile"] = path.name
+        listing.append(entry)
+    write_json_atomic(out / "settings.json", {"settings": listing})
+    typer.echo(f"camera settings and their profiles: {out / 'settings.json'}")
 
 
 def _class_map(det: Any, materials: tuple[str, ...]) -> ClassMap:

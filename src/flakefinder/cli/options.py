@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 import typer
 
 from flakefinder import bounds
-from flakefinder.detect.registry import DEFAULT_DETECTOR, detector_help
+from flakefinder.detect.registry import DEFAULT_DETECTOR, SIMULATED_DETECTOR, detector_help
 
 if TYPE_CHECKING:
     from flakefinder.calibration.profile import SetupProfile
@@ -120,6 +120,14 @@ FramePxOpt = Annotated[
     ),
 ]
 DetectorOpt = Annotated[str, typer.Option("--detector", help=detector_help())]
+ScanDetectorOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--detector",
+        help=detector_help() + " Default: contrast on a simulated chip (its images are rendered"
+        " with the thin-film model it inverts), terrace on a real microscope.",
+    ),
+]
 ModelOpt = Annotated[
     Path | None,
     typer.Option(
@@ -407,3 +415,11 @@ DEFAULTS = {
     "frame_px": DEFAULT_FRAME_PX,
 }
 """The shared defaults by concept (tests check that every command uses them)."""
+
+
+def scan_detector(name: str | None, *, simulated: bool) -> str:
+    """``--detector`` of scan-like commands: the given name, else contrast on a simulated chip
+    and the default (terrace) on a real microscope."""
+    if name is not None:
+        return name
+    return SIMULATED_DETECTOR if simulated else DEFAULT_DETECTOR

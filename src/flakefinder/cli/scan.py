@@ -15,16 +15,15 @@ from flakefinder.cli.options import (
     DEFAULT_FRAME_PX,
     ChipSizeMmOpt,
     DbOpt,
-    DetectorOpt,
     DetectorOptionsOpt,
     FramePxOpt,
     ModelOpt,
     OptionalOxideNmOpt,
     OptionalUmPerPxOpt,
     ProfileMaterialsOpt,
+    ScanDetectorOpt,
     SetupOpt,
 )
-from flakefinder.detect.registry import DEFAULT_DETECTOR
 
 if TYPE_CHECKING:
     from flakefinder.detect.setup_io import LoadedSetup
@@ -101,7 +100,7 @@ def scan_cmd(
     ),
     chip_name: str | None = typer.Option(None, help="Chip name in the database."),
     db: DbOpt = None,
-    detector: DetectorOpt = DEFAULT_DETECTOR,
+    detector: ScanDetectorOpt = None,
     model: ModelOpt = None,
     setup: SetupOpt = None,
     detector_option: DetectorOptionsOpt = None,
@@ -155,7 +154,13 @@ def scan_cmd(
     stopped. --resume refuses when the chip has no unfinished scan. With --overview, a
     low-magnification overview first proposes the search region (stored with the scan).
     """
-    from flakefinder.cli.options import build_detector, open_database, resolve_context, setting
+    from flakefinder.cli.options import (
+        build_detector,
+        open_database,
+        resolve_context,
+        scan_detector,
+        setting,
+    )
     from flakefinder.domain import ImagingContext
     from flakefinder.scan.plan import plan_raster
     from flakefinder.scan.resume import NewScan, open_scan
@@ -219,7 +224,12 @@ def scan_cmd(
             cleanup.callback(remote.close)
             det = remote
         else:
-            det = build_detector(detector, model=model, setup=loaded, options=detector_option)
+            det = build_detector(
+                scan_detector(detector, simulated=simulated),
+                model=model,
+                setup=loaded,
+                options=detector_option,
+            )
         database = open_database(db)
         cleanup.callback(database.close)
         database.migrate()

@@ -15,7 +15,6 @@ if TYPE_CHECKING:
 
 AUTO = "auto"
 #: Detectors that use a setup profile (w10: maskrcnn = segment + classify by the profile, union).
-SETUP_DETECTORS = ("contrast", "maskrcnn", "union")
 
 
 def resolve_setup(
@@ -37,14 +36,16 @@ def resolve_setup(
     FlakefinderError
         (ProfileError, CalibrationError, ...) with one clear message; the CLI exits with 2.
     """
+    from flakefinder.detect.registry import DEFAULT_DETECTOR, DETECTORS, detector_spec
     from flakefinder.detect.setup_io import SELF_CALIBRATION_IMAGES, load_setup, self_calibrate
     from flakefinder.errors import FlakefinderError, ImageError
     from flakefinder.imaging import load_image
 
-    if detector.strip().lower() not in SETUP_DETECTORS:
+    if not detector_spec(detector).accepts_setup:
+        users = ", ".join(s.name for s in DETECTORS if s.accepts_setup)
         raise FlakefinderError(
-            f"--setup is used by the {', '.join(SETUP_DETECTORS)} detectors; got --detector "
-            f"{detector!r} (use --detector contrast)"
+            f"--setup is used by the {users} detectors; got --detector "
+            f"{detector!r} (use --detector {DEFAULT_DETECTOR})"
         )
     if setup.strip().lower() != AUTO:
         return load_setup(Path(setup))
