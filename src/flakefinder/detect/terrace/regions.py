@@ -5,9 +5,10 @@
 2. Merging: touching pieces whose mean colours differ by less than their own scatter (or a
    small absolute/relative step) are one terrace; pieces on two sides of an edge line only when
    their colours nearly agree.
-3. Slivers (no pixel further than ``thin_px`` from another region) and crumbs are dissolved.
-4. Growth: terraces take back the edge lines and rims they own: up to ``grow_px`` without
+3. Growth: terraces take back the edge lines and rims they own: up to ``grow_px`` without
    condition and a little further where the colour agrees.
+4. Slivers (no pixel further than ``thin_px`` from another region) and crumbs are dissolved,
+   and the others grow into what they leave.
 5. Half contrast: a pixel whose colour is nearer the substrate's than its terrace's goes back to
    the substrate, so a blurred outline ends where the step is half done.
 """
@@ -34,7 +35,7 @@ class RegionSettings:
     canny_low: float = 2.0
     canny_high: float = 5.0
     bright: float = 0.37
-    rim_px: int = 2
+    rim_px: int = 4
     merge_abs: float = 0.015
     merge_rel: float = 0.06
     merge_sd: float = 2.0
@@ -203,19 +204,11 @@ def terrace_labels(
     if labels.max() == 0:
         return labels
     labels = _merge(labels, log_contrast, valid, core, usable & lines, s)
+    # take back the edge lines first: a faint flake crossed by noise edges is not a sliver
+    labels = _grow(labels, log_contrast, valid, usable & ~rim, s)
     labels = _dissolve_slivers(labels, s)
+    labels = _grow(labels, log_contrast, valid, usable & ~rim, s)
     n = int(labels.max()) + 1
-    mean, _, _ = region_stats(labels, log_contrast, n)
-    dist, owner = _nearest_label(labels)
-    cand = (labels == 0) & usable & ~rim & (owner > 0) & (dist <= s.grow_far_px)
-    ys, xs = np.nonzero(cand)
-    own = owner[ys, xs]
-    mu = mean[own][:, valid]
-    diff = np.sqrt(np.sum((log_contrast[ys, xs][:, valid] - mu) ** 2, axis=1))
-    tol = np.maximum(s.grow_tol, 0.15 * np.abs(mu).max(axis=1))
-    ok = (dist[ys, xs] <= s.grow_px) | (diff < tol)
-    labels = labels.copy()
-    labels[ys[ok], xs[ok]] = own[ok]
     mean, _, _ = region_stats(labels, log_contrast, n)
     ys, xs = np.nonzero(labels)
     lab = labels[ys, xs]
@@ -225,3 +218,26 @@ def terrace_labels(
     back = d_sub < d_own
     labels[ys[back], xs[back]] = 0
     return labels
+
+
+def _grow(
+    labels: np.ndarray, log_contrast: np.ndarray, valid: np.ndarray, into: np.ndarray,
+    s: RegionSettings,
+) -> np.ndarray:
+    """Unlabelled pixels of ``into`` join the nearest terrace: within ``grow_px`` always,
+    within ``grow_far_px`` where their colour agrees with the terrace's."""
+    n = int(labels.max()) + 1
+    if n <= 1:
+        return labels
+    mean, _, _ = region_stats(labels, log_contrast, n)
+    dist, owner = _nearest_label(labels)
+    cand = (labels == 0) & into & (owner > 0) & (dist <= s.grow_far_px)
+    ys, xs = np.nonzero(cand)
+    own = owner[ys, xs]
+    mu = mean[own][:, valid]
+    diff = np.sqrt(np.sum((log_contrast[ys, xs][:, valid] - mu) ** 2, axis=1))
+    tol = np.maximum(s.grow_tol, 0.15 * np.abs(mu).max(axis=1))
+    ok = (dist[ys, xs] <= s.grow_px) | (diff < tol)
+    out = labels.copy()
+    out[ys[ok], xs[ok]] = own[ok]
+    return out
