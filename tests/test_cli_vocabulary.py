@@ -12,13 +12,12 @@ from typing import Any
 
 import pytest
 import typer
-
-from flakefinder.detect.registry import SIMULATED_DETECTOR
 from typer.testing import CliRunner
 
 from flakefinder.cli.main import create_app, main
 from flakefinder.cli.options import DEFAULTS
 from flakefinder.db import Database
+from flakefinder.detect.registry import SIMULATED_DETECTOR
 from flakefinder.text import plural
 
 TINY = ["--chip-size-mm", "0.12", "--frame-px", "128", "--um-per-px", "0.5", "--no-progress"]

@@ -198,6 +198,12 @@ RUN: dict[str, Run] = {
         'flakefinder flakes locate 1 --db sqlite:///flakes.db --corners "0,0;600,0"',
         "a flake id, the database and corners for the placeholders"),
     "flakefinder detect images/ --out results/": Run(before=_images),
+    "flakefinder detect ../shared/data/real/2dmatgmm/images --um-per-px 0.3844 --oxide-nm 90 --out real-out": Run(
+        command="flakefinder detect imgs --um-per-px 0.3844 --oxide-nm 90 --out real-out",
+        why="the shipped copies of three 2DMatGMM pictures stand in for ../shared (a clone may "
+        "not have it beside it)",
+        before=_real_pictures,
+    ),
     "flakefinder train data/ --out models/mine --epochs 1 --iterations 10": Run(
         "flakefinder train data/ --out models/mine --stages 1 --epochs 1 --iterations 2"
         " --batch-size 1", "2 steps instead of 40 (about 9 min on a 2-core CPU)", slow=True),

@@ -266,9 +266,15 @@ def test_bench_scores_an_empty_detector_as_recall_zero(two_nbse2, monkeypatch):
     assert row.scores[0].n_detections == 0
 
 
-def test_failed_calibration_is_a_note_not_a_crash(root):
+def test_failed_calibration_is_a_note_not_a_crash(root, monkeypatch):
+    import flakefinder.calibration.api as api
+    from flakefinder.errors import CalibrationError
     from flakefinder.imaging import load_image
 
+    def refuse(*args, **kwargs):
+        raise CalibrationError("NbSe2: refused for this test")
+
+    monkeypatch.setattr(api, "calibrate", refuse)
     rs = load_real_set("nbse2_2024", root, max_images=3, measure_scale_bar=False)
     images = [load_image(p) for p in rs.images]
     row = run_mode(rs, images, "labels2", "contrast", splits=2)
@@ -316,3 +322,11 @@ def test_2dmatgmm_modes_report_agreement_with_the_lab_table(root, monkeypatch):
     alone = run_mode(rs, images, "none", "fixed")
     assert alone.kind == "counts" and alone.scores[0].n_detections == 6
     assert math.isnan(alone.stat("recall")[0])
+
+
+def test_bench_scores_what_detect_keeps() -> None:
+    """The benchmark drops detections below the commands' default --score, as `detect` does."""
+    from flakefinder.cli.options import DEFAULT_SCORE
+    from flakefinder.evaluate.real_bench import COMMAND_SCORE
+
+    assert COMMAND_SCORE == DEFAULT_SCORE

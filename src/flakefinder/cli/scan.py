@@ -15,13 +15,13 @@ from flakefinder.cli.options import (
     DEFAULT_FRAME_PX,
     ChipSizeMmOpt,
     DbOpt,
-    ScanDetectorOpt,
     DetectorOptionsOpt,
     FramePxOpt,
     ModelOpt,
     OptionalOxideNmOpt,
     OptionalUmPerPxOpt,
     ProfileMaterialsOpt,
+    ScanDetectorOpt,
     SetupOpt,
 )
 

@@ -36,11 +36,10 @@ def resolve_setup(
     FlakefinderError
         (ProfileError, CalibrationError, ...) with one clear message; the CLI exits with 2.
     """
+    from flakefinder.detect.registry import DEFAULT_DETECTOR, DETECTORS, detector_spec
     from flakefinder.detect.setup_io import SELF_CALIBRATION_IMAGES, load_setup, self_calibrate
     from flakefinder.errors import FlakefinderError, ImageError
     from flakefinder.imaging import load_image
-
-    from flakefinder.detect.registry import DEFAULT_DETECTOR, DETECTORS, detector_spec
 
     if not detector_spec(detector).accepts_setup:
         users = ", ".join(s.name for s in DETECTORS if s.accepts_setup)

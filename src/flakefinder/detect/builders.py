@@ -162,7 +162,7 @@ DETECTORS: tuple[DetectorSpec, ...] = (
         "terraces segmented from the image itself, classified per terrace by the setup profile,"
         " or self-calibrated on the images given (no labels needed)",
         (
-            OptionSpec("min_area_um2", "float", 1.0, "smallest terrace kept (µm²)", 0.0),
+            OptionSpec("min_area_um2", "float", 0.25, "smallest terrace kept (µm²)", 0.0),
             OptionSpec("max_sigma", "float", 4.0, "largest Mahalanobis distance to a layer", 0.0),
             OptionSpec("long_side_px", "int", 1024, "working resolution (longer side, px)", 64, 8192),
             OptionSpec("k_sigma", "float", 4.0, "foreground: contrast > k x substrate noise", 0.0),

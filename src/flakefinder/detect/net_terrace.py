@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
     from flakefinder.calibration.profile import SetupProfile
     from flakefinder.detect.maskrcnn import Segment
-    from flakefinder.detect.terrace.classify import Classifier
+    from flakefinder.detect.terrace.classify import TerraceClassifier
     from flakefinder.detect.terrace.detector import TerraceDetector
     from flakefinder.detect.terrace.segment import TerraceMap
     from flakefinder.detect.terrace.selfcal import SettingCalibration
@@ -45,7 +45,7 @@ class TileSegmenter(Protocol):
 
 
 def classify_segments(
-    tm: TerraceMap, clf: Classifier, segments: Sequence[Segment], k_sigma: float
+    tm: TerraceMap, clf: TerraceClassifier, segments: Sequence[Segment], k_sigma: float
 ) -> list[Detection]:
     """The segments that are flakes, as detections named by ``clf`` (order kept).
 
@@ -118,7 +118,7 @@ class _Delegates:
 
     def _analysed(
         self, images: Sequence[np.ndarray], context: ImagingContext, batch_size: int
-    ) -> list[tuple[TerraceMap | None, Classifier | None, list[Segment]]]:
+    ) -> list[tuple[TerraceMap | None, TerraceClassifier | None, list[Segment]]]:
         pairs = self.terrace.analyse(images, context)
         segs = self.segmenter.segment_batch(images, batch_size=batch_size,
                                             um_per_px=context.um_per_px)  # fmt: skip

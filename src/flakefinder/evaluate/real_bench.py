@@ -31,6 +31,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from flakefinder.domain import keep_confident
 from flakefinder.errors import DatasetError, FlakefinderError
 from flakefinder.evaluate.real import TruthImage, split_indices
 from flakefinder.evaluate.real_score import ModeResult, TerraceScore, is_thick, score_terraces
@@ -83,6 +84,11 @@ def setup_of(rs: RealSet) -> SetSetup:
     return SetSetup(rs.material, float(oxide), float(um), tuple(assumed))
 
 
+COMMAND_SCORE = 0.5
+"""The commands' default ``--score`` (``cli.options.DEFAULT_SCORE``): detections below it are
+not what a user gets, so they are not scored either."""
+
+
 def _strip(dets: Sequence[Detection]) -> tuple[Detection, ...]:
     return tuple(replace(d, mask=None) if d.mask is not None else d for d in dets)
 
@@ -96,6 +102,7 @@ class _Run:
     ms: list[float]
 
     def add(self, truth: TruthImage | None, dets: Sequence[Detection], iou: float) -> None:
+        dets = keep_confident(dets, COMMAND_SCORE)  # what `detect` keeps by default (--score)
         if truth is None:
             self.score.add(TerraceScore(n_images=1, n_detections=len(dets)))
         else:

@@ -4,8 +4,8 @@ The substrate is found as a region, not only as a colour: the edge-free areas (l
 gradient) that mostly hold the substrate colour. A smooth field is then spread from them by
 normalised convolution (a Gaussian-weighted average of substrate pixels only), which follows
 vignetting, illumination gradients and tinted corners, and fills the area under flakes from their
-surroundings. Two more rounds re-admit pixels that fit the field (corners first excluded because
-they were darker than the mode) and drop those that do not (faint flakes that leaked in).
+surroundings. Two more rounds take as substrate exactly the pixels that fit the field: corners
+first left out rejoin, faint flakes that leaked into the first mask leave it.
 
 Contrast is kept as ``L = log(I / I_substrate)`` per channel, smoothed by a 1-pixel Gaussian;
 ``C = exp(L) - 1`` is the profile convention ``I / I_substrate - 1``. Channels that clip on the
@@ -15,13 +15,16 @@ substrate are zero in ``L`` and left out of every distance.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from flakefinder.detect.terrace.channels import channel_abs_max, channel_norm
-from flakefinder.detect.terrace.image import WorkingImage
 from flakefinder.errors import ImageError
+
+if TYPE_CHECKING:
+    from flakefinder.detect.terrace.image import WorkingImage
 
 _K3 = np.ones((3, 3), np.uint8)
 
@@ -67,9 +70,10 @@ def _normalised_convolution(
 
 def _quadratic_design(h: int, w: int) -> np.ndarray:
     """(h * w, 6) terms 1, u, v, u^2, uv, v^2 on pixel centres in [-1, 1]."""
-    v, u = np.meshgrid((np.arange(h) + 0.5) / h * 2.0 - 1.0, (np.arange(w) + 0.5) / w * 2.0 - 1.0,
-                       indexing="ij")
-    u, v = u.ravel(), v.ravel()
+    vv, uu = np.meshgrid(
+        (np.arange(h) + 0.5) / h * 2.0 - 1.0, (np.arange(w) + 0.5) / w * 2.0 - 1.0, indexing="ij"
+    )
+    u, v = uu.ravel(), vv.ravel()
     return np.stack([np.ones_like(u), u, v, u * u, u * v, v * v], axis=1)
 
 
@@ -87,7 +91,7 @@ def _field(small4: np.ndarray, sub4: np.ndarray, sigma: float) -> np.ndarray:
     trend = (design @ coef).reshape(h, w, 3).astype(np.float32)
     local, weight = _normalised_convolution(log4 - trend, sub4, sigma)
     fade = np.clip(weight / 0.2, 0.0, 1.0)[:, :, None]
-    return np.exp(trend + fade * local).astype(np.float32)
+    return np.asarray(np.exp(trend + fade * local), dtype=np.float32)
 
 
 def _contrast(
@@ -116,7 +120,6 @@ def estimate_background(
     k_sigma: float = 4.0,
     min_contrast: float = 0.008,
     edge_k: float = 5.0,
-    readmit: float = 0.08,
 ) -> Background:
     """Fit the substrate field of ``work`` and mark the foreground.
 
@@ -132,8 +135,6 @@ def estimate_background(
     edge_k
         Pixels whose colour gradient exceeds ``edge_k`` times the image's median gradient are
         edges; the substrate is grown through the edge-free ones.
-    readmit
-        In the second round, pixels within this (log) contrast of the field rejoin the substrate.
 
     Raises
     ------
@@ -166,15 +167,13 @@ def estimate_background(
     is_sub[0] = False
     sub = is_sub[lab] & (spread < 0.15)
     sigma = max(th, tw) / 16.0
-    for round_ in range(2):
+    for _ in range(2):
         if not sub.any():
             raise ImageError("no bare substrate found: the substrate area is too small to fit")
         _, _, fg4 = _contrast(log4, sub, _field(small4, sub, sigma), valid, k_sigma, min_contrast)
-        if round_ == 0:
-            lc4 = log4 - np.log(np.maximum(_field(small4, sub, sigma), 1.0))
-            sub = (channel_abs_max(lc4, valid) < readmit) & calm
-        else:
-            sub = ~cv2.dilate(fg4.astype(np.uint8), _K3).astype(bool)
+        # whatever fits the field is substrate (corners the first mask missed rejoin), whatever
+        # does not is not (faint flakes that leaked into the first mask leave it)
+        sub = ~cv2.dilate(fg4.astype(np.uint8), _K3).astype(bool)
     if not sub.any():
         raise ImageError("no bare substrate found: the substrate area is too small to fit")
     field = cv2.resize(_field(small4, sub, sigma), (w, h), interpolation=cv2.INTER_LINEAR)

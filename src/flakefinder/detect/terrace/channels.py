@@ -19,7 +19,7 @@ def channel_max(a: np.ndarray, valid: np.ndarray) -> np.ndarray:
 def channel_abs_max(a: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """(h, w) largest absolute value over the valid channels of ``a``."""
     planes = [np.abs(a[:, :, c]) for c in range(3) if valid[c]]
-    out = planes[0]
+    out: np.ndarray = planes[0]
     for p in planes[1:]:
         np.maximum(out, p, out=out)
     return out

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from flakefinder.detect.terrace.classify import Classifier, LayerCall, ProfileClassifier
+from flakefinder.detect.terrace.classify import LayerCall, ProfileClassifier, TerraceClassifier
 from flakefinder.detect.terrace.features import flake_confidence
 from flakefinder.detect.terrace.segment import SegmentSettings, TerraceMap, segment_terraces
 from flakefinder.detect.terrace.selfcal import (
@@ -66,7 +66,7 @@ class TerraceDetector:
         self,
         profile: SetupProfile | None = None,
         *,
-        min_area_um2: float = 1.0,
+        min_area_um2: float = 0.25,
         max_sigma: float = 4.0,
         long_side_px: int = 1024,
         k_sigma: float = 4.0,
@@ -136,7 +136,7 @@ class TerraceDetector:
 
     def analyse(
         self, images: Sequence[np.ndarray], context: ImagingContext, names: Sequence[str] | None = None
-    ) -> list[tuple[TerraceMap | None, Classifier | None]]:
+    ) -> list[tuple[TerraceMap | None, TerraceClassifier | None]]:
         """Per image, its terraces and the classifier of its camera setting (None, None when the
         image cannot be searched; noted). Self-calibrates on this batch when needed.
 
@@ -159,7 +159,7 @@ class TerraceDetector:
     def _classifiers(
         self, maps: Sequence[TerraceMap | None], images: Sequence[np.ndarray],
         context: ImagingContext, labels: Sequence[str],
-    ) -> list[Classifier | None]:
+    ) -> list[TerraceClassifier | None]:
         materials = list(context.materials)
         if self.profile is not None:
             from flakefinder.calibration.profile import check_compatible
@@ -174,7 +174,7 @@ class TerraceDetector:
         if unmatched:
             self._calibrate([maps[i] for i in unmatched], [images[i] for i in unmatched],  # type: ignore[misc]
                             [labels[i] for i in unmatched], context)
-        out: list[Classifier | None] = []
+        out: list[TerraceClassifier | None] = []
         for m in maps:
             if m is None:
                 out.append(None)
@@ -225,8 +225,9 @@ class TerraceDetector:
             self.calibrations.append(s)
 
     # -- output -----------------------------------------------------------------------------------
-    def detections(self, tm: TerraceMap, clf: Classifier, context: ImagingContext) -> list[Detection]:
-        """The flake terraces of one analysed image (see :meth:`analyse`)."""
+    def detections(
+        self, tm: TerraceMap, clf: TerraceClassifier, context: ImagingContext
+    ) -> list[Detection]:
         from flakefinder.detect.contrast import mask_polygon
 
         min_px = self.min_area_um2 / max(context.um_per_px, 1e-9) ** 2

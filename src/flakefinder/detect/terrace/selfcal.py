@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from flakefinder.detect.terrace.classify import (
-    Classifier,
     LayerCall,
     ProfileClassifier,
+    TerraceClassifier,
     unknown_call,
 )
 from flakefinder.errors import CalibrationError, UnknownMaterialError
@@ -53,7 +53,7 @@ def group_settings(substrates: Sequence[np.ndarray], tolerance: float = HUE_TOLE
     groups: list[list[int]] = []
     while left:
         # the image with the most neighbours seeds the next group
-        counts = [int(sum(np.linalg.norm(hues[i] - hues[j]) <= tolerance for j in left)) for i in left]
+        counts = [sum(int(np.linalg.norm(hues[i] - hues[j]) <= tolerance) for j in left) for i in left]
         seed = left[int(np.argmax(counts))]
         members = [j for j in left if np.linalg.norm(hues[seed] - hues[j]) <= tolerance]
         groups.append(sorted(members))
@@ -73,18 +73,15 @@ class SettingCalibration:
     source: str  # "self-calibrated", "thin-film model", "no optics data"
     note: str
 
-    def classifier(self, materials: Sequence[str], max_sigma: float) -> Classifier:
+    def classifier(self, materials: Sequence[str], max_sigma: float) -> TerraceClassifier:
         if self.profile is None:
             return _Unknown(materials[0])
-        return ProfileClassifier(self.profile, materials, max_sigma=max_sigma)
+        return ProfileClassifier(
+            self.profile, materials, max_sigma=max_sigma, measured=self.source != "thin-film model"
+        )
 
 
-class _Classifier:
-    def classify(self, contrast_rgb: np.ndarray) -> LayerCall:  # pragma: no cover - protocol
-        raise NotImplementedError
-
-
-class _Unknown(_Classifier):
+class _Unknown:
     def __init__(self, material: str) -> None:
         self.material = material
 
