@@ -90,6 +90,15 @@ class _Delegates:
     segmenter: TileSegmenter
     terrace: TerraceDetector
 
+    def detect(self, image: np.ndarray, context: ImagingContext) -> list[Detection]:
+        """The flakes of one image (a batch of one)."""
+        return self.detect_batch([image], context)[0]
+
+    def detect_batch(
+        self, images: Sequence[np.ndarray], context: ImagingContext, **_: Any
+    ) -> list[list[Detection]]:  # pragma: no cover - each detector has its own
+        raise NotImplementedError
+
     @property
     def needs_calibration(self) -> bool:
         """True until the terrace detector has a profile or a calibration."""
@@ -138,10 +147,6 @@ class NetTerraceDetector(_Delegates):
     def __post_init__(self) -> None:
         """Version: the segmenter's and the terrace detector's."""
         self.version = f"{self.segmenter.version}+terrace-{self.terrace.version}"
-
-    def detect(self, image: np.ndarray, context: ImagingContext) -> list[Detection]:
-        """The flakes of one image (a batch of one)."""
-        return self.detect_batch([image], context)[0]
 
     def detect_batch(
         self, images: Sequence[np.ndarray], context: ImagingContext, **_: Any

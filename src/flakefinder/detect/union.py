@@ -146,10 +146,6 @@ class TerraceUnionDetector(_Delegates):
         """Version: the terrace detector's and the segmenter's."""
         self.version = f"terrace:{self.terrace.version}|{self.segmenter.name}:{self.segmenter.version}"
 
-    def detect(self, image: np.ndarray, context: ImagingContext) -> list[Detection]:
-        """The flakes of one image (a batch of one)."""
-        return self.detect_batch([image], context)[0]
-
     def detect_batch(
         self, images: Sequence[np.ndarray], context: ImagingContext, **_: Any
     ) -> list[list[Detection]]:
