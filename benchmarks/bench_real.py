@@ -27,7 +27,8 @@ Protocol (``flakefinder.evaluate.real_bench``):
     has one ('n/a (no lab table)' otherwise).
   * 2dmatgmm has no labels: the table mode's detections are the reference, and the other modes
     report their AGREEMENT with it (recall = reference detections matched, precision = own
-    detections matched, layers = same layer number), not accuracy.
+    detections matched, layers = same layer number where the table holds that layer number;
+    one the classifier read beyond the table's ends is not compared), not accuracy.
   * Where the oxide or pixel size is unknown, 90 nm and a nominal pixel size by objective
     (0.1 um/px at 150x, 0.35 at 20x) are used and the note says so; the NbSe2 pixel size is
     measured from the burned-in 5 um scale bar. When the detector does not know the set's

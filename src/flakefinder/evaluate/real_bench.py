@@ -281,10 +281,21 @@ def _run_table(
         return ModeResult(rs.name, "table", "n/a", n, notes=(*notes, f"error: {exc}"))
     kind = "accuracy" if rs.truth is not None else "reference"
     notes.append(f"lab table {rs.lab_table.name}")
+    tabled = {(t.material, e.n_layers) for t in profile.materials for e in t.layers}
     return ModeResult(
         rs.name, "table", kind, n, (run.score,), tuple(run.ms), (cal_s,), tuple(notes),
-        exhaustive=rs.exhaustive, image_indices=tuple(idx), detections=tuple(run.detections),
+        exhaustive=rs.exhaustive, image_indices=tuple(idx),
+        detections=tuple(tuple(_table_layers(d, tabled) for d in dets) for dets in run.detections),
     )
+
+
+def _table_layers(det: Detection, tabled: set[tuple[str, int]]) -> Detection:
+    """``det`` with its layer number only where the lab's table holds that layer: a number the
+    classifier read beyond the table's ends is its own estimate, not the lab's (agreement rows
+    compare layer numbers with the table's only)."""
+    if det.layer_count is None or (det.material, det.layer_count) in tabled:
+        return det
+    return replace(det, layer_count=None, layer_alternative=None)
 
 
 def _no_truth(i: int) -> TruthImage | None:
