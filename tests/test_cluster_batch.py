@@ -78,7 +78,7 @@ def test_batch_detect_cli(images: list[Path], tmp_path: Path) -> None:
     r = CliRunner().invoke(
         create_app(),
         ["detect", str(images[0].parent), "--out", str(det_out), "--um-per-px", "0.4",
-         "--no-overlays"],
+         "--detector", "contrast", "--no-overlays"],
     )  # fmt: skip
     assert r.exit_code == 0, r.output
     n_detect = len((det_out / "flakes.csv").read_text().splitlines()) - 1

@@ -44,11 +44,15 @@ def predict_images(
     context: ImagingContext,
     *,
     root: Path | None = None,
+    min_score: float = 0.0,
 ) -> Predicted:
     """Run ``detector`` over images; file names are kept relative to ``root`` (or bare names).
 
+    Detections below ``min_score`` (the commands' ``--score``) are left out, as ``detect`` does.
+
     An image that cannot be read is named in ``skipped`` and left out; the others go on.
     """
+    from flakefinder.domain import keep_confident
     from flakefinder.errors import ImageError
     from flakefinder.imaging import load_image
 
@@ -60,7 +64,8 @@ def predict_images(
             out.skipped.append(str(exc))
             continue
         name = p.relative_to(root).as_posix() if root is not None else p.name
-        shapes = shapes_from_detections(detector.detect(image, context))
+        found = keep_confident(detector.detect(image, context), min_score)
+        shapes = shapes_from_detections(found)
         out.images.append(LabeledImage(name, image.shape[1], image.shape[0], shapes))
     return out
 

@@ -397,8 +397,9 @@ def calibrate(
         ]
         work: list[LabelledRegion] = []
         if not mined:
+            shown = ", ".join(_image_label(image_names, i) for i in range(len(imgs)))
             raise CalibrationError(
-                "no thin flakes found in the images: without labels the colour table cannot be "
+                f"no thin flakes found in {shown}: without labels the colour table cannot be "
                 "determined; outline a few flakes (--masks) or label them (--labels)"
             )
     else:

@@ -7,12 +7,14 @@ from pathlib import Path
 import typer
 
 from flakefinder.cli.options import (
+    DEFAULT_SCORE,
     DetectorOpt,
     DetectorOptionsOpt,
     ModelOpt,
     OptionalOxideNmOpt,
     OptionalUmPerPxOpt,
     ProfileMaterialsOpt,
+    ScoreOpt,
     SetupOpt,
 )
 from flakefinder.detect.registry import DEFAULT_DETECTOR
@@ -38,6 +40,7 @@ def export_cmd(
     materials: ProfileMaterialsOpt = None,
     oxide_nm: OptionalOxideNmOpt = None,
     um_per_px: OptionalUmPerPxOpt = None,
+    score: ScoreOpt = DEFAULT_SCORE,
     image_url_prefix: str | None = typer.Option(
         None,
         "--image-url-prefix",
@@ -54,7 +57,12 @@ def export_cmd(
     """
     from flakefinder.annotate.labelstudio import local_files_prefix
     from flakefinder.annotate.roundtrip import export_preannotations, predict_images
-    from flakefinder.cli.options import build_detector, load_setup_option, resolve_context
+    from flakefinder.cli.options import (
+        build_detector,
+        load_setup_option,
+        resolve_context,
+        self_calibrate_detector,
+    )
     from flakefinder.domain import ClassMap
     from flakefinder.imaging import iter_image_files
     from flakefinder.text import plural
@@ -70,7 +78,8 @@ def export_cmd(
     det = build_detector(detector, model=model, setup=loaded, options=detector_option)
     files = iter_image_files(images)
     root = images[0] if len(images) == 1 and images[0].is_dir() else None
-    predicted = predict_images(files, det, ctx, root=root)
+    self_calibrate_detector(det, files, ctx)
+    predicted = predict_images(files, det, ctx, root=root, min_score=score)
     for reason in predicted.skipped:
         typer.secho(f"skipped: {reason}", fg=typer.colors.YELLOW, err=True)
     if not predicted.images:

@@ -65,6 +65,7 @@ def detect_cmd(
         build_detector,
         print_options_help_if_asked,
         resolve_context,
+        self_calibrate_detector,
     )
     from flakefinder.imaging import iter_image_files
     from flakefinder.text import plural
@@ -90,7 +91,7 @@ def detect_cmd(
     )
     class_map = _class_map(det, mats)
     out.mkdir(parents=True, exist_ok=True)
-    _self_calibrate(det, files, ctx)
+    self_calibrate_detector(det, files, ctx)
     summary = _run(
         det,
         files,
@@ -121,36 +122,6 @@ def detect_cmd(
 
         text = misfit_message(loaded.profile, summary["misfits"], summary["images"])
         typer.secho(f"warning: {text}", fg=typer.colors.YELLOW, err=True)
-
-
-SELF_CALIBRATION_SAMPLE = 12  # images a self-calibrating detector calibrates on
-
-
-def _self_calibrate(det: Any, files: list[Path], ctx: ImagingContext) -> None:
-    """Let a self-calibrating detector calibrate on a sample of the images first (one line)."""
-    from flakefinder.domain import SelfCalibrating, check_rgb_image
-    from flakefinder.errors import ImageError
-    from flakefinder.imaging import load_image
-    from flakefinder.text import plural
-
-    if not isinstance(det, SelfCalibrating) or not det.needs_calibration or not files:
-        return
-    step = max(1, len(files) // SELF_CALIBRATION_SAMPLE)
-    sample = files[::step][:SELF_CALIBRATION_SAMPLE]
-    images, names = [], []
-    for path in sample:
-        try:
-            images.append(check_rgb_image(load_image(path), what=str(path)))
-            names.append(path.name)
-        except ImageError:
-            continue  # reported when the image's turn comes
-    notes = det.calibrate_on(images, ctx, names)
-    typer.echo(
-        f"no setup profile: {getattr(det, 'name', 'the detector')} self-calibrated on {plural(len(images), 'image')} of "
-        f"{len(files)} (per camera setting; --setup FILE to use a profile)"
-    )
-    for note in notes:
-        typer.echo(f"  {note}")
 
 
 def _save_settings(det: Any, out: Path) -> None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
@@ -423,3 +423,33 @@ def scan_detector(name: str | None, *, simulated: bool) -> str:
     if name is not None:
         return name
     return SIMULATED_DETECTOR if simulated else DEFAULT_DETECTOR
+
+
+SELF_CALIBRATION_SAMPLE = 12  # images a self-calibrating detector calibrates on
+
+
+def self_calibrate_detector(det: Any, files: list[Path], ctx: ImagingContext) -> None:
+    """Let a self-calibrating detector calibrate on a sample of the images first (one line)."""
+    from flakefinder.domain import SelfCalibrating, check_rgb_image
+    from flakefinder.errors import ImageError
+    from flakefinder.imaging import load_image
+    from flakefinder.text import plural
+
+    if not isinstance(det, SelfCalibrating) or not det.needs_calibration or not files:
+        return
+    step = max(1, len(files) // SELF_CALIBRATION_SAMPLE)
+    sample = files[::step][:SELF_CALIBRATION_SAMPLE]
+    images, names = [], []
+    for path in sample:
+        try:
+            images.append(check_rgb_image(load_image(path), what=str(path)))
+            names.append(path.name)
+        except ImageError:
+            continue  # reported when the image's turn comes
+    notes = det.calibrate_on(images, ctx, names)
+    typer.echo(
+        f"no setup profile: {getattr(det, 'name', 'the detector')} self-calibrated on {plural(len(images), 'image')} of "
+        f"{len(files)} (per camera setting; --setup FILE to use a profile)"
+    )
+    for note in notes:
+        typer.echo(f"  {note}")

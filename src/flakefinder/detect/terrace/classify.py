@@ -9,7 +9,8 @@ a terrace mean is far less noisy than a pixel but moves with white balance and f
 * Nearest layer within ``max_sigma``: that layer, its posterior share as the confidence, the
   runner-up as the alternative.
 * Between two consecutive table entries (on the segment joining them): the nearer layer, the
-  other as the alternative, a low confidence.
+  other as the alternative, a low confidence; likewise a few layers beyond the table's ends
+  along the ladder (a table measured on 3-5 L reads a 2 L or 6 L terrace), with a lower one.
 * Otherwise: unknown thickness (``n_layers=None``), class "thick" when its contrast is stronger
   than the table's thickest entry, else "few". A flake is never dropped for an unsure number.
 * A colour far from the material's whole ladder (the path from the substrate through the table's
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
     from flakefinder.calibration.profile import SetupProfile
 
 BETWEEN_CONFIDENCE = 0.3  # a layer number read off between two table entries
+EXTRAPOLATED_CONFIDENCE = 0.2  # ... or beyond the table's ends
+EXTRAPOLATE_LAYERS = 3  # how far beyond the thickest entry a layer number is still read off
 
 
 @dataclass(frozen=True)
@@ -159,28 +162,34 @@ class ProfileClassifier:
         return float(d @ np.linalg.solve(s, d))
 
     def _between(self, c: np.ndarray, ok: np.ndarray) -> LayerCall | None:
+        """A layer number read off the ladder: between two table entries, or up to
+        ``EXTRAPOLATE_LAYERS`` beyond the ends of the table (never below 1), along the ladder's
+        local direction (layer numbers are spaced as the two nearest entries are)."""
         found: list[tuple[float, LayerCall]] = []
         for t in self._tables:
-            for i in range(len(t.layers) - 1):
-                a, b = t.means[i][ok], t.means[i + 1][ok]
-                seg = b - a
+            k = len(t.layers)
+            for i in range(k - 1):
+                a, b = t.means[i], t.means[i + 1]
+                seg = (b - a)[ok]
                 den = float(seg @ seg)
                 if den <= 0.0:
                     continue
-                u = float((c[ok] - a) @ seg / den)
-                if not 0.0 <= u <= 1.0:
+                u = float((c[ok] - a[ok]) @ seg / den)
+                lo, hi = int(t.layers[i]), int(t.layers[i + 1])
+                est = lo + u * (hi - lo)
+                inside = 0.0 <= u <= 1.0
+                below = i == 0 and u < 0.0 and est >= 0.5
+                above = i == k - 2 and u > 1.0 and est <= hi + EXTRAPOLATE_LAYERS + 0.5
+                if not (inside or below or above):
                     continue
-                cov = 0.5 * (self._spread(t.means[i], t.covs[i]) + self._spread(t.means[i + 1], t.covs[i + 1]))
-                foot = t.means[i] + u * (t.means[i + 1] - t.means[i])
-                d = math.sqrt(self._d2(c, foot, cov, ok))
+                cov = 0.5 * (self._spread(a, t.covs[i]) + self._spread(b, t.covs[i + 1]))
+                d = math.sqrt(self._d2(c, a + u * (b - a), cov, ok))
                 if d > self.max_sigma:
                     continue
-                lo, hi = int(t.layers[i]), int(t.layers[i + 1])
-                n = int(round(lo + u * (hi - lo)))
-                alt = hi if n - lo < hi - n else lo
-                if alt == n:
-                    alt = lo if n != lo else hi
-                found.append((d, LayerCall(t.material, n, _class_of(n), BETWEEN_CONFIDENCE, alt, d)))
+                n = max(1, int(round(est)))
+                conf = BETWEEN_CONFIDENCE if inside else EXTRAPOLATED_CONFIDENCE
+                alt = (n - 1 if est < n else n + 1) if n > 1 else 2
+                found.append((d, LayerCall(t.material, n, _class_of(n), conf, alt, d)))
         if not found:
             return None
         return min(found, key=lambda x: x[0])[1]
