@@ -130,15 +130,18 @@ def test_real_uvicorn_client_and_batching() -> None:
             assert cl.health().status == "ok"
             assert cl.model_info().detector == "darksquare"
         remote = RemoteDetector(url)
-        ctx = ImagingContext(materials=("hBN",))
-        [d] = remote.detect(square_image(), ctx)
-        assert d.bbox_px == (20.0, 10.0, 36.0, 26.0) and d.material == "hBN"
-        with ThreadPoolExecutor(8) as pool:
-            results = list(pool.map(lambda i: remote.detect(square_image(x0=i), ctx), range(8)))
-        assert [r[0].bbox_px[0] for r in results] == [float(i) for i in range(8)]
-        assert max(detector.batch_sizes) > 1  # concurrent requests shared a model call
-        with pytest.raises(ServerError, match="400"):
-            remote.client.detect(square_image(), ImagingContext(materials=("nope",)))
+        with remote.client:  # closes its connections (no socket left to the garbage collector)
+            ctx = ImagingContext(materials=("hBN",))
+            [d] = remote.detect(square_image(), ctx)
+            assert d.bbox_px == (20.0, 10.0, 36.0, 26.0) and d.material == "hBN"
+            with ThreadPoolExecutor(8) as pool:
+                results = list(
+                    pool.map(lambda i: remote.detect(square_image(x0=i), ctx), range(8))
+                )
+            assert [r[0].bbox_px[0] for r in results] == [float(i) for i in range(8)]
+            assert max(detector.batch_sizes) > 1  # concurrent requests shared a model call
+            with pytest.raises(ServerError, match="400"):
+                remote.client.detect(square_image(), ImagingContext(materials=("nope",)))
 
 
 def test_unreachable_server_message() -> None:
@@ -202,10 +205,11 @@ def test_remote_detector_names_a_setup_and_sends_the_context() -> None:
     app = create_app(SETTINGS, detectors={"scopeA@111": _NamedSquares("det-a"), "scopeB@222": b})
     with running_server(app) as url:
         remote = RemoteDetector(url, profile_id="scopeB@222")
-        assert remote.name == "det-b"
-        ctx = ImagingContext(um_per_px=0.25, materials=("hBN",), profile_id="scopeB@222")
-        [d] = remote.detect(square_image(), ctx)
-        assert d.material == "hBN" and b.seen == ["scopeB@222"]
+        with remote.client:
+            assert remote.name == "det-b"
+            ctx = ImagingContext(um_per_px=0.25, materials=("hBN",), profile_id="scopeB@222")
+            [d] = remote.detect(square_image(), ctx)
+            assert d.material == "hBN" and b.seen == ["scopeB@222"]
         with pytest.raises(ServerError, match="does not hold setup profile 'x@1'.*scopeA@111"):
             RemoteDetector(url, profile_id="x@1")
 

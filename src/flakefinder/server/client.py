@@ -120,18 +120,25 @@ class RemoteDetector:
         profile_id: str | None = None,
     ) -> None:
         self.client = InferenceClient(url, api_key=api_key, timeout_s=timeout_s)
+        try:
+            self.name, self.version = self._identify(profile_id)
+        except BaseException:
+            self.client.close()  # no detector comes of it: leave no connection open
+            raise
+
+    def _identify(self, profile_id: str | None) -> tuple[str, str]:
+        """The detector's name and version (of ``profile_id``'s setup when one is named)."""
         info = self.client.model_info()
-        self.name = info.detector
-        self.version = info.model_version
-        if profile_id is not None:
-            match = [s for s in info.setups if s.profile_id == profile_id]
-            if not match:
-                held = ", ".join(s.profile_id for s in info.setups) or "none"
-                raise ServerError(
-                    f"inference server {self.client.url} does not hold setup profile"
-                    f" {profile_id!r}; it holds: {held}"
-                )
-            self.name, self.version = match[0].detector, match[0].model_version
+        if profile_id is None:
+            return info.detector, info.model_version
+        match = [s for s in info.setups if s.profile_id == profile_id]
+        if not match:
+            held = ", ".join(s.profile_id for s in info.setups) or "none"
+            raise ServerError(
+                f"inference server {self.client.url} does not hold setup profile"
+                f" {profile_id!r}; it holds: {held}"
+            )
+        return match[0].detector, match[0].model_version
 
     def detect(self, image: np.ndarray, context: ImagingContext) -> list[Detection]:
         return [f.to_detection() for f in self.client.detect(image, context).flakes]
