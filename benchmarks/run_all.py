@@ -14,6 +14,7 @@ QUICK = [
     ["bench_foundation.py", "--quick"],
     ["bench_detectors.py", "--quick"],
     ["bench_eval.py", "--detector", "contrast"],
+    ["bench_real.py", "--max-images", "3", "--splits", "1"],
     ["bench_illumination.py", "--detectors", "rulebased,contrast"],
     ["bench_server.py", "--requests", "16"],
     ["bench_hunt.py", "--quick"],

@@ -83,7 +83,7 @@ def test_detect_bad_setup_writes_nothing(cli, data):
         "detect", str(data["images"]), "--out", str(out), "--detector", "rulebased",
         "--setup", str(data["setup"]),
     )  # fmt: skip
-    assert code == 2 and "--detector contrast" in err and not out.exists()
+    assert code == 2 and "--detector terrace" in err and not out.exists()
 
 
 def test_evaluate_masks_with_setup_exact(cli, data):

@@ -200,18 +200,36 @@ def test_bad_regions(warm: tuple[list[np.ndarray], list[tuple[int, np.ndarray, i
         calibrate(images, material="unobtainium", oxide_nm=90, um_per_px=0.4, regions=[])
 
 
-def test_mixed_setups_are_refused(
+def test_mixed_setups_calibrate_with_a_warning(
     warm: tuple[list[np.ndarray], list[tuple[int, np.ndarray, int]]],
 ) -> None:
+    """Issue 18: a folder of several camera settings is normal; nothing is refused for it."""
     images, truth = warm
     other = render_view(
         CHIP, *VIEWS[0], 240, 180, 0.4, settings=RenderSettings(white_balance_rgb=(0.7, 1.0, 1.4))
     )
     regions = [LabelledRegion(k, m, n) for k, m, n in truth if k == 0]
-    with pytest.raises(CalibrationError, match="different setups"):
-        calibrate(
-            [images[0], other], material="graphene", oxide_nm=90, um_per_px=0.4, regions=regions
-        )
+    report = calibrate(
+        [images[0], other], material="graphene", oxide_nm=90, um_per_px=0.4, regions=regions
+    )
+    assert any("several camera settings" in w for w in report.warnings)
+    assert report.profile.table("graphene").layer_counts
+
+
+def test_material_without_optics_calibrates_from_labels_only(
+    warm: tuple[list[np.ndarray], list[tuple[int, np.ndarray, int]]],
+) -> None:
+    """Issue 18 item 3: labels measure a table without the thin-film model; masks cannot."""
+    images, truth = warm
+    regions = [LabelledRegion(k, m, n) for k, m, n in truth]
+    report = calibrate(images, material="NbSe2", oxide_nm=90, um_per_px=0.4, regions=regions)
+    table = report.profile.table("NbSe2")
+    assert set(table.layer_counts) == {n for _, _, n in truth}
+    assert all(e.source == "measured" for e in table.layers)
+    assert report.profile.optics_fit is None
+    masks_only = [LabelledRegion(k, m, None) for k, m, _ in truth]
+    with pytest.raises(CalibrationError, match="from labels with layer numbers"):
+        calibrate(images, material="NbSe2", oxide_nm=90, um_per_px=0.4, regions=masks_only)
 
 
 def test_profile_version_and_corruption(tmp_path: Path) -> None:

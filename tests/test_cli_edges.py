@@ -165,8 +165,8 @@ def test_file_lock_is_exclusive_and_released(tmp_path: Path) -> None:
         with scan_lock(db, 4):  # another scan is free
             pass
     with scan_lock(db, 3):  # released on exit (and by the OS if the holder dies)
-        pass
-    assert lock_path(tmp_path / "f.db", 3).is_file()
+        assert lock_path(tmp_path / "f.db", 3).is_file()
+    assert not lock_path(tmp_path / "f.db", 3).exists()  # and its file removed (issue 17)
     db.close()
 
 

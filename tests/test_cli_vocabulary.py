@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from flakefinder.cli.main import create_app, main
 from flakefinder.cli.options import DEFAULTS
 from flakefinder.db import Database
+from flakefinder.detect.registry import SIMULATED_DETECTOR
 from flakefinder.text import plural
 
 TINY = ["--chip-size-mm", "0.12", "--frame-px", "128", "--um-per-px", "0.5", "--no-progress"]
@@ -65,7 +66,16 @@ def test_one_name_and_one_default_per_concept() -> None:
             if not param.hidden and not single:
                 assert not old_names & set(visible), (name, visible)
             concept = (param.name or "").replace("-", "_")
-            if concept in DEFAULTS and not param.hidden and param.default is not None:
+            resolved = {"materials", "um_per_px", "oxide_nm"}  # option > --setup profile > default
+            takes_profile = name == "calibrate" or any(p.name == "setup" for p in cmd.params)
+            if concept in resolved and param.default is None and takes_profile:
+                checked.add((name, concept))
+            elif concept == "detector" and name in ("scan", "revisit") and param.default is None:
+                checked.add((name, concept))  # contrast on a simulated chip, terrace on a real one
+            elif concept == "detector" and name == "demo":
+                assert param.default == SIMULATED_DETECTOR  # the demo's chip is simulated
+                checked.add((name, concept))
+            elif concept in DEFAULTS and not param.hidden and param.default is not None:
                 if name == "serve" and concept == "detector":
                     assert param.default == DEFAULTS["detector"]
                 elif concept == "frame_px" and name == "evaluate illumination":
@@ -78,7 +88,7 @@ def test_one_name_and_one_default_per_concept() -> None:
     for cmd in ("detect", "batch-detect", "scan", "demo", "serve", "annotate export"):
         assert (cmd, "detector") in checked and (cmd, "materials") in checked
     assert ("detect", "score") in checked and ("batch-detect", "score") in checked
-    assert DEFAULTS["detector"] == "contrast"
+    assert DEFAULTS["detector"] == "terrace"
 
 
 def test_detector_help_lists_the_registry_everywhere() -> None:
@@ -136,7 +146,7 @@ def test_default_detect_finds_flakes_on_default_synth_images(tmp_path: Path) -> 
     )
     assert r.exit_code == 0, r.output
     n = len((tmp_path / "d" / "flakes.csv").read_text().splitlines()) - 1
-    assert n > 0 and "(contrast 1.0)" in r.output and "in 2 images" in r.output
+    assert n > 0 and "(terrace 1.0)" in r.output and "in 2 images" in r.output
 
 
 # -- flakes list/export: one material parser (issue 11 #3) ---------------------------------------

@@ -52,7 +52,7 @@ def test_hand_built_scene_exact_layers_terraces_split_floor_residue_and_rim_drop
     mono = by_n[1]
     assert mono.bbox_px == pytest.approx((30, 40, 130, 120), abs=2)
     assert mono.area_px == mono.mask.sum()
-    assert mono.contrast_rgb == pytest.approx((0.14, 0.14, 0.07), abs=0.01)
+    assert mono.contrast_rgb == pytest.approx((-0.14, -0.14, -0.07), abs=0.01)  # I/I_bg - 1
     assert all(0.8 < d.confidence <= 1.0 for d in dets)
     assert len(mono.polygon_px) >= 4
 

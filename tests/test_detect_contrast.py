@@ -51,7 +51,7 @@ def test_hand_built_rectangles():
     assert one.mask is not None and one.mask.shape == (200, 200) and one.mask.sum() == one.area_px
     assert len(one.polygon_px) >= 4 and 0.9 < one.confidence <= 1.0
     assert one.contrast_rgb is not None and one.contrast_rgb[1] == pytest.approx(
-        1 - table.relative_rgb[1][1], abs=0.01
+        table.relative_rgb[1][1] - 1, abs=0.01  # C = I/I_substrate - 1 (issue 17)
     )
 
 

@@ -30,7 +30,7 @@ from flakefinder.evaluate.matching import mask_iou_matrix, match_masks
 
 
 def test_create_by_name():
-    assert set(available_detectors()) == {"contrast", "rulebased", "maskrcnn", "union"}
+    assert set(available_detectors()) == {"terrace", "contrast", "rulebased", "maskrcnn", "union"}
     det = create_detector("contrast", options={"min_area_um2": "2.0"})
     assert isinstance(det, ContrastDetector) and det.min_area_um2 == 2.0
     assert isinstance(create_detector("rulebased"), RuleBasedDetector)
@@ -65,7 +65,7 @@ def test_model_and_setup_only_where_the_detector_takes_them(tmp_path: Path):
     with pytest.raises(UnknownDetectorError, match="takes no model folder.*only maskrcnn"):
         create_detector("contrast", model=tmp_path)
     profile = setup_profile()
-    with pytest.raises(UnknownDetectorError, match="cannot use a setup profile.*only contrast"):
+    with pytest.raises(UnknownDetectorError, match="cannot use a setup profile.*only terrace, contrast"):
         create_detector("rulebased", setup=profile)
     # the contrast entry accepts a setup and routes it to the calibrated constructor
     assert detector_spec("contrast").accepts_setup
@@ -84,7 +84,7 @@ def test_help_text_is_built_from_the_registry():
     text = detector_help()
     for name in available_detectors():
         assert name in text
-    assert "contrast (default)" in text and DEFAULT_DETECTOR == "contrast"
+    assert "terrace (default)" in text and DEFAULT_DETECTOR == "terrace"
     listing = options_help()
     for spec in DETECTORS:
         assert f"{spec.name}: " in listing

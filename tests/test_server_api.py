@@ -129,8 +129,7 @@ def test_real_uvicorn_client_and_batching() -> None:
         with InferenceClient(url) as cl:
             assert cl.health().status == "ok"
             assert cl.model_info().detector == "darksquare"
-        remote = RemoteDetector(url)
-        with remote.client:  # closes its connections (no socket left to the garbage collector)
+        with RemoteDetector(url) as remote:
             ctx = ImagingContext(materials=("hBN",))
             [d] = remote.detect(square_image(), ctx)
             assert d.bbox_px == (20.0, 10.0, 36.0, 26.0) and d.material == "hBN"
@@ -146,7 +145,8 @@ def test_real_uvicorn_client_and_batching() -> None:
 
 def test_unreachable_server_message() -> None:
     with pytest.raises(ServerError, match="cannot reach inference server"):
-        InferenceClient("http://127.0.0.1:9", timeout_s=2).health()
+        with InferenceClient("http://127.0.0.1:9", timeout_s=2) as cl:
+            cl.health()
 
 
 # -- issue 7: one wire format, several setup profiles per server ---------------------------------
@@ -204,8 +204,7 @@ def test_remote_detector_names_a_setup_and_sends_the_context() -> None:
     b = _NamedSquares("det-b")
     app = create_app(SETTINGS, detectors={"scopeA@111": _NamedSquares("det-a"), "scopeB@222": b})
     with running_server(app) as url:
-        remote = RemoteDetector(url, profile_id="scopeB@222")
-        with remote.client:
+        with RemoteDetector(url, profile_id="scopeB@222") as remote:
             assert remote.name == "det-b"
             ctx = ImagingContext(um_per_px=0.25, materials=("hBN",), profile_id="scopeB@222")
             [d] = remote.detect(square_image(), ctx)

@@ -183,8 +183,12 @@ class Detection:
     bbox_px: tuple[float, float, float, float]  # x_min, y_min, x_max, y_max
     area_px: float
     layer_count: int | None = None  # exact layer-number estimate from optical contrast
-    contrast_rgb: tuple[float, float, float] | None = None  # C = 1 - I/I_bg per channel
+    # C = I/I_substrate - 1 per channel, the one convention of profiles, CSV, JSON and the UI
+    # (negative for a flake darker than the substrate, e.g. graphene on 90 nm SiO2)
+    contrast_rgb: tuple[float, float, float] | None = None
     mask: np.ndarray | None = field(default=None, repr=False)  # bool (H, W) of the whole image
+    layer_confidence: float | None = None  # 0..1: how sure the layer number is (None: not rated)
+    layer_alternative: int | None = None  # the next most likely layer number
 
     @property
     def category(self) -> str:
@@ -213,6 +217,23 @@ class BatchDetector(Detector, Protocol):
     def detect_batch(
         self, images: Sequence[np.ndarray], context: ImagingContext
     ) -> list[list[Detection]]: ...
+
+
+@runtime_checkable
+class SelfCalibrating(Protocol):
+    """A :class:`Detector` that calibrates itself on the images it is given (no setup profile).
+
+    Commands call :meth:`calibrate_on` with a sample of a batch before detecting, so the
+    calibration sees more than one image; without that call the detector calibrates on the
+    first images it detects on.
+    """
+
+    @property
+    def needs_calibration(self) -> bool: ...
+
+    def calibrate_on(
+        self, images: Sequence[np.ndarray], context: ImagingContext, names: Sequence[str]
+    ) -> list[str]: ...
 
 
 @dataclass(frozen=True)
@@ -360,7 +381,7 @@ class FlakeRecord:
     detector: str
     detector_version: str
     layer_count: int | None = None
-    contrast_rgb: tuple[float, float, float] | None = None
+    contrast_rgb: tuple[float, float, float] | None = None  # C = I/I_substrate - 1
     tile_index: int | None = None
 
     @property

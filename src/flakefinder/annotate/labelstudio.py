@@ -98,33 +98,51 @@ def local_files_prefix(folder_name: str) -> str:
     return f"/data/local-files/?d={name}/" if name else "/data/local-files/?d="
 
 
-def _strip_upload_hash(name: str) -> str:
-    # Label Studio prefixes uploaded files with "<8 hex>-"
-    if len(name) > 9 and name[8] == "-" and all(c in "0123456789abcdef" for c in name[:8]):
-        return name[9:]
-    return name
+UPLOAD_PREFIX_LEN = 9
+"""Label Studio names an uploaded file ``<8 hex digits>-<original name>``."""
+
+
+def _upload_original(name: str) -> str | None:
+    """The original name under Label Studio's upload prefix, None when ``name`` has none."""
+    if (
+        len(name) > UPLOAD_PREFIX_LEN
+        and name[8] == "-"
+        and all(c in "0123456789abcdef" for c in name[:8])
+    ):
+        return name[UPLOAD_PREFIX_LEN:]
+    return None
 
 
 def file_name_from_path(path: str, known: Iterable[str] = ()) -> str:
     """The dataset file name of an image path from an export.
 
-    The longest tail of ``path`` that is one of ``known`` (file names relative to the image
-    folder) wins; otherwise the part after the last ``images/``, else the base name. Upload hash
-    prefixes are removed; ``..`` never survives.
+    With ``known`` (file names relative to the image folder), the longest tail of ``path`` that
+    is one of them wins, the name as written first; only when none matches is Label Studio's
+    upload prefix (``<8 hex>-``) removed and the tails tried again, so a file that is itself
+    named ``14f99233-cc7c-...jpg`` keeps its name. Without a match, the part after the last
+    ``images/`` (else the base name) is the name, and the upload prefix is removed only from
+    files under Label Studio's ``upload/`` folder. ``..`` never survives.
     """
     parts = [p for p in PurePosixPath(path.replace("\\", "/")).parts if p not in ("/", ".", "..")]
-    if parts:
-        parts[-1] = _strip_upload_hash(parts[-1])
+    if not parts:
+        return path
+    original = _upload_original(parts[-1])
+    stripped = None if original is None else [*parts[:-1], original]
     known_set = set(known)
-    for k in range(len(parts)):
-        tail = "/".join(parts[k:])
-        if tail in known_set:
-            return tail
+    for candidate in (parts, stripped):
+        if candidate is None or not known_set:
+            continue
+        for k in range(len(candidate)):
+            tail = "/".join(candidate[k:])
+            if tail in known_set:
+                return tail
+    if stripped is not None and "upload" in parts[:-1]:
+        parts = stripped
     if "images" in parts[:-1]:
         last = len(parts) - 1 - parts[::-1].index("images")
         if last < len(parts) - 1:
             return "/".join(parts[last + 1 :])
-    return parts[-1] if parts else path
+    return parts[-1]
 
 
 def _file_name(url: str, known: Iterable[str] = ()) -> str:

@@ -216,6 +216,20 @@ def read_annotations(
     return read_report(paths, fmt, image_dir=image_dir).images
 
 
+def _nothing_to_import(paths: list[Path], read: ReadReport) -> str:
+    """Why an import found no labelled image (an empty dataset is refused, not written)."""
+    why = []
+    if read.unreviewed:
+        why.append(
+            f"{len(read.unreviewed)} task(s) without an annotation (--accept-predictions "
+            "imports their pre-annotations)"
+        )
+    if read.skipped:
+        why.append(f"{len(read.skipped)} task(s) skipped in Label Studio")
+    names = ", ".join(str(p) for p in paths[:3]) + (" ..." if len(paths) > 3 else "")
+    return f"no labelled image in {names}" + (f": {'; '.join(why)}" if why else "")
+
+
 def import_dataset(
     paths: list[Path],
     fmt: str,
@@ -238,6 +252,8 @@ def import_dataset(
     read = read_report(paths, fmt, image_dir=image_dir, accept_predictions=accept_predictions)
     if report is not None:
         report.__dict__.update(read.__dict__)
+    if not read.images:
+        raise DatasetError(_nothing_to_import(paths, read))
     images = apply_label_map(read.images, label_map or {})
     coco = to_coco(images, class_map)
     if image_dir is not None:

@@ -36,7 +36,8 @@ __all__ = ["CalibrationReport", "ClusterReport", "LabelledRegion", "calibrate"]
 Mode = Literal["labels", "masks", "none"]
 MIN_INTERIOR_PX = 12
 MIN_CONFIDENCE_NO_LABELS = 0.5
-SUBSTRATE_LOG_TOLERANCE = 0.12  # max spread of log substrate chromaticity within one setup
+SUBSTRATE_LOG_TOLERANCE = 0.12
+CLIPPED_SUBSTRATE = 247.0  # a substrate level at or above this (stored units) clipped  # max spread of log substrate chromaticity within one setup
 
 
 @dataclass(frozen=True, eq=False)
@@ -136,8 +137,15 @@ class CalibrationReport:
         return out
 
 
+def _image_label(names: Sequence[str] | None, i: int) -> str:
+    """How messages name image ``i``: its file name when known, else ``image i``."""
+    return names[i] if names is not None and i < len(names) else f"image {i}"
+
+
 def _check_inputs(
-    images: Sequence[np.ndarray], regions: Sequence[LabelledRegion] | None
+    images: Sequence[np.ndarray],
+    regions: Sequence[LabelledRegion] | None,
+    names: Sequence[str] | None = None,
 ) -> list[np.ndarray]:
     if len(images) == 0:
         raise CalibrationError("calibration needs at least one image")
@@ -146,7 +154,8 @@ def _check_inputs(
         a = np.asarray(im)
         if a.ndim != 3 or a.shape[2] != 3 or a.dtype != np.uint8:
             raise CalibrationError(
-                f"image {i}: expected an (H, W, 3) uint8 RGB array, got {a.shape} {a.dtype}"
+                f"{_image_label(names, i)}: expected an (H, W, 3) uint8 RGB array, "
+                f"got {a.shape} {a.dtype}"
             )
         out.append(a)
     shapes = {a.shape for a in out}
@@ -163,17 +172,19 @@ def _check_inputs(
         ih, iw = out[r.image_index].shape[:2]
         if r.offset_yx is None and m.shape != (ih, iw):
             raise CalibrationError(
-                f"region {k}: mask size {m.shape[-1]}x{m.shape[0]} differs from image "
-                f"{r.image_index} ({iw}x{ih})"
+                f"region {k}: mask size {m.shape[-1]}x{m.shape[0]} differs from "
+                f"{_image_label(names, r.image_index)} ({iw}x{ih})"
             )
         oy, ox = r.offset_yx or (0, 0)
         if m.ndim != 2 or oy < 0 or ox < 0 or oy + m.shape[0] > ih or ox + m.shape[1] > iw:
             raise CalibrationError(
                 f"region {k}: a {m.shape[-1]}x{m.shape[0]} mask at (row {oy}, column {ox})"
-                f" does not fit in image {r.image_index} ({iw}x{ih})"
+                f" does not fit in {_image_label(names, r.image_index)} ({iw}x{ih})"
             )
         if not m.any():
-            raise CalibrationError(f"region {k} (image {r.image_index}): the mask is empty")
+            raise CalibrationError(
+                f"region {k} ({_image_label(names, r.image_index)}): the mask is empty"
+            )
         if r.n_layers is not None and (
             isinstance(r.n_layers, bool) or not isinstance(r.n_layers, int) or r.n_layers < 1
         ):
@@ -181,17 +192,35 @@ def _check_inputs(
     return out
 
 
-def _check_one_setup(levels: list[np.ndarray]) -> None:
+def _check_one_setup(
+    levels: list[np.ndarray], names: Sequence[str] | None = None
+) -> str | None:
+    """A warning when the substrate hues differ (several camera settings); not a refusal:
+    contrast is per image, so exposure changes cost nothing, and a white-balance change only
+    widens the table's spreads."""
     chroma = np.array([np.log(np.maximum(v, 1.0) / np.mean(np.maximum(v, 1.0))) for v in levels])
     spread = chroma.max(axis=0) - chroma.min(axis=0)
     if float(spread.max()) > SUBSTRATE_LOG_TOLERANCE:
         cols = "; ".join(
-            f"image {i}: (" + ", ".join(f"{x:.0f}" for x in v) + ")" for i, v in enumerate(levels)
+            f"{_image_label(names, i)}: (" + ", ".join(f"{x:.0f}" for x in v) + ")"
+            for i, v in enumerate(levels)
         )
+        return (
+            "the images' substrate colours differ (several camera settings): one table covers "
+            f"them all, with wider spreads: {cols}. Calibrate each setting on its own images "
+            "for sharper tables"
+        )
+    return None
+
+
+def _material_name(material: str) -> str:
+    """A material name outside the optics database, checked (letters, digits, - and _)."""
+    name = material.strip()
+    if not (1 <= len(name) <= 40) or not all(ch.isalnum() or ch in "-_" for ch in name):
         raise CalibrationError(
-            "the images' substrate colours disagree, so they look like different setups "
-            f"(or oxides) mixed in one calibration: {cols}. Calibrate each setup on its own."
+            f"material name {material!r} must be 1-40 letters, digits, '-' or '_'"
         )
+    return name
 
 
 def _predicted_cov(
@@ -212,6 +241,7 @@ def _table_entries(
     start_params: object,
     oxide_nm: float,
     predict_up_to: int,
+    physics: bool = True,
 ) -> tuple[list[LayerColour], object]:
     from flakefinder.calibration.gaussians import robust_gaussian
     from flakefinder.calibration.physics import CameraOpticsParams, fit_physics
@@ -224,7 +254,11 @@ def _table_entries(
     fit_on = {n: means[n] for n in means if n <= fit_layers_max}
     sigma = {n: np.sqrt(np.diag(covs[n]) / max(1, counts[n][1]) + 0.01**2) for n in fit_on}
     start = start_params if isinstance(start_params, CameraOpticsParams) else None
-    fit = fit_physics(material, oxide_nm, fit_on, sigma=sigma, start=start) if fit_on else None
+    fit = (
+        fit_physics(material, oxide_nm, fit_on, sigma=sigma, start=start)
+        if fit_on and physics
+        else None
+    )
     entries: dict[int, LayerColour] = {}
     pred_measured = fit.predict(sorted(means)) if fit is not None else None
     for i, n in enumerate(sorted(means)):
@@ -267,6 +301,7 @@ def calibrate(
     regions: Sequence[LabelledRegion] | None = None,
     name: str = "setup",
     base: SetupProfile | None = None,
+    image_names: Sequence[str] | None = None,
 ) -> CalibrationReport:
     """Build a setup profile's colour table for ``material`` from micrographs of one setup.
 
@@ -284,6 +319,8 @@ def calibrate(
         Profile name.
     base
         An existing profile to add this material's table to (same oxide and pixel size).
+    image_names
+        File names of ``images``, used in messages (default: ``image 0``, ``image 1``, ...).
 
     Returns
     -------
@@ -302,10 +339,18 @@ def calibrate(
     from flakefinder.errors import UnknownMaterialError
     from flakefinder.optics import get_material
 
+    physics = True
     try:
         mat = get_material(material).name
     except UnknownMaterialError as exc:
-        raise CalibrationError(str(exc)) from None
+        # no optical constants: a table can still be measured from labelled layer numbers
+        if not any(r.n_layers is not None for r in regions or ()):
+            raise CalibrationError(
+                f"{exc}; without optical constants the layer numbers cannot be predicted: "
+                f"calibrate {material} from labels with layer numbers (--labels)"
+            ) from None
+        mat = _material_name(material)
+        physics = False
     if not (math.isfinite(oxide_nm) and 1.0 <= oxide_nm <= 2000.0):
         raise CalibrationError(f"oxide_nm must be in 1..2000 nm, got {oxide_nm}")
     if not (math.isfinite(um_per_px) and 1e-3 <= um_per_px <= 100.0):
@@ -319,19 +364,27 @@ def calibrate(
             raise CalibrationError(
                 f"the base profile {base.name!r} has {base.um_per_px:g} um/px, not {um_per_px:g}"
             )
-    imgs = _check_inputs(images, regions)
-    backgrounds = [estimate_background(im, what=f"image {i}") for i, im in enumerate(imgs)]
+    imgs = _check_inputs(images, regions, image_names)
+    backgrounds = [
+        estimate_background(im, what=_image_label(image_names, i)) for i, im in enumerate(imgs)
+    ]
     levels = [np.asarray(b.substrate_rgb) for b in backgrounds]
-    _check_one_setup(levels)
+    mixed = _check_one_setup(levels, image_names)
     noise = np.median(np.array([b.noise_rgb for b in backgrounds]), axis=0)
     contrasts: dict[int, np.ndarray] = {}
 
     def contrast_of(i: int) -> np.ndarray:
         if i not in contrasts:
-            contrasts[i] = contrast_image(imgs[i], backgrounds[i])
+            c = contrast_image(imgs[i], backgrounds[i])
+            if mode_labels:
+                # a channel clipped on this image's substrate carries no contrast: missing
+                clipped = np.asarray(backgrounds[i].substrate_rgb) >= CLIPPED_SUBSTRATE
+                c[:, :, clipped] = np.nan
+            contrasts[i] = c
         return contrasts[i]
 
-    warnings: list[str] = []
+    warnings: list[str] = [] if mixed is None else [mixed]
+    mode_labels = regions is not None and any(r.n_layers is not None for r in regions)
     mined: list[tuple[int, int, int, np.ndarray]] = []
     if regions is None:
         from flakefinder.calibration.mining import mine_regions
@@ -431,7 +484,9 @@ def calibrate(
                 "(--masks)"
             )
     predict_up_to = max(4, max(groups))
-    entries, fit = _table_entries(mat, groups, counts, 12, start, oxide_nm, predict_up_to)
+    entries, fit = _table_entries(
+        mat, groups, counts, 12, start, oxide_nm, predict_up_to, physics=physics
+    )
     table = MaterialTable(mat, tuple(entries))
     measured_res = [e.fit_residual_rgb for e in entries if e.fit_residual_rgb is not None]
     res_arr = np.array(measured_res) if measured_res else np.zeros((0, 3))

@@ -22,8 +22,16 @@ _MAX_SAMPLES = 20000
 
 
 def robust_gaussian(pixels: np.ndarray, *, floor: float = 1e-6) -> tuple[np.ndarray, np.ndarray]:
-    """Trimmed mean (3,) and covariance (3, 3) of ``pixels`` (N, 3); N >= 1."""
+    """Trimmed mean (3,) and covariance (3, 3) of ``pixels`` (N, 3); N >= 1.
+
+    NaN marks a channel without contrast in that pixel's image (clipped on the substrate): each
+    channel is then estimated from the pixels that have it, and the correlations from the
+    pixels that have all three.
+    """
     x = np.asarray(pixels, dtype=np.float64).reshape(-1, 3)
+    finite = np.isfinite(x)
+    if not finite.all():
+        return _robust_gaussian_missing(x, finite, floor)
     if len(x) > _MAX_SAMPLES:
         idx = np.random.default_rng(0).choice(len(x), _MAX_SAMPLES, replace=False)
         x = x[np.sort(idx)]
@@ -42,6 +50,27 @@ def robust_gaussian(pixels: np.ndarray, *, floor: float = 1e-6) -> tuple[np.ndar
         cov = np.cov(x[keep].T) * _TRIM_FACTOR if keep.sum() > 3 else cov
         cov = 0.5 * (cov + cov.T) + np.eye(3) * floor
     return mean, cov
+
+
+def _robust_gaussian_missing(
+    x: np.ndarray, finite: np.ndarray, floor: float
+) -> tuple[np.ndarray, np.ndarray]:
+    mean = np.zeros(3)
+    sd = np.full(3, np.sqrt(floor))
+    for c in range(3):
+        v = x[finite[:, c], c]
+        if v.size == 0:
+            continue
+        m1, c1 = robust_gaussian(np.repeat(v[:, None], 3, axis=1), floor=floor)
+        mean[c], sd[c] = m1[0], max(float(np.sqrt(c1[0, 0])), np.sqrt(floor))
+    full = finite.all(axis=1)
+    corr = np.eye(3)
+    if int(full.sum()) >= 10:
+        _, cov_full = robust_gaussian(x[full], floor=floor)
+        d = np.sqrt(np.diag(cov_full))
+        corr = cov_full / np.outer(d, d)
+    cov = corr * np.outer(sd, sd)
+    return mean, 0.5 * (cov + cov.T) + np.eye(3) * floor
 
 
 @dataclass(frozen=True)
@@ -93,8 +122,12 @@ def flake_stat(
     px = window[inner[: window.shape[0], : window.shape[1]]]
     if len(px) == 0:
         return None
-    med = np.median(px, axis=0)
-    spread = 1.4826 * np.median(np.abs(px - med), axis=0)
+    has = np.isfinite(px).any(axis=0)  # a channel clipped in this image is all NaN
+    med = np.full(3, np.nan)
+    spread = np.full(3, np.nan)
+    if has.any():
+        med[has] = np.nanmedian(px[:, has], axis=0)
+        spread[has] = 1.4826 * np.nanmedian(np.abs(px[:, has] - med[has]), axis=0)
     sample = px
     if len(px) > 4000:
         idx = np.random.default_rng(region_index).choice(len(px), 4000, replace=False)

@@ -21,7 +21,7 @@ def profile_lines(profile: SetupProfile) -> list[str]:
         f"profile {profile.profile_id}",
         f"  {profile.um_per_px:g} um/px, {profile.oxide_nm:g} nm SiO2, NA "
         + ("?" if profile.numerical_aperture is None else f"{profile.numerical_aperture:.2f}")
-        + f", camera {profile.camera.encoding} gamma {profile.camera.gamma:.2f}",
+        + f", camera {_camera(profile)}",
     ]
     if profile.substrate_rgb is not None:
         out.append("  substrate RGB " + " ".join(f"{v:.1f}" for v in profile.substrate_rgb))
@@ -52,6 +52,14 @@ def profile_lines(profile: SetupProfile) -> list[str]:
                 + res
             )
     return out
+
+
+def _camera(profile: SetupProfile) -> str:
+    """``gamma 0.97`` for a gamma camera, else the encoding and its gamma (``srgb, gamma 2.20``)."""
+    cam = profile.camera
+    if cam.encoding == "gamma":
+        return f"gamma {cam.gamma:.2f}"
+    return f"{cam.encoding}, gamma {cam.gamma:.2f}"
 
 
 def _ellipse(mean: np.ndarray, cov: np.ndarray, n_sigma: float = 2.0) -> np.ndarray:

@@ -7,16 +7,13 @@ from pathlib import Path
 import typer
 
 from flakefinder.cli.options import (
-    DEFAULT_MATERIALS,
-    DEFAULT_OXIDE_NM,
-    DEFAULT_UM_PER_PX,
     DetectorOpt,
     DetectorOptionsOpt,
-    MaterialsOpt,
     ModelOpt,
-    OxideNmOpt,
+    OptionalOxideNmOpt,
+    OptionalUmPerPxOpt,
+    ProfileMaterialsOpt,
     SetupOpt,
-    UmPerPxOpt,
 )
 from flakefinder.detect.registry import DEFAULT_DETECTOR
 
@@ -38,9 +35,9 @@ def export_cmd(
     model: ModelOpt = None,
     setup: SetupOpt = None,
     detector_option: DetectorOptionsOpt = None,
-    materials: MaterialsOpt = DEFAULT_MATERIALS,
-    oxide_nm: OxideNmOpt = DEFAULT_OXIDE_NM,
-    um_per_px: UmPerPxOpt = DEFAULT_UM_PER_PX,
+    materials: ProfileMaterialsOpt = None,
+    oxide_nm: OptionalOxideNmOpt = None,
+    um_per_px: OptionalUmPerPxOpt = None,
     image_url_prefix: str | None = typer.Option(
         None,
         "--image-url-prefix",
@@ -57,17 +54,22 @@ def export_cmd(
     """
     from flakefinder.annotate.labelstudio import local_files_prefix
     from flakefinder.annotate.roundtrip import export_preannotations, predict_images
-    from flakefinder.cli import parse_materials
-    from flakefinder.cli.options import build_detector
-    from flakefinder.domain import ClassMap, ImagingContext
+    from flakefinder.cli.options import build_detector, load_setup_option, resolve_context
+    from flakefinder.domain import ClassMap
     from flakefinder.imaging import iter_image_files
     from flakefinder.text import plural
 
-    mats = parse_materials(materials)
-    det = build_detector(detector, model=model, setup=setup, options=detector_option)
+    loaded = load_setup_option(setup)
+    ctx = resolve_context(
+        um_per_px=um_per_px,
+        oxide_nm=oxide_nm,
+        materials=materials,
+        profile=None if loaded is None else loaded.profile,
+    )
+    mats = ctx.materials
+    det = build_detector(detector, model=model, setup=loaded, options=detector_option)
     files = iter_image_files(images)
     root = images[0] if len(images) == 1 and images[0].is_dir() else None
-    ctx = ImagingContext(um_per_px=um_per_px, oxide_thickness_nm=oxide_nm, materials=mats)
     predicted = predict_images(files, det, ctx, root=root)
     for reason in predicted.skipped:
         typer.secho(f"skipped: {reason}", fg=typer.colors.YELLOW, err=True)

@@ -7,20 +7,18 @@ from pathlib import Path
 import typer
 
 from flakefinder.cli.options import (
-    DEFAULT_MATERIALS,
-    DEFAULT_OXIDE_NM,
     DEFAULT_SCORE,
-    DEFAULT_UM_PER_PX,
     DetectorOpt,
     DetectorOptionsOpt,
     DeviceOpt,
-    MaterialsOpt,
     ModelOpt,
     OptionalOxideNmOpt,
     OptionalUmPerPxOpt,
+    ProfileMaterialsOpt,
     ScoreOpt,
     SetupOpt,
 )
+from flakefinder.cli.progress import ProgressOpt
 from flakefinder.detect.registry import DEFAULT_DETECTOR
 
 
@@ -50,9 +48,10 @@ def batch_detect(
     chunk_size: int = typer.Option(
         16, help="Images per task (the detector is built once per task)."
     ),
-    materials: MaterialsOpt = DEFAULT_MATERIALS,
+    materials: ProfileMaterialsOpt = None,
     oxide_nm: OptionalOxideNmOpt = None,
     um_per_px: OptionalUmPerPxOpt = None,
+    progress: bool = ProgressOpt,
 ) -> None:
     """Run a detector over a folder or a database of images on a Dask cluster.
 
@@ -62,10 +61,8 @@ def batch_detect(
     import json
     import os
 
-    from rich.progress import Progress
-
-    from flakefinder.cli import parse_materials
-    from flakefinder.cli.options import check_detector, database_url
+    from flakefinder.cli.options import check_detector, database_url, resolve_context
+    from flakefinder.cli.progress import progress_bar
     from flakefinder.cluster.batch import (
         DetectorRecipe,
         ImageResult,
@@ -75,7 +72,7 @@ def batch_detect(
     from flakefinder.db.settings import DATABASE_URL_ENV
     from flakefinder.detect.flake_csv import FLAKE_CSV_FIELDS, flake_csv_row
     from flakefinder.detect.registry import parse_option_pairs
-    from flakefinder.domain import ClassMap, ImagingContext
+    from flakefinder.domain import ClassMap
     from flakefinder.imaging import iter_image_files
     from flakefinder.server.schemas import FlakeOut
     from flakefinder.text import plural
@@ -88,21 +85,22 @@ def batch_detect(
         files = iter_image_files(list(images))
     else:
         raise typer.BadParameter("give image files/folders or --db")
-    mats = parse_materials(materials)
     profile = None
     loaded = None
     setup_file: Path | None = None
     if setup is not None:
-        from flakefinder.calibration.profile import check_compatible
         from flakefinder.cli.setup_option import resolve_setup
 
         # loaded here so that a bad profile fails before the cluster starts
-        loaded = resolve_setup(setup, detector, files, mats, oxide_nm, um_per_px)
+        loaded = resolve_setup(setup, detector, files, materials, oxide_nm, um_per_px)
         profile = loaded.profile
-        check_compatible(profile, materials=mats, oxide_nm=oxide_nm)
+    ctx = resolve_context(
+        um_per_px=um_per_px, oxide_nm=oxide_nm, materials=materials, profile=profile
+    )
+    if loaded is not None and setup is not None:
         if loaded.source == "self-calibrated":
             out.mkdir(parents=True, exist_ok=True)
-            setup_file = profile.save(out / "setup_profile.json")
+            setup_file = loaded.profile.save(out / "setup_profile.json")
             typer.echo(f"self-calibrated setup profile written to {setup_file}")
         else:
             setup_file = Path(setup)
@@ -117,21 +115,10 @@ def batch_detect(
         min_score=score,
         device=device,
     )
-    ctx = ImagingContext(
-        um_per_px=um_per_px
-        if um_per_px is not None
-        else (profile.um_per_px if profile else DEFAULT_UM_PER_PX),
-        oxide_thickness_nm=(
-            oxide_nm if oxide_nm is not None else (profile.oxide_nm if profile else DEFAULT_OXIDE_NM)
-        ),
-        materials=mats,
-        profile_id=None if profile is None else profile.profile_id,
-    )
-    with Progress() as progress:
-        task = progress.add_task("detecting", total=len(files))
+    with progress_bar(len(files), "detecting", enabled=progress) as advance:
 
-        def advance(_: ImageResult) -> None:
-            progress.advance(task)
+        def one_done(_: ImageResult) -> None:
+            advance()
 
         results = detect_files(
             files,
@@ -140,7 +127,7 @@ def batch_detect(
             scheduler=scheduler,
             n_workers=workers,
             chunk_size=chunk_size,
-            on_result=advance,
+            on_result=one_done,
         )
     out.mkdir(parents=True, exist_ok=True)
     class_map = ClassMap.for_materials(ctx.materials)

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+from flakefinder.cli.options import OptionalOxideNmOpt, OptionalUmPerPxOpt
+
+if TYPE_CHECKING:
+    from flakefinder.calibration import SetupProfile
 
 CALIBRATE_HELP = (
     "Build a setup profile (colour table per layer number) from micrographs of one setup: "
@@ -27,8 +32,8 @@ def calibrate_command(
         list[Path] | None, typer.Argument(help="Micrographs (files or folders).")
     ] = None,
     material: Annotated[str, typer.Option("--material", "-m", help="Flake material.")] = "graphene",
-    oxide_nm: Annotated[float, typer.Option("--oxide-nm", help="SiO2 thickness in nm.")] = 90.0,
-    um_per_px: Annotated[float, typer.Option("--um-per-px", help="Pixel size in µm.")] = 0.3844,
+    oxide_nm: OptionalOxideNmOpt = None,
+    um_per_px: OptionalUmPerPxOpt = None,
     out: Annotated[Path, typer.Option("--out", "-o", help="Profile JSON to write.")] = Path(
         "setup.json"
     ),
@@ -63,6 +68,7 @@ def calibrate_command(
     if len(given) > 1:
         raise CalibrationError("use one of --labels, --masks and --from-gmm, not several")
     base_profile = SetupProfile.load(base) if base is not None else None
+    oxide_nm, um_per_px = _oxide_and_pixel(oxide_nm, um_per_px, base_profile, material)
     if from_gmm is not None:
         from flakefinder.calibration.gmm import import_gmm
 
@@ -106,6 +112,7 @@ def calibrate_command(
         regions=regions,
         name=name,
         base=base_profile,
+        image_names=names,
     )
     for line in report.lines():
         typer.echo(line)
@@ -113,6 +120,27 @@ def calibrate_command(
         raise CalibrationError("calibration produced no colour table")
     report.profile.save(out)
     typer.echo(f"wrote {out} ({report.profile.profile_id})")
+
+
+def _oxide_and_pixel(
+    oxide_nm: float | None, um_per_px: float | None, base: SetupProfile | None, material: str
+) -> tuple[float, float]:
+    """``--oxide-nm`` and ``--um-per-px`` by the CLI's one rule: given, else the ``--base``
+    profile's, else the shared defaults (said on stderr, since they go into the profile)."""
+    from flakefinder.cli.options import (
+        DEFAULT_OXIDE_NM,
+        DEFAULT_UM_PER_PX,
+        note_assumed_defaults,
+        setting,
+    )
+    from flakefinder.domain import ImagingContext
+
+    ox = setting(oxide_nm, None if base is None else base.oxide_nm, DEFAULT_OXIDE_NM)
+    um = setting(um_per_px, None if base is None else base.um_per_px, DEFAULT_UM_PER_PX)
+    if base is None:
+        ctx = ImagingContext(um_per_px=um, oxide_thickness_nm=ox, materials=(material,))
+        note_assumed_defaults(ctx, um_per_px=um_per_px, oxide_nm=oxide_nm, who="calibrate")
+    return ox, um
 
 
 def _print_table(profile: object, material: str) -> None:

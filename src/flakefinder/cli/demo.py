@@ -16,7 +16,7 @@ from flakefinder.cli.options import (
     ModelOpt,
     OxideNmOpt,
 )
-from flakefinder.detect.registry import DEFAULT_DETECTOR
+from flakefinder.detect.registry import SIMULATED_DETECTOR
 
 BEST_DETECTOR_WHY = (
     "best by the benchmarks: mask mAP@50 0.51 vs 0.30 for the shipped Mask R-CNN on held-out"
@@ -36,7 +36,7 @@ def demo(
     chip_mm: float | None = typer.Option(None, "--chip-mm", hidden=True, help="Old name."),
     materials: MaterialsOpt = DEFAULT_MATERIALS,
     oxide_nm: OxideNmOpt = DEFAULT_OXIDE_NM,
-    detector: DetectorOpt = DEFAULT_DETECTOR,
+    detector: DetectorOpt = SIMULATED_DETECTOR,
     model: ModelOpt = None,
     detector_option: DetectorOptionsOpt = None,
     seed: int = typer.Option(7, help="Seed of the virtual chip and camera noise."),
@@ -151,7 +151,7 @@ def demo(
     )
     for note in run.notes:
         typer.echo(note)
-    why = f" ({BEST_DETECTOR_WHY})" if det.name == DEFAULT_DETECTOR else ""
+    why = f" ({BEST_DETECTOR_WHY})" if det.name == SIMULATED_DETECTOR else ""
     typer.echo(f"detector: {det.name} {det.version}{why}")
     context = ImagingContext(
         um_per_px=microscope.camera.um_per_px, oxide_thickness_nm=oxide_nm, materials=mats
@@ -200,9 +200,9 @@ def demo(
 
     exe = sys.argv[0] if sys.argv and sys.argv[0].endswith("flakefinder") else "flakefinder"
     exe = os.path.relpath(exe) if os.path.isabs(exe) and exe.startswith(os.getcwd()) else exe
-    if det.name != DEFAULT_DETECTOR:
+    if det.name != SIMULATED_DETECTOR:
         typer.echo(
-            f"\ncompare with the default detector:  {exe} demo --detector {DEFAULT_DETECTOR}"
+            f"\ncompare with the default detector:  {exe} demo --detector {SIMULATED_DETECTOR}"
         )
     typer.echo(
         f"\nresults:\n  database   {db_path}\n  tiles      {out / f'scan_{scan_id}'}"

@@ -11,25 +11,24 @@ import typer
 
 from flakefinder.cli import validation
 from flakefinder.cli.options import (
-    DEFAULT_MATERIALS,
-    DEFAULT_OXIDE_NM,
     DEFAULT_SCORE,
-    DEFAULT_UM_PER_PX,
     DetectorOpt,
     DetectorOptionsOpt,
     DeviceOpt,
-    MaterialsOpt,
     ModelOpt,
     OptionalOxideNmOpt,
     OptionalUmPerPxOpt,
+    ProfileMaterialsOpt,
     ScoreOpt,
     SetupOpt,
 )
+from flakefinder.cli.progress import ProgressOpt
 from flakefinder.detect.registry import DEFAULT_DETECTOR
 
 if TYPE_CHECKING:
     import numpy as np
 
+    from flakefinder.calibration.profile import SetupProfile
     from flakefinder.domain import ClassMap, Detection, Detector, ImagingContext
 
 
@@ -49,26 +48,28 @@ def detect_cmd(
     model: ModelOpt = None,
     setup: SetupOpt = None,
     detector_option: DetectorOptionsOpt = None,
-    materials: MaterialsOpt = DEFAULT_MATERIALS,
+    materials: ProfileMaterialsOpt = None,
     oxide_nm: OptionalOxideNmOpt = None,
     um_per_px: OptionalUmPerPxOpt = None,
     score: ScoreOpt = DEFAULT_SCORE,
     device: DeviceOpt = "auto",
     batch_size: int = typer.Option(1, help="Images per detector call (batching detectors)."),
     overlays: bool = typer.Option(True, help="Write overlay PNGs (mask, outline, box, label)."),
+    progress: bool = ProgressOpt,
 ) -> None:
     """Find flakes in IMAGES and write COCO results JSON, a CSV of flakes and overlay PNGs.
 
     Unreadable images are reported and skipped; the others are still processed.
     """
-    from flakefinder.cli import parse_materials
-    from flakefinder.cli.options import build_detector, print_options_help_if_asked
-    from flakefinder.domain import ImagingContext
+    from flakefinder.cli.options import (
+        build_detector,
+        print_options_help_if_asked,
+        resolve_context,
+    )
     from flakefinder.imaging import iter_image_files
     from flakefinder.text import plural
 
     print_options_help_if_asked(detector_option)
-    mats = parse_materials(materials)
     files = iter_image_files(images)
     if not files:
         typer.secho("no image files found", fg=typer.colors.YELLOW, err=True)
@@ -76,27 +77,20 @@ def detect_cmd(
     if setup is not None:
         from flakefinder.cli.setup_option import resolve_setup
 
-        loaded = resolve_setup(setup, detector, files, mats, oxide_nm, um_per_px)
-        from flakefinder.calibration.profile import check_compatible
-
-        check_compatible(
-            loaded.profile,
-            materials=mats,
-            oxide_nm=oxide_nm if oxide_nm is not None else loaded.profile.oxide_nm,
-        )
+        loaded = resolve_setup(setup, detector, files, materials, oxide_nm, um_per_px)
+    ctx = resolve_context(
+        um_per_px=um_per_px,
+        oxide_nm=oxide_nm,
+        materials=materials,
+        profile=None if loaded is None else loaded.profile,
+    )
+    mats = ctx.materials
     det = build_detector(
         detector, model=model, setup=loaded, options=detector_option, score=score, device=device
     )
-    um = um_per_px if um_per_px is not None else (loaded.profile.um_per_px if loaded else None)
-    ox = oxide_nm if oxide_nm is not None else (loaded.profile.oxide_nm if loaded else None)
-    ctx = ImagingContext(
-        um_per_px=DEFAULT_UM_PER_PX if um is None else um,
-        oxide_thickness_nm=DEFAULT_OXIDE_NM if ox is None else ox,
-        materials=mats,
-        profile_id=None if loaded is None else loaded.profile.profile_id,
-    )
     class_map = _class_map(det, mats)
     out.mkdir(parents=True, exist_ok=True)
+    _self_calibrate(det, files, ctx)
     summary = _run(
         det,
         files,
@@ -107,10 +101,13 @@ def detect_cmd(
         max(1, batch_size),
         overlays,
         setup_info=None if loaded is None else loaded.describe(),
+        progress=progress,
+        profile=None if loaded is None else loaded.profile,
     )
     if loaded is not None and loaded.source == "self-calibrated":
         loaded.profile.save(out / "setup_profile.json")
         typer.echo(f"self-calibrated setup profile written to {out / 'setup_profile.json'}")
+    _save_settings(det, out)
     typer.echo(
         f"{plural(summary['flakes'], 'flake')} in {plural(summary['images'], 'image')} "
         f"({det.name} {det.version}); results in {out}"
@@ -119,6 +116,62 @@ def detect_cmd(
         typer.secho(
             f"{plural(summary['failed'], 'image')} could not be read and were skipped", err=True
         )
+    if loaded is not None and summary["misfits"]:
+        from flakefinder.calibration.substrate_fit import misfit_message
+
+        text = misfit_message(loaded.profile, summary["misfits"], summary["images"])
+        typer.secho(f"warning: {text}", fg=typer.colors.YELLOW, err=True)
+
+
+SELF_CALIBRATION_SAMPLE = 12  # images a self-calibrating detector calibrates on
+
+
+def _self_calibrate(det: Any, files: list[Path], ctx: ImagingContext) -> None:
+    """Let a self-calibrating detector calibrate on a sample of the images first (one line)."""
+    from flakefinder.domain import SelfCalibrating, check_rgb_image
+    from flakefinder.errors import ImageError
+    from flakefinder.imaging import load_image
+    from flakefinder.text import plural
+
+    if not isinstance(det, SelfCalibrating) or not det.needs_calibration or not files:
+        return
+    step = max(1, len(files) // SELF_CALIBRATION_SAMPLE)
+    sample = files[::step][:SELF_CALIBRATION_SAMPLE]
+    images, names = [], []
+    for path in sample:
+        try:
+            images.append(check_rgb_image(load_image(path), what=str(path)))
+            names.append(path.name)
+        except ImageError:
+            continue  # reported when the image's turn comes
+    notes = det.calibrate_on(images, ctx, names)
+    typer.echo(
+        f"no setup profile: {getattr(det, 'name', 'the detector')} self-calibrated on {plural(len(images), 'image')} of "
+        f"{len(files)} (per camera setting; --setup FILE to use a profile)"
+    )
+    for note in notes:
+        typer.echo(f"  {note}")
+
+
+def _save_settings(det: Any, out: Path) -> None:
+    """Write each self-calibrated camera setting's profile (``setting_<k>.json``), reusable with
+    ``--setup``, and list the settings with their images in ``settings.json``."""
+    from flakefinder.artifacts import write_json_atomic
+
+    calibrations = getattr(det, "calibrations", None)
+    if not calibrations:
+        return
+    listing = []
+    for k, c in enumerate(calibrations, start=1):
+        entry: dict[str, Any] = {"name": c.name, "source": c.source, "note": c.note,
+                                 "substrate_rgb": list(c.substrate_rgb), "images": list(c.names)}
+        if c.profile is not None and c.source == "self-calibrated":
+            path = out / f"setting_{k}.json"
+            c.profile.save(path)
+            entry["profile"] = path.name
+        listing.append(entry)
+    write_json_atomic(out / "settings.json", {"settings": listing})
+    typer.echo(f"camera settings and their profiles: {out / 'settings.json'}")
 
 
 def _class_map(det: Any, materials: tuple[str, ...]) -> ClassMap:
@@ -142,8 +195,14 @@ def _run(
     write_overlays: bool,
     *,
     setup_info: dict[str, str] | None = None,
-) -> dict[str, int]:
+    progress: bool = False,
+    profile: SetupProfile | None = None,
+) -> dict[str, Any]:
+    """Detect over ``files`` and write the outputs; with ``profile``, also note the images whose
+    substrate does not look like the profile's (``"misfits"``)."""
     from flakefinder.artifacts import atomic_open, write_atomic
+    from flakefinder.calibration.substrate_fit import SubstrateMisfit, substrate_misfit
+    from flakefinder.cli.progress import progress_bar
     from flakefinder.detect.flake_csv import FLAKE_CSV_FIELDS, flake_csv_row
     from flakefinder.domain import BatchDetector, check_rgb_image, keep_confident
     from flakefinder.errors import ImageError
@@ -155,9 +214,13 @@ def _run(
     overlay_dir = out / "overlays"
     used_names: set[str] = set()
     failed = 0
+    misfits: list[SubstrateMisfit] = []
     batched = isinstance(det, BatchDetector) and batch_size > 1
     # written beside flakes.csv and renamed when complete: no half-written flakes.csv
-    with atomic_open(out / "flakes.csv", newline="") as fcsv:
+    with (
+        atomic_open(out / "flakes.csv", newline="") as fcsv,
+        progress_bar(len(files), "detecting", enabled=progress) as advance,
+    ):
         writer = csv.DictWriter(fcsv, fieldnames=FLAKE_CSV_FIELDS)
         writer.writeheader()
         for start in range(0, len(files), batch_size):
@@ -167,6 +230,7 @@ def _run(
                     chunk.append((path, check_rgb_image(load_image(path), what=str(path))))
                 except ImageError as exc:
                     failed += 1
+                    advance()
                     typer.secho(f"skipped: {exc}", fg=typer.colors.YELLOW, err=True)
             if not chunk:
                 continue
@@ -189,6 +253,10 @@ def _run(
                     writer.writerow(flake_csv_row(d, image_id, path, k, cat_id, ctx.um_per_px))
                 if write_overlays:
                     _write_overlay(overlay_dir, path, image, kept, used_names)
+                misfit = None if profile is None else substrate_misfit(profile, image, path.name)
+                if misfit is not None:
+                    misfits.append(misfit)
+                advance()
     write_atomic(out / "detections.json", json.dumps(results) + "\n")
     coco_images: dict[str, Any] = {
         "images": image_records,
@@ -198,7 +266,8 @@ def _run(
     if setup_info is not None:
         coco_images["setup"] = setup_info
     write_atomic(out / "images.json", json.dumps(coco_images, indent=1) + "\n")
-    return {"images": len(image_records), "flakes": len(results), "failed": failed}
+    return {"images": len(image_records), "flakes": len(results), "failed": failed,
+            "misfits": misfits}  # fmt: skip
 
 
 def _mask_of(d: Detection, h: int, w: int) -> np.ndarray:

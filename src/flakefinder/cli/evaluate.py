@@ -6,6 +6,7 @@ and ``flakefinder evaluate illumination --out DIR``.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,6 +24,7 @@ from flakefinder.cli.options import (
     ModelOpt,
     OptionalOxideNmOpt,
     OptionalUmPerPxOpt,
+    ProfileMaterialsOpt,
     SetupOpt,
     UmPerPxOpt,
 )
@@ -103,7 +105,7 @@ def dataset_cmd(
     ),
     splits: int = typer.Option(3, help="Few-shot: number of random splits."),
     seed: int = typer.Option(0, help="Few-shot: seed of the splits."),
-    materials: MaterialsOpt = DEFAULT_MATERIALS,
+    materials: ProfileMaterialsOpt = None,
     oxide_nm: OptionalOxideNmOpt = None,
     um_per_px: OptionalUmPerPxOpt = None,
     max_layers: int = typer.Option(4, help="Real images: count detections of 1..N layers."),
@@ -125,6 +127,12 @@ def dataset_cmd(
     ),
     iou: float = typer.Option(0.5, help="Mask IoU for a correct detection (image level)."),
     device: DeviceOpt = "auto",
+    all_images: bool = typer.Option(
+        False,
+        "--all-images",
+        help="With a --model trained on this dataset: score its training images too (by"
+        " default only the images its split held out are scored).",
+    ),
 ) -> None:
     """Detect over DATASET_DIR and write results.json, metrics.json, metrics.md and confusion
     matrices (CSV + PNG): COCO mask/box mAP, mAP@50 per material and class, image-level
@@ -169,6 +177,9 @@ def dataset_cmd(
         raise typer.BadParameter("give one COCO dataset folder (or real images with --masks)")
     dataset_dir = paths[0]
     gt, root = load_ground_truth(dataset_dir)
+    scope = None
+    if results is None and model is not None:
+        gt, scope = _held_out(gt, dataset_dir, model, all_images)
     dropped = 0
     if results is not None:
         res = load_results(results, gt)
@@ -201,17 +212,62 @@ def dataset_cmd(
         detector_version=version,
         n_dropped=dropped,
     )
-    write_report(report, res if results is None else None, out)
+    written = write_report(report, res if results is None else None, out)
+    if scope is not None:  # say in the metrics which images the score is on
+        from flakefinder.artifacts import write_json_atomic
+
+        metrics = json.loads(written["metrics"].read_text(encoding="utf-8"))
+        metrics["images_scored"] = scope
+        write_json_atomic(written["metrics"], metrics)
     typer.echo(report.to_markdown())
     typer.echo(f"written to {out}")
+
+
+def _held_out(
+    gt: dict[str, Any], dataset: Path, model: Path, all_images: bool
+) -> tuple[dict[str, Any], str | None]:
+    """The ground truth to score with a model trained on (part of) ``dataset``, and what it is.
+
+    A model folder records its training split (``split.json``); on the same annotation file
+    its training images are left out unless ``all_images`` (then the score is said not to be
+    a held-out one).
+    """
+    from flakefinder.errors import DatasetError
+    from flakefinder.evaluate.heldout import held_out, read_split
+
+    split = read_split(model)
+    if split is None:
+        return gt, None
+    part = held_out(gt, dataset / "annotations.json" if dataset.is_dir() else dataset, split)
+    if part is None or part.n_training == 0:
+        return gt, None
+    if all_images:
+        scope = (
+            f"all {len(gt['images'])} images, {part.n_training} of which trained the model:"
+            " not a held-out score"
+        )
+        typer.secho(f"note: scoring {scope}", fg=typer.colors.YELLOW, err=True)
+        return gt, scope
+    if part.n_scored == 0:
+        raise DatasetError(
+            f"all {part.n_training} images of {dataset} trained the model {model} (its"
+            " split.json): evaluate it on other images, or pass --all-images to score them"
+            " anyway (not a held-out score)"
+        )
+    scope = (
+        f"the {part.n_scored} images the model's split held out ({part.n_training} training"
+        " images of this dataset left out; --all-images scores them too)"
+    )
+    typer.echo(f"scoring {scope}", err=True)
+    return part.gt, scope
 
 
 def illumination_cmd(
     out: Path = typer.Option(..., "--out", help="Output folder: illumination.csv/.md/.png."),
     detectors: str | None = typer.Option(
         None,
-        help="Comma-separated detectors (default: every registered detector; one that needs a"
-        " model is skipped when none is available).",
+        help="Comma-separated detectors (default: every registered detector that needs no setup"
+        " profile; one that needs a model is skipped when none is available).",
     ),
     model: ModelOpt = None,
     levels: str = typer.Option(
@@ -260,8 +316,14 @@ def illumination_cmd(
     names = [n for n in names if n]
     dets: list[Any] = []
     for name in names:
+        spec = detector_spec(name)
+        if spec.requires_setup and detectors is None:
+            # the sweep renders synthetic views of its own; there is no setup profile to use
+            typer.secho(f"skipping {spec.name}: it needs a setup profile", fg=typer.colors.YELLOW,
+                        err=True)  # fmt: skip
+            continue
         try:
-            takes_model = detector_spec(name).model != "none"
+            takes_model = spec.model != "none"
             dets.append(
                 make_detector(name, model if takes_model else None, device=device, score=score)
             )

@@ -20,7 +20,7 @@ class RealOptions:
     calibrate_on: int | None
     splits: int
     seed: int
-    materials: str
+    materials: str | None
     oxide_nm: float | None
     um_per_px: float | None
     max_layers: int
@@ -30,8 +30,7 @@ class RealOptions:
 def evaluate_real(opts: RealOptions) -> None:
     """Score the calibrated contrast detector on outlined real micrographs; write metrics.json."""
     from flakefinder.artifacts import write_json_atomic
-    from flakefinder.cli import parse_materials
-    from flakefinder.domain import ImagingContext
+    from flakefinder.cli.options import resolve_context
     from flakefinder.errors import DatasetError
     from flakefinder.evaluate.fewshot import few_shot, score_profile
     from flakefinder.evaluate.real import load_coco_truth, load_mask_truth, summarize_splits
@@ -46,7 +45,6 @@ def evaluate_real(opts: RealOptions) -> None:
         )
     if opts.max_layers < 1:
         raise typer.BadParameter("must be at least 1", param_hint="--max-layers")
-    mats = parse_materials(opts.materials)
     files = iter_image_files(list(opts.paths))
     if not files:
         raise DatasetError("no image files found")
@@ -58,17 +56,14 @@ def evaluate_real(opts: RealOptions) -> None:
     images = [load_image(t.path) for t in truth]
     metrics: dict[str, object]
     if opts.setup is not None:
-        from flakefinder.calibration.profile import check_compatible
         from flakefinder.detect.setup_io import load_setup
 
         loaded = load_setup(opts.setup)
         prof = loaded.profile
-        ctx = ImagingContext(
-            um_per_px=opts.um_per_px or prof.um_per_px,
-            oxide_thickness_nm=opts.oxide_nm or prof.oxide_nm,
-            materials=mats,
-        )
-        check_compatible(prof, materials=mats, oxide_nm=ctx.oxide_thickness_nm)
+        ctx = resolve_context(
+            um_per_px=opts.um_per_px, oxide_nm=opts.oxide_nm, materials=opts.materials,
+            profile=prof,
+        )  # fmt: skip
         s = score_profile(
             prof,
             truth,
@@ -81,13 +76,13 @@ def evaluate_real(opts: RealOptions) -> None:
         metrics = {"mode": "profile", "setup": loaded.describe(), **s.to_json()}
         line = f"recall {s.recall:.3f}, precision {s.precision:.3f} ({s.n_truth} flakes)"
     else:
-        if opts.oxide_nm is None or opts.um_per_px is None:
-            raise typer.BadParameter(
-                "the few-shot protocol needs --oxide-nm and --um-per-px",
-                param_hint="--calibrate-on",
-            )
-        ctx = ImagingContext(
-            um_per_px=opts.um_per_px, oxide_thickness_nm=opts.oxide_nm, materials=mats
+        from flakefinder.cli.options import note_assumed_defaults
+
+        ctx = resolve_context(
+            um_per_px=opts.um_per_px, oxide_nm=opts.oxide_nm, materials=opts.materials
+        )
+        note_assumed_defaults(
+            ctx, um_per_px=opts.um_per_px, oxide_nm=opts.oxide_nm, who="the few-shot protocol"
         )
         assert opts.calibrate_on is not None
         scores = few_shot(
@@ -108,7 +103,9 @@ def evaluate_real(opts: RealOptions) -> None:
             f"recall {r['mean']} ± {r['sd']}, precision {p['mean']} ± {p['sd']} "
             f"over {len(scores)} splits"
         )
-    metrics.update(iou_threshold=opts.iou, max_layers=opts.max_layers, materials=list(mats))
+    metrics.update(
+        iou_threshold=opts.iou, max_layers=opts.max_layers, materials=list(ctx.materials)
+    )
     opts.out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(opts.out / "metrics.json", metrics)
     typer.echo(

@@ -6,30 +6,41 @@ One name per concept (``--materials``, ``--chip-size-mm``, ``--frame-px``, ``--d
 ``evaluate`` and ``annotate`` agree. :func:`build_detector` turns the detector options into a
 detector through :mod:`flakefinder.detect.registry`; :func:`open_database` resolves ``--db``
 (else ``$FLAKEFINDER_DATABASE_URL``, else ``sqlite:///flakefinder.db``).
+
+Pixel size, oxide and materials follow one rule (:func:`setting`, :func:`resolve_context`): an
+explicit option, else the ``--setup`` profile's value, else the defaults below, which are also
+those of ``calibrate`` and of self-calibration (``--setup auto``).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
 from flakefinder import bounds
-from flakefinder.detect.registry import DEFAULT_DETECTOR, detector_help
+from flakefinder.detect.registry import DEFAULT_DETECTOR, SIMULATED_DETECTOR, detector_help
 
 if TYPE_CHECKING:
+    from flakefinder.calibration.profile import SetupProfile
     from flakefinder.db import Database
     from flakefinder.detect.setup_io import LoadedSetup
-    from flakefinder.domain import Detector
+    from flakefinder.domain import Detector, ImagingContext
+
+T = TypeVar("T")
+D = TypeVar("D")
 
 DEFAULT_MATERIALS = "graphene"
 """Default ``--materials`` of every command (the synthetic datasets' default too)."""
 DEFAULT_SCORE = 0.5
 """Default ``--score``: detections below this confidence are dropped (detect, batch-detect)."""
 DEFAULT_UM_PER_PX = 0.2
+"""Default ``--um-per-px`` of every command (self-calibration and ``calibrate`` included)."""
 DEFAULT_OXIDE_NM = 90.0
+"""Default ``--oxide-nm`` of every command (self-calibration and ``calibrate`` included)."""
 DEFAULT_FRAME_PX = 1024
 
 DB_HELP = (
@@ -87,6 +98,15 @@ MaterialsOpt = Annotated[
         help="Comma-separated materials, e.g. graphene,hBN,MoS2,WTe2,WSe2,MoSe2.",
     ),
 ]
+ProfileMaterialsOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--materials",
+        help="Comma-separated materials, e.g. graphene,hBN,MoS2,WTe2,WSe2,MoSe2 (default: the"
+        f" setup profile's, else {DEFAULT_MATERIALS}).",
+        show_default=False,
+    ),
+]
 ChipSizeMmOpt = Annotated[
     float,
     typer.Option(
@@ -100,6 +120,14 @@ FramePxOpt = Annotated[
     ),
 ]
 DetectorOpt = Annotated[str, typer.Option("--detector", help=detector_help())]
+ScanDetectorOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--detector",
+        help=detector_help() + " Default: contrast on a simulated chip (its images are rendered"
+        " with the thin-film model it inverts), terrace on a real microscope.",
+    ),
+]
 ModelOpt = Annotated[
     Path | None,
     typer.Option(
@@ -115,12 +143,24 @@ SetupOpt = Annotated[
         " labels first.",
     ),
 ]
+def _detector_options_help(value: list[str] | None) -> list[str] | None:
+    """``--detector-option help``: list every detector's options and exit 0.
+
+    The option is eager, so the list comes before Typer asks for missing arguments
+    (``flakefinder detect --detector-option help`` needs no images).
+    """
+    print_options_help_if_asked(value)
+    return value
+
+
 DetectorOptionsOpt = Annotated[
     list[str] | None,
     typer.Option(
         "--detector-option",
         "-O",
         help="KEY=VALUE option of the detector (repeatable); '--detector-option help' lists them.",
+        callback=_detector_options_help,
+        is_eager=True,
     ),
 ]
 ScoreOpt = Annotated[
@@ -137,7 +177,8 @@ OptionalUmPerPxOpt = Annotated[
     float | None,
     typer.Option(
         "--um-per-px",
-        help="Pixel size on the sample (µm; default: the setup profile's, else 0.2).",
+        help="Pixel size on the sample (µm; default: the setup profile's, else"
+        f" {DEFAULT_UM_PER_PX:g}).",
         callback=_check_um_per_px,
     ),
 ]
@@ -149,7 +190,8 @@ OptionalOxideNmOpt = Annotated[
     float | None,
     typer.Option(
         "--oxide-nm",
-        help="SiO2 thickness of the chips (nm; default: the setup profile's, else 90).",
+        help="SiO2 thickness of the chips (nm; default: the setup profile's, else"
+        f" {DEFAULT_OXIDE_NM:g}).",
         callback=_check_oxide_nm,
     ),
 ]
@@ -163,6 +205,84 @@ def deprecated_alias(value: float | int | None, old: str, new: str) -> None:
     """Warn that ``old`` is a deprecated spelling of ``new`` when it was given."""
     if value is not None:
         typer.secho(f"warning: {old} is deprecated; use {new}", fg=typer.colors.YELLOW, err=True)
+
+
+def setting(explicit: T | None, from_profile: T | None, default: D) -> T | D:
+    """The one resolution rule of the CLI: an explicit option, else the setup profile's value,
+    else the default (:data:`DEFAULT_UM_PER_PX`, :data:`DEFAULT_OXIDE_NM`, ...)."""
+    if explicit is not None:
+        return explicit
+    if from_profile is not None:
+        return from_profile
+    return default
+
+
+def resolve_context(
+    *,
+    um_per_px: float | None,
+    oxide_nm: float | None,
+    materials: str | Sequence[str] | None,
+    profile: SetupProfile | None = None,
+) -> ImagingContext:
+    """The imaging context of a command by :func:`setting`: pixel size, oxide and materials.
+
+    Used by ``detect``, ``batch-detect``, ``annotate export``, ``evaluate``, ``scan``, ``serve``
+    and ``calibrate``, so that ``--setup FILE`` means the same everywhere: what the command line
+    does not say comes from the profile (its materials are those it has colour tables for),
+    and only then from the defaults of this module.
+
+    Raises
+    ------
+    flakefinder.errors.ProfileError
+        An explicit ``--materials`` the profile has no table for, or an ``--oxide-nm`` it was
+        not calibrated on.
+    UnknownMaterialError
+        An unknown material name.
+    """
+    from flakefinder.cli import parse_materials
+    from flakefinder.domain import ImagingContext
+
+    mats = parse_materials(
+        setting(materials, None if profile is None else profile.material_names, DEFAULT_MATERIALS)
+    )
+    ctx = ImagingContext(
+        um_per_px=setting(um_per_px, None if profile is None else profile.um_per_px,
+                          DEFAULT_UM_PER_PX),  # fmt: skip
+        oxide_thickness_nm=setting(oxide_nm, None if profile is None else profile.oxide_nm,
+                                   DEFAULT_OXIDE_NM),  # fmt: skip
+        materials=mats,
+        profile_id=None if profile is None else profile.profile_id,
+    )
+    if profile is not None:
+        from flakefinder.calibration.profile import check_compatible
+
+        check_compatible(profile, materials=mats, oxide_nm=ctx.oxide_thickness_nm)
+    return ctx
+
+
+def note_assumed_defaults(
+    ctx: ImagingContext, *, um_per_px: float | None, oxide_nm: float | None, who: str
+) -> None:
+    """Say (stderr) which of ``--oxide-nm`` / ``--um-per-px`` ``who`` took from the defaults.
+
+    For what calibrates on real images without a profile (``calibrate``, ``--setup auto``,
+    the few-shot protocol): a wrong guess there goes into every colour table and area.
+    """
+    assumed = [
+        text
+        for value, text in (
+            (oxide_nm, f"--oxide-nm {ctx.oxide_thickness_nm:g}"),
+            (um_per_px, f"--um-per-px {ctx.um_per_px:g}"),
+        )
+        if value is None
+    ]
+    if assumed:
+        typer.secho(
+            f"{who} assumes the defaults {' and '.join(assumed)}; give your chip's and"
+            " camera's values if they differ",
+            fg=typer.colors.YELLOW,
+            err=True,
+        )
 
 
 def load_setup_option(setup: LoadedSetup | str | Path | None) -> LoadedSetup | None:
@@ -295,3 +415,11 @@ DEFAULTS = {
     "frame_px": DEFAULT_FRAME_PX,
 }
 """The shared defaults by concept (tests check that every command uses them)."""
+
+
+def scan_detector(name: str | None, *, simulated: bool) -> str:
+    """``--detector`` of scan-like commands: the given name, else contrast on a simulated chip
+    and the default (terrace) on a real microscope."""
+    if name is not None:
+        return name
+    return SIMULATED_DETECTOR if simulated else DEFAULT_DETECTOR

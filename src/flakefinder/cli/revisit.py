@@ -8,8 +8,14 @@ from typing import TYPE_CHECKING
 import typer
 
 from flakefinder.cli.interrupts import sigterm_as_interrupt, stopped
-from flakefinder.cli.options import DbOpt, DetectorOpt, DetectorOptionsOpt, ModelOpt, SetupOpt
-from flakefinder.detect.registry import DEFAULT_DETECTOR
+from flakefinder.cli.options import (
+    DbOpt,
+    DetectorOptionsOpt,
+    ModelOpt,
+    ScanDetectorOpt,
+    SetupOpt,
+    scan_detector,
+)
 
 if TYPE_CHECKING:
     from flakefinder.db import Database, ScanInfo
@@ -57,7 +63,7 @@ def revisit_cmd(
     chip: Path | None = typer.Option(
         None, help="Simulated: the virtual chip on the stage (default: the scan's own)."
     ),
-    detector: DetectorOpt = DEFAULT_DETECTOR,
+    detector: ScanDetectorOpt = None,
     model: ModelOpt = None,
     setup: SetupOpt = None,
     detector_option: DetectorOptionsOpt = None,
@@ -86,7 +92,7 @@ def revisit_cmd(
     microscope = _microscope(scan_info, mm_config, chip_name, chip, objectives_file)
     obj = switch_objective(microscope, objective)
     det = detector_for_objective(
-        detector, obj, model=model, setup=load_setup_option(setup), options=detector_option
+        scan_detector(detector, simulated=mm_config is None), obj, model=model, setup=load_setup_option(setup), options=detector_option
     )
     request = RevisitRequest(scan, obj.name, filter_text, resume, options)
     _run(microscope, det, database, HuntStore(database), request, scan_info, obj,

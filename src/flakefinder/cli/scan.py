@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -12,20 +13,17 @@ import typer
 from flakefinder.cli import validation
 from flakefinder.cli.options import (
     DEFAULT_FRAME_PX,
-    DEFAULT_MATERIALS,
-    DEFAULT_OXIDE_NM,
     ChipSizeMmOpt,
     DbOpt,
-    DetectorOpt,
     DetectorOptionsOpt,
     FramePxOpt,
-    MaterialsOpt,
     ModelOpt,
+    OptionalOxideNmOpt,
     OptionalUmPerPxOpt,
-    OxideNmOpt,
+    ProfileMaterialsOpt,
+    ScanDetectorOpt,
     SetupOpt,
 )
-from flakefinder.detect.registry import DEFAULT_DETECTOR
 
 if TYPE_CHECKING:
     from flakefinder.detect.setup_io import LoadedSetup
@@ -102,7 +100,7 @@ def scan_cmd(
     ),
     chip_name: str | None = typer.Option(None, help="Chip name in the database."),
     db: DbOpt = None,
-    detector: DetectorOpt = DEFAULT_DETECTOR,
+    detector: ScanDetectorOpt = None,
     model: ModelOpt = None,
     setup: SetupOpt = None,
     detector_option: DetectorOptionsOpt = None,
@@ -114,8 +112,8 @@ def scan_cmd(
     api_key: str | None = typer.Option(
         None, envvar="FLAKEFINDER_API_KEY", help="API key of the inference server, if it needs one."
     ),
-    oxide_nm: OxideNmOpt = DEFAULT_OXIDE_NM,
-    materials: MaterialsOpt = DEFAULT_MATERIALS,
+    oxide_nm: OptionalOxideNmOpt = None,
+    materials: ProfileMaterialsOpt = None,
     out: Path | None = typer.Option(
         None,
         help="Folder for tile images (scan_<id>/tile_*.png; about 1.7 MB per 1024² tile).",
@@ -156,13 +154,17 @@ def scan_cmd(
     stopped. --resume refuses when the chip has no unfinished scan. With --overview, a
     low-magnification overview first proposes the search region (stored with the scan).
     """
-    from flakefinder.cli import parse_materials
-    from flakefinder.cli.options import build_detector, open_database
+    from flakefinder.cli.options import (
+        build_detector,
+        open_database,
+        resolve_context,
+        scan_detector,
+        setting,
+    )
     from flakefinder.domain import ImagingContext
     from flakefinder.scan.plan import plan_raster
     from flakefinder.scan.resume import NewScan, open_scan
 
-    mats = parse_materials(materials)
     if server is not None and api_key is not None:
         from flakefinder.server.settings import check_api_key
 
@@ -180,15 +182,25 @@ def scan_cmd(
         raise typer.BadParameter(
             "needs --objective too (the search objective, e.g. 20x)", param_hint="--overview"
         )
+    loaded = _load_setup(setup)
+    profile = None if loaded is None else loaded.profile
+    # explicit option > setup profile > default; a real camera's own pixel size before the default
+    chosen = resolve_context(
+        um_per_px=um_per_px, oxide_nm=oxide_nm, materials=materials, profile=profile
+    )
+    mats = chosen.materials
     objs = _objectives(objectives_file, simulated, objective or overview)
     if simulated:
         where = _simulated_setup(
-            chip, chip_size_mm, seed, chip_name, corners, mats, oxide_nm, frame_px,
-            um_per_px, overlap, progress, objs, objective,
+            chip, chip_size_mm, seed, chip_name, corners, mats, chosen.oxide_thickness_nm,
+            frame_px, chosen.um_per_px, overlap, progress, objs, objective,
         )  # fmt: skip
     else:
         assert mm_config is not None
-        where = _real_setup(mm_config, corners, chip_name, oxide_nm, um_per_px, objs)
+        pixel_given = setting(um_per_px, None if profile is None else profile.um_per_px, None)
+        where = _real_setup(
+            mm_config, corners, chip_name, chosen.oxide_thickness_nm, pixel_given, objs
+        )
     frame, frame_warning = chip_frame_settings(simulated, where.corners)
     microscope = where.microscope
     if objective is not None:
@@ -202,60 +214,71 @@ def scan_cmd(
         plan = plan_raster(
             where.corners, w_px * pixel, h_px * pixel, overlap, limits=microscope.stage.limits
         )
-    loaded = _load_setup(setup)
-    profile_id = None if loaded is None else loaded.profile.profile_id
-    det: Detector
-    if server is not None:
-        from flakefinder.server.client import RemoteDetector
+    profile_id = chosen.profile_id
+    with ExitStack() as cleanup:  # a remote detector's connections close however the scan ends
+        det: Detector
+        if server is not None:
+            from flakefinder.server.client import RemoteDetector
 
-        det = RemoteDetector(server, api_key=api_key, profile_id=profile_id)
-    else:
-        det = build_detector(detector, model=model, setup=loaded, options=detector_option)
-    database = open_database(db)
-    database.migrate()
-    opened = open_scan(
-        database,
-        NewScan(
-            chip_name=where.chip_name,
-            materials=mats,
-            oxide_thickness_nm=where.oxide_nm,
-            objective=microscope.objective,
+            remote = RemoteDetector(server, api_key=api_key, profile_id=profile_id)
+            cleanup.callback(remote.close)
+            det = remote
+        else:
+            det = build_detector(
+                scan_detector(detector, simulated=simulated),
+                model=model,
+                setup=loaded,
+                options=detector_option,
+            )
+        database = open_database(db)
+        cleanup.callback(database.close)
+        database.migrate()
+        opened = open_scan(
+            database,
+            NewScan(
+                chip_name=where.chip_name,
+                materials=mats,
+                oxide_thickness_nm=where.oxide_nm,
+                objective=microscope.objective,
+                um_per_px=pixel,
+                detector=str(det.name),
+                detector_version=str(det.version),
+                n_tiles_planned=0 if plan is None else len(plan),
+                settings={
+                    "overlap": overlap,
+                    "corners_um": where.corners,
+                    "simulated": simulated,
+                    "chip_frame": frame,
+                    **({"sim": where.sim} if where.sim else {}),
+                },
+            ),
+            resume=resume,
+        )
+        scan_id = opened.scan_id
+        if opened.resumed:
+            typer.echo(f"resuming scan {scan_id} of chip {where.chip_name!r}")
+        elif frame_warning:
+            typer.secho(f"warning: {frame_warning}", fg=typer.colors.YELLOW, err=True)
+        context = ImagingContext(
             um_per_px=pixel,
-            detector=str(det.name),
-            detector_version=str(det.version),
-            n_tiles_planned=0 if plan is None else len(plan),
-            settings={
-                "overlap": overlap,
-                "corners_um": where.corners,
-                "simulated": simulated,
-                "chip_frame": frame,
-                **({"sim": where.sim} if where.sim else {}),
-            },
-        ),
-        resume=resume,
-    )
-    scan_id = opened.scan_id
-    if opened.resumed:
-        typer.echo(f"resuming scan {scan_id} of chip {where.chip_name!r}")
-    elif frame_warning:
-        typer.secho(f"warning: {frame_warning}", fg=typer.colors.YELLOW, err=True)
-    context = ImagingContext(
-        um_per_px=pixel, oxide_thickness_nm=where.oxide_nm, materials=mats, profile_id=profile_id
-    )
-    from flakefinder.cli.scan_run import Passes, run_passes
-    from flakefinder.hunt.overview_pass import corners_box, overview_area
+            oxide_thickness_nm=where.oxide_nm,
+            materials=mats,
+            profile_id=profile_id,
+        )
+        from flakefinder.cli.scan_run import Passes, run_passes
+        from flakefinder.hunt.overview_pass import corners_box, overview_area
 
-    passes = Passes(
-        overview=overview,
-        search=microscope.objective,
-        stop_after_overview=stop_after_overview,
-        area_um=overview_area(where.corners) if overview is not None else None,
-        chip_um=corners_box(where.corners),
-    )
-    run_passes(
-        microscope, det, database, scan_id, opened.chip_id, plan, context,
-        autofocus=autofocus, out=out, progress=progress, passes=passes, overlap=overlap,
-    )  # fmt: skip
+        passes = Passes(
+            overview=overview,
+            search=microscope.objective,
+            stop_after_overview=stop_after_overview,
+            area_um=overview_area(where.corners) if overview is not None else None,
+            chip_um=corners_box(where.corners),
+        )
+        run_passes(
+            microscope, det, database, scan_id, opened.chip_id, plan, context,
+            autofocus=autofocus, out=out, progress=progress, passes=passes, overlap=overlap,
+        )  # fmt: skip
 
 
 def _objectives(

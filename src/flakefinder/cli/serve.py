@@ -9,19 +9,17 @@ import typer
 
 from flakefinder.cli import validation
 from flakefinder.cli.options import (
-    DEFAULT_MATERIALS,
-    DEFAULT_OXIDE_NM,
-    DEFAULT_UM_PER_PX,
     DetectorOptionsOpt,
     DeviceOpt,
-    MaterialsOpt,
     ModelOpt,
-    OxideNmOpt,
-    UmPerPxOpt,
+    OptionalOxideNmOpt,
+    OptionalUmPerPxOpt,
+    ProfileMaterialsOpt,
 )
 from flakefinder.detect.registry import DEFAULT_DETECTOR, detector_help
 
 if TYPE_CHECKING:
+    from flakefinder.calibration.profile import SetupProfile
     from flakefinder.server.settings import ServerSettings
 
 
@@ -42,9 +40,9 @@ def serve(
     ),
     detector_option: DetectorOptionsOpt = None,
     device: DeviceOpt = "auto",
-    materials: MaterialsOpt = DEFAULT_MATERIALS,
-    oxide_nm: OxideNmOpt = DEFAULT_OXIDE_NM,
-    um_per_px: UmPerPxOpt = DEFAULT_UM_PER_PX,
+    materials: ProfileMaterialsOpt = None,
+    oxide_nm: OptionalOxideNmOpt = None,
+    um_per_px: OptionalUmPerPxOpt = None,
     db: str | None = typer.Option(
         None,
         "--db",
@@ -111,8 +109,7 @@ def serve(
     """
     import os
 
-    from flakefinder.cli import parse_materials
-    from flakefinder.cli.options import check_detector, database_url
+    from flakefinder.cli.options import check_detector, database_url, resolve_context
     from flakefinder.db.settings import DATABASE_URL_ENV
     from flakefinder.detect.registry import parse_option_pairs
     from flakefinder.server.settings import ConnectionLimits, ServerSettings, check_api_key
@@ -142,6 +139,13 @@ def serve(
             check_detector(detector, model=model, setup=path, options=detector_option)
     elif setup:
         raise typer.BadParameter("--setup needs a detector", param_hint="--setup")
+    # requests that name no setup profile and no value get these: option > first profile > default
+    defaults = resolve_context(
+        um_per_px=um_per_px,
+        oxide_nm=oxide_nm,
+        materials=materials,
+        profile=_first_profile(setup if detector != "none" else None),
+    )
     if db is None and os.environ.get(DATABASE_URL_ENV, "").strip():
         db = database_url(None)
     settings = ServerSettings(
@@ -150,9 +154,9 @@ def serve(
         detector_options=parse_option_pairs(detector_option),
         model_dir=str(model) if model else None,
         device=device,
-        materials=parse_materials(materials),
-        oxide_thickness_nm=oxide_nm,
-        um_per_px=um_per_px,
+        materials=defaults.materials,
+        oxide_thickness_nm=defaults.oxide_thickness_nm,
+        um_per_px=defaults.um_per_px,
         api_key=api_key,
         public_read=public_read,
         max_upload_mb=max_upload_mb,
@@ -181,6 +185,15 @@ def _run_server(settings: ServerSettings, host: str, port: int) -> None:
     config = uvicorn_config(create_app(settings), host, port, settings.limits)
     with quiet_floods():
         uvicorn.Server(config).run()
+
+
+def _first_profile(setups: list[Path] | None) -> SetupProfile | None:
+    """The profile of the first ``--setup`` (the one requests without a profile_id get)."""
+    if not setups:
+        return None
+    from flakefinder.calibration.profile import SetupProfile
+
+    return SetupProfile.load(setups[0])
 
 
 def _is_loopback(host: str) -> bool:

@@ -34,7 +34,7 @@ images/NNNNNN.jpg; --um-per-px, --oxide-nm, --flakes-per-mm2 and --gamma are the
 image and the options are not used.
 
 Example: flakefinder synth data/synth --images 200 --materials graphene,hBN --seed 0
-         flakefinder synth data/real-like --style realistic --images 500 --size 512
+         flakefinder synth data/real-like --style realistic --images 500 --frame-px 512
 """
 
 

@@ -145,23 +145,23 @@ def _recipe(
     """The recipe to run: ``auto`` resolved (and said), then the command-line overrides."""
     from flakefinder.train.recipe import auto_recipe_name, load_recipe
 
+    why = ""
     if name == "auto":
         import torch
 
         gpu = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
         name = auto_recipe_name(gpu)
-        rec = load_recipe(name)
-        typer.echo(
-            f"recipe {name}: {'a GPU is available' if gpu else 'no GPU found'} "
-            f"({rec.backbone}, {rec.image_size} px, {len(rec.stages)} stage(s), "
-            f"{rec.total_epochs} epochs x {rec.iterations_per_epoch} iterations); "
-            "choose another with --recipe"
-        )
-    else:
-        rec = load_recipe(name)
+        why = f" ({'a GPU is available' if gpu else 'no GPU found'}; choose another with --recipe)"
+    rec = load_recipe(name)
     rec = rec.with_overrides(iterations_per_epoch=iterations, epochs=epochs, n_stages=stages)
     if batch_size is not None:
         rec = rec.with_overrides(batch_size=batch_size)
+    # the plan that runs: after --stages, --epochs, --iterations and --batch-size
+    typer.echo(
+        f"recipe {name}{why}: {rec.backbone}, {rec.image_size} px, {len(rec.stages)} stage(s), "
+        f"{rec.total_epochs} epoch(s) x {rec.iterations_per_epoch} iterations, "
+        f"batch {rec.batch_size}"
+    )
     return rec
 
 

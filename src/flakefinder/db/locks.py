@@ -5,13 +5,16 @@ flakes that only one of them stored. The lock is one the operating system or the
 server drops by itself when its holder dies, so a crash never leaves a scan locked:
 
 * SQLite file: an exclusive ``flock`` on ``<database>.scan-<id>.lock`` next to the database
-  (the file keeps the holder's pid and host for the message; it is left in place, since
-  deleting a lock file races with the next process opening it);
+  (the file keeps the holder's pid and host for the message). The holder deletes the file
+  before it lets go, however the scan ends; a process that opened the old file meanwhile sees
+  that its file is no longer the one at that path and tries again, so the deletion never lets
+  two processes hold the lock. Only a killed process leaves its (unlocked) file behind;
+  the next run of that scan takes it over and removes it;
 * PostgreSQL: a session-level advisory lock on a connection held for the whole scan;
 * in-memory SQLite (one process by definition) and other backends: no lock.
 
-``schema_lock(engine, ...)`` is the same kind of lock (``<database>.schema.lock``, or an advisory
-lock with its own key) around creating and migrating the schema: two processes that open a new
+``schema_lock(engine, ...)`` is the same kind of lock (``<database>.schema.lock``, deleted the
+same way, or an advisory lock with its own key) around creating and migrating the schema: two processes that open a new
 database at once (two scans started together) take turns, and the second finds the schema
 already at head instead of failing on ``alembic_version already exists``.
 """
@@ -58,26 +61,60 @@ def _busy(scan_id: int, holder: str) -> ScanLockedError:
     )
 
 
-@contextmanager
-def _file_lock(path: Path, scan_id: int) -> Iterator[None]:
+def _is_current(fd: int, path: Path) -> bool:
+    """Whether ``fd`` is still the file at ``path`` (a finished holder may have deleted it)."""
+    try:
+        here, there = os.fstat(fd), os.stat(path)
+    except FileNotFoundError:
+        return False
+    return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
+
+
+def _try_lock(path: Path) -> tuple[int | None, str]:
+    """``(fd, "")`` holding an exclusive ``flock`` on the file now at ``path``, or
+    ``(None, what the holder wrote)`` when another process holds it.
+
+    A holder deletes its file before letting go (:func:`_unlock`); one that opened the file
+    just before that locks a deleted file, notices (:func:`_is_current`) and takes the new one.
+    """
     import fcntl
 
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
-            raise _busy(scan_id, holder) from None
+            os.close(fd)
+            return None, holder
+        if _is_current(fd, path):
+            return fd, ""
+        os.close(fd)  # locked a file its holder has just deleted: take the new one
+
+
+def _unlock(fd: int, path: Path) -> None:
+    """Delete the lock file while still holding it, then let go (no lock file stays behind)."""
+    import fcntl
+
+    try:  # whoever opens the path next makes a fresh file
+        os.unlink(path)
+    except OSError:
+        pass  # already gone, or the folder turned read-only: the file stays, unlocked
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    os.close(fd)
+
+
+@contextmanager
+def _file_lock(path: Path, scan_id: int) -> Iterator[None]:
+    fd, holder = _try_lock(path)
+    if fd is None:
+        raise _busy(scan_id, holder)
+    try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
-        try:
-            yield
-        finally:
-            os.ftruncate(fd, 0)
-            fcntl.flock(fd, fcntl.LOCK_UN)
+        yield
     finally:
-        os.close(fd)
+        _unlock(fd, path)
 
 
 @contextmanager
@@ -149,29 +186,24 @@ def schema_lock(
         if str(database).startswith("file:") or not path.parent.is_dir():
             yield  # a URI, or a folder that does not exist: SQLite itself will say so
             return
-        import fcntl
-
-        try:
-            fd = os.open(path.with_name(f"{path.name}.schema.lock"), os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError:
-            yield  # a read-only folder: nothing can create the schema there anyway
-            return
-        try:
-            deadline = time.monotonic() + timeout_s
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        raise _schema_busy(masked_url, timeout_s) from None
-                    time.sleep(0.05)
+        lock_file = path.with_name(f"{path.name}.schema.lock")
+        deadline = time.monotonic() + timeout_s
+        fd: int | None = None
+        while True:
             try:
-                yield
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
+                fd, _ = _try_lock(lock_file)
+            except OSError:
+                break  # a read-only folder: nothing can create the schema there anyway
+            if fd is not None:
+                break
+            if time.monotonic() > deadline:
+                raise _schema_busy(masked_url, timeout_s)
+            time.sleep(0.05)
+        try:
+            yield
         finally:
-            os.close(fd)
+            if fd is not None:
+                _unlock(fd, lock_file)
     elif backend == "postgresql":
         from sqlalchemy import text
 

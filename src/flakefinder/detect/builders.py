@@ -52,6 +52,15 @@ def _build_contrast(
     return ContrastDetector(**options)  # type: ignore[arg-type]
 
 
+def _build_terrace(
+    model: Path | None, setup: LoadedSetup | None, options: Mapping[str, OptionValue]
+) -> Detector:
+    _no_model("terrace", model)
+    from flakefinder.detect.terrace.detector import TerraceDetector
+
+    return TerraceDetector(None if setup is None else setup.profile, **options)  # type: ignore[arg-type]
+
+
 def _build_rulebased(
     model: Path | None, setup: LoadedSetup | None, options: Mapping[str, OptionValue]
 ) -> Detector:
@@ -122,6 +131,20 @@ def _segment_and_classify(
 
 
 DETECTORS: tuple[DetectorSpec, ...] = (
+    DetectorSpec(
+        "terrace",
+        "terraces segmented from the image itself, classified per terrace by the setup profile,"
+        " or self-calibrated on the images given (no labels needed)",
+        (
+            OptionSpec("min_area_um2", "float", 0.25, "smallest terrace kept (µm²)", 0.0),
+            OptionSpec("max_sigma", "float", 4.0, "largest Mahalanobis distance to a layer", 0.0),
+            OptionSpec("long_side_px", "int", 1024, "working resolution (longer side, px)", 64, 8192),
+            OptionSpec("k_sigma", "float", 4.0, "foreground: contrast > k x substrate noise", 0.0),
+        ),
+        _build_terrace,
+        accepts_setup=True,
+        aliases=("terraces", "segment"),
+    ),
     DetectorSpec(
         "contrast",
         "training-free: background fit + thin-film colour matching (best by the benchmarks)",

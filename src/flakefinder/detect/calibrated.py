@@ -276,8 +276,7 @@ class CalibratedContrastDetector:
             ),
             area_px=float(xs.size),
             layer_count=g.n_layers,
-            # Detection.contrast_rgb is 1 - I/I_bg (darkening positive), the older convention
-            contrast_rgb=(float(-med[0]), float(-med[1]), float(-med[2])),
+            contrast_rgb=(float(med[0]), float(med[1]), float(med[2])),  # the profile's C
             mask=full,
         )
 

@@ -347,7 +347,7 @@ class ContrastDetector:
         ys, xs = np.nonzero(comp)
         mask = np.zeros((h, w), dtype=bool)
         mask[ys + y0, xs + x0] = True
-        c = 1.0 - rel_colour
+        c = rel_colour - 1.0  # Detection.contrast_rgb: C = I/I_substrate - 1
         return Detection(
             material=material,
             layer_class=layer_class,

@@ -266,7 +266,7 @@ def refine_layer_count(
     row_idx, _res = table.nearest(rel[None, :], table.rows_for(detection.material))
     n = table.label(int(row_idx[0]))[1]
     lc = LayerClass.from_layers(n) if n <= MAX_LAYERS else None
-    c = 1.0 - rel
+    c = rel - 1.0  # Detection.contrast_rgb: C = I/I_substrate - 1
     return dataclasses.replace(
         detection,
         layer_count=n,

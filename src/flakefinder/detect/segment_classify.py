@@ -204,7 +204,7 @@ def _detections(
                 bbox_px=seg.bbox_px,
                 area_px=float(np.count_nonzero(seg.mask)),
                 layer_count=c.n_layers,
-                contrast_rgb=(-c.contrast_rgb[0], -c.contrast_rgb[1], -c.contrast_rgb[2]),
+                contrast_rgb=c.contrast_rgb,
                 mask=seg.mask,
             )
         )

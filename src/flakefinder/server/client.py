@@ -121,24 +121,31 @@ class RemoteDetector:
     ) -> None:
         self.client = InferenceClient(url, api_key=api_key, timeout_s=timeout_s)
         try:
-            self.name, self.version = self._identify(profile_id)
+            info = self.client.model_info()
+            self.name = info.detector
+            self.version = info.model_version
+            if profile_id is not None:
+                match = [s for s in info.setups if s.profile_id == profile_id]
+                if not match:
+                    held = ", ".join(s.profile_id for s in info.setups) or "none"
+                    raise ServerError(
+                        f"inference server {self.client.url} does not hold setup profile"
+                        f" {profile_id!r}; it holds: {held}"
+                    )
+                self.name, self.version = match[0].detector, match[0].model_version
         except BaseException:
-            self.client.close()  # no detector comes of it: leave no connection open
+            self.client.close()  # no connection left open behind a refused server
             raise
 
-    def _identify(self, profile_id: str | None) -> tuple[str, str]:
-        """The detector's name and version (of ``profile_id``'s setup when one is named)."""
-        info = self.client.model_info()
-        if profile_id is None:
-            return info.detector, info.model_version
-        match = [s for s in info.setups if s.profile_id == profile_id]
-        if not match:
-            held = ", ".join(s.profile_id for s in info.setups) or "none"
-            raise ServerError(
-                f"inference server {self.client.url} does not hold setup profile"
-                f" {profile_id!r}; it holds: {held}"
-            )
-        return match[0].detector, match[0].model_version
+    def close(self) -> None:
+        """Close the HTTP connections (also on leaving a ``with`` block)."""
+        self.client.close()
+
+    def __enter__(self) -> RemoteDetector:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def detect(self, image: np.ndarray, context: ImagingContext) -> list[Detection]:
         return [f.to_detection() for f in self.client.detect(image, context).flakes]

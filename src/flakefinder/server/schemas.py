@@ -18,7 +18,11 @@ class FlakeOut(BaseModel):
     bbox_px: tuple[float, float, float, float] = Field(description="x_min, y_min, x_max, y_max")
     area_px: float
     area_um2: float
-    contrast_rgb: tuple[float, float, float] | None = None
+    contrast_rgb: tuple[float, float, float] | None = Field(
+        None,
+        description="Contrast C = I/I_substrate - 1 per channel (R, G, B); negative for a flake"
+        " darker than the substrate, as in setup profiles",
+    )
 
     @classmethod
     def from_detection(cls, d: Detection, um_per_px: float) -> FlakeOut:

@@ -349,6 +349,7 @@ def _publish(
     """Write the model folder (atomically) with its metrics."""
     from flakefinder.artifacts import dataset_hash
     from flakefinder.detect.model_folder import save_model_folder
+    from flakefinder.evaluate.heldout import write_split
     from flakefinder.train.publish import publish_folder
 
     last = history[-1] if history else {}
@@ -362,5 +363,13 @@ def _publish(
         "training_seconds_this_run": round(seconds, 1),
     }  # fmt: skip
     data_hash = dataset_hash([data.annotation_file, *(r.path for r in data.full.records)])
-    publish_folder(out, lambda tmp: save_model_folder(
-        tmp, model, config, metrics=metrics, training_data_hash=data_hash, recipe=rec.to_dict()))  # fmt: skip
+    names = {int(im["id"]): str(im["file_name"]) for im in data.full.coco["images"]}
+
+    def write(tmp: Path) -> None:
+        save_model_folder(tmp, model, config, metrics=metrics, training_data_hash=data_hash,
+                          recipe=rec.to_dict())  # fmt: skip
+        # which images trained it: `evaluate` on the same dataset then scores only the others
+        write_split(tmp, data.annotation_file, (names[r.image_id] for r in data.train.records),
+                    (names[r.image_id] for r in data.test.records))  # fmt: skip
+
+    publish_folder(out, write)
