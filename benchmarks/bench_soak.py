@@ -1,24 +1,36 @@
 """Soak test of one server: many clients, mixed valid and invalid requests, for minutes.
 
-Starts ``flakefinder serve`` equivalent (``create_app`` under uvicorn, contrast detector, a small
-SQLite flake database, an API key, a 2 MB upload limit) in a child process, then runs
-``--clients`` threads (httpx, keep-alive) for ``--duration`` seconds. Each client picks requests
-from a fixed mix (seeded): browsing and detection with the key, and the probes of the reliability
-review (no key, wrong key, cross-origin form posts, designs at 1e15 µm and NaN, absurd pixel
-sizes, huge offsets and ids, corrupt images, a zlib TIFF bomb, a chunked upload over the limit).
-Every request kind has the status it must get; anything else counts as unexpected.
+Starts the server in a child process the way ``flakefinder serve`` runs it (``create_app`` under
+uvicorn with serve's guarded connection handling and flood-proof logging:
+``memory_ops.serve``; contrast detector, a small SQLite flake database, an API key, a 2 MB
+upload limit, the default memory budget and timeouts), then runs ``--clients`` threads (httpx,
+keep-alive) for ``--duration`` seconds. Each client picks requests from a fixed mix (seeded):
+browsing and detection with the key, and the probes of the reliability review (no key, wrong
+key, cross-origin form posts, designs at 1e15 µm and NaN, absurd pixel sizes, huge offsets and
+ids, corrupt images, a zlib TIFF bomb, a chunked upload over the limit). Every request kind has
+the status it must get; anything else counts as unexpected, and a 429 counts only with a
+``Retry-After``.
+
+Wrong keys come from a guessing machine: every client sends them from a second loopback
+address (``--guesser-address``, 127.0.0.2), so the server's per-address back-off (429 after 5
+wrong keys in a row) is the expected answer to them once it starts, and the clients at
+127.0.0.1 must never be caught in it (their answers stay checked as before). Where the second
+address cannot be bound the guesser shares 127.0.0.1; then a keyed request refused while that
+address waits (429, "too many wrong API keys", ``Retry-After``) is the back-off working too
+and is counted apart.
 
 Large images (issue 14; ``--no-large`` leaves them out): 7000 x 7000 px PNG micrographs (49
 megapixels in 270 kB, ``memory_ops.large_micrograph``) sent alone, two in a batch, and to the
-Setup page (upload, then a click-to-grow). They must get 200/201, or 503 when the server's
-image memory is taken for longer than a request waits (and 404 on the Setup page when other
-clients' new sessions pushed this one out of the four a server keeps).
+Setup page (upload, then a click-to-grow). They must get 200/201, or 429 with ``Retry-After``
+when the server's image memory is taken for longer than a request waits (and 404 on the Setup
+page when other clients' new sessions pushed this one out of the four a server keeps).
 
 It prints one markdown table: requests/s, latency p50/p95, answers by status code, unexpected
-answers, 5xx, and the server's resident memory after warm-up and at the end (and its peak),
-with the goals: zero 5xx (a large-image request's "busy" 503 with ``Retry-After`` is counted
-apart), zero unexpected answers, end RSS within 10 % of the warm RSS (warm-up: 60 s with large
-images, 10 s without), peak RSS (``VmHWM``) under ``--ceiling-mib`` (2048).
+answers, 5xx, 429s (busy, back-off), tracebacks in the server's log, and the server's resident
+memory after warm-up and at the end (and its peak), with the goals: zero 5xx, zero unexpected
+answers, the wrong keys refused with 429 once the back-off starts, no traceback, end RSS within
+10 % of the warm RSS (warm-up: 60 s with large images, 10 s without), peak RSS (``VmHWM``) under
+``--ceiling-mib`` (2048).
 
     .venv/bin/python benchmarks/bench_soak.py [--duration 120] [--clients 16] [--seed 0]
 """
@@ -106,20 +118,33 @@ def _populate(url: str) -> None:
 
 
 def _serve(port: int, url: str) -> None:
-    """Child process: the server on 127.0.0.1:port until killed."""
-    import uvicorn
+    """Child process: the server on 127.0.0.1:port until killed (as ``flakefinder serve``)."""
+    from memory_ops import serve
 
-    from flakefinder.server.app import create_app
-    from flakefinder.server.settings import ServerSettings
+    settings: dict[str, object] = {
+        "detector": "contrast",
+        "materials": ["graphene"],
+        "database_url": url,
+        "api_key": KEY,
+        "max_upload_mb": UPLOAD_LIMIT_MB,
+    }
+    serve(port, settings)
 
-    settings = ServerSettings(
-        detector="contrast",
-        materials=("graphene",),
-        database_url=url,
-        api_key=KEY,
-        max_upload_mb=UPLOAD_LIMIT_MB,
-    )
-    uvicorn.run(create_app(settings), host="127.0.0.1", port=port, log_level="error")
+
+def can_bind(address: str) -> bool:
+    """Whether this machine lets a client socket use ``address`` as its source."""
+    try:
+        with socket.socket() as s:
+            s.bind((address, 0))
+    except OSError:
+        return False
+    return True
+
+
+def is_backoff(r: httpx.Response) -> bool:
+    """A 429 of the wrong-key back-off (with its Retry-After)."""
+    limited = r.status_code == 429 and "retry-after" in r.headers
+    return limited and "too many wrong API keys" in r.text
 
 
 def _png(image: np.ndarray) -> bytes:
@@ -146,7 +171,8 @@ class Kind:
     weight: int
     expect: int
     send: Callable[[httpx.Client], httpx.Response]
-    also_ok: tuple[int, ...] = ()  # other acceptable answers (503: memory busy, try again)
+    also_ok: tuple[int, ...] = ()  # other acceptable answers (429 only with Retry-After)
+    guesser: bool = False  # sent from the guessing machine's address, not the clients'
 
 
 def large_kinds(large_png: bytes, points: list[tuple[int, int]]) -> list[Kind]:
@@ -176,11 +202,11 @@ def large_kinds(large_png: bytes, points: list[tuple[int, int]]) -> list[Kind]:
             1,
             200,
             lambda c: c.post("/api/detect", files={"image": ("l.png", large_png)}, headers=key),
-            (503,),
+            (429,),  # busy: the image memory is taken, try again after Retry-After
         ),
-        Kind("batch of 2 x 7000 px", 1, 200, batch, (503,)),
+        Kind("batch of 2 x 7000 px", 1, 200, batch, (429,)),
         # 404: another client's new session pushed this one out (a server keeps the last 4)
-        Kind("setup page 7000 px + grow", 1, 201, setup_grow, (503, 404)),
+        Kind("setup page 7000 px + grow", 1, 201, setup_grow, (429, 404)),
     ]
 
 
@@ -228,7 +254,14 @@ def request_mix(micrograph: bytes, bomb: bytes) -> list[Kind]:
             lambda c: c.post("/api/detect", files=files(micrograph), headers=key),
         ),
         Kind("no key", 3, 401, lambda c: c.get("/api/flakes")),
-        Kind("wrong key", 2, 401, lambda c: c.get("/api/chips", headers={"X-API-Key": "nope"})),
+        Kind(  # 429 once the guesser's address is in its back-off (5 wrong keys in a row)
+            "wrong key",
+            2,
+            401,
+            lambda c: c.get("/api/chips", headers={"X-API-Key": "nope"}),
+            (429,),
+            guesser=True,
+        ),
         Kind(
             "write without key",
             2,
@@ -299,22 +332,58 @@ class Tally:
     lock: threading.Lock
     latencies_s: list[float]
     statuses: Counter[int]
-    busy: Counter[str]  # 503 + Retry-After where a kind allows it: memory taken, try again
+    by_kind: Counter[tuple[str, int]]  # (kind, status)
+    busy: Counter[str]  # 429 + Retry-After on a large image: memory taken, try again
+    backoff: Counter[str]  # 429 + Retry-After on a wrong key: the guesser's back-off
+    caught: Counter[str]  # keyed requests refused while a shared address waited (see above)
     unexpected: Counter[str]
     transport_errors: Counter[str]
 
 
-def client_loop(url: str, kinds: list[Kind], seed: int, stop_at: float, tally: Tally) -> None:
+@dataclass(frozen=True)
+class Addresses:
+    """Where the clients' requests come from, and the guessing machine's."""
+
+    guesser: str  # source address of the wrong keys
+    shared: bool  # the guesser shares the clients' address (no second loopback address)
+
+
+def judge(kind: Kind, r: httpx.Response, addresses: Addresses, tally: Tally) -> None:
+    """Count ``r``, the answer to ``kind``, in ``tally`` (the caller holds its lock)."""
+    status = r.status_code
+    tally.statuses[status] += 1
+    tally.by_kind[kind.name, status] += 1
+    if status == 429 and "retry-after" not in r.headers:
+        tally.unexpected[f"{kind.name}: 429 without Retry-After"] += 1
+    elif addresses.shared and not kind.guesser and is_backoff(r) and status != kind.expect:
+        tally.caught[kind.name] += 1
+    elif status != kind.expect and status not in kind.also_ok:
+        tally.unexpected[f"{kind.name}: {status} (want {kind.expect})"] += 1
+    elif status == 429 and kind.guesser:
+        if is_backoff(r):
+            tally.backoff[kind.name] += 1
+        else:
+            tally.unexpected[f"{kind.name}: 429 not of the back-off: {r.text[:80]}"] += 1
+    elif status == 429:
+        tally.busy[kind.name] += 1
+
+
+def client_loop(
+    url: str, kinds: list[Kind], seed: int, stop_at: float, tally: Tally, addresses: Addresses
+) -> None:
     """One client: draw a request kind, send it, record status and latency, until ``stop_at``."""
     rng = random.Random(seed)
     weights = [k.weight for k in kinds]
-    with httpx.Client(base_url=url, timeout=300) as client:
+    guessing = httpx.HTTPTransport(local_address=addresses.guesser)
+    with (
+        httpx.Client(base_url=url, timeout=300) as client,
+        httpx.Client(base_url=url, timeout=300, transport=guessing) as guesser,
+    ):
         while time.perf_counter() < stop_at:
             kind = rng.choices(kinds, weights)[0]
             t0 = time.perf_counter()
             try:
-                r = kind.send(client)
-                status = r.status_code
+                r = kind.send(guesser if kind.guesser else client)
             except httpx.HTTPError as exc:
                 with tally.lock:
                     tally.transport_errors[f"{kind.name}: {type(exc).__name__}"] += 1
@@ -322,11 +391,7 @@ def client_loop(url: str, kinds: list[Kind], seed: int, stop_at: float, tally: T
             dt = time.perf_counter() - t0
             with tally.lock:
                 tally.latencies_s.append(dt)
-                tally.statuses[status] += 1
-                if status == 503 and 503 in kind.also_ok and "retry-after" in r.headers:
-                    tally.busy[kind.name] += 1
-                if status != kind.expect and status not in kind.also_ok:
-                    tally.unexpected[f"{kind.name}: {status} (want {kind.expect})"] += 1
+                judge(kind, r, addresses, tally)
 
 
 def rss_mb(pid: int) -> float:
@@ -358,6 +423,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-large", action="store_true", help="leave out the 49-megapixel images")
     ap.add_argument("--ceiling-mib", type=float, default=2048.0, help="peak server RSS allowed")
+    ap.add_argument(
+        "--guesser-address",
+        default="127.0.0.2",
+        help="source address of the wrong-key requests (127.0.0.1 where no other can be bound)",
+    )
     ap.add_argument("--serve", nargs=2, metavar=("PORT", "DB_URL"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.serve:
@@ -380,9 +450,15 @@ def main(argv: list[str] | None = None) -> int:
         large = large_micrograph(args.seed)
         kinds += large_kinds(large.png, large.flake_points)
 
+    guesser = args.guesser_address if can_bind(args.guesser_address) else "127.0.0.1"
+    addresses = Addresses(guesser, shared=guesser == "127.0.0.1")
     port = _free_port()
     cmd = [sys.executable, __file__, "--serve", str(port), db_url]
-    proc = subprocess.Popen(cmd, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    server_log = Path(workdir.name) / "server.log"
+    with server_log.open("wb") as log:  # the child keeps its own handle
+        proc = subprocess.Popen(
+            cmd, env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=log, stderr=log
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.perf_counter() + 120
@@ -402,7 +478,8 @@ def main(argv: list[str] | None = None) -> int:
             stop_at = time.perf_counter() + seconds
             threads = [
                 threading.Thread(
-                    target=client_loop, args=(url, kinds, args.seed * 1000 + i, stop_at, tally)
+                    target=client_loop,
+                    args=(url, kinds, args.seed * 1000 + i, stop_at, tally, addresses),
                 )
                 for i in range(args.clients)
             ]
@@ -414,7 +491,7 @@ def main(argv: list[str] | None = None) -> int:
             return time.perf_counter() - t0
 
         def new_tally() -> Tally:
-            return Tally(threading.Lock(), [], Counter(), Counter(), Counter(), Counter())
+            return Tally(threading.Lock(), [], *(Counter() for _ in range(7)))
 
         warm = new_tally()
         warmup_s = WARMUP_S if args.no_large else WARMUP_LARGE_S
@@ -442,18 +519,25 @@ def main(argv: list[str] | None = None) -> int:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+        log_lines = server_log.read_text(errors="replace").splitlines()
         workdir.cleanup()
 
     n = len(tally.latencies_s)
     n_busy = sum(tally.busy.values())
-    n_5xx = sum(v for k, v in tally.statuses.items() if k >= 500) - n_busy
+    n_backoff = sum(tally.backoff.values()) + sum(tally.caught.values())
+    n_5xx = sum(v for k, v in tally.statuses.items() if k >= 500)
+    n_tracebacks = sum(line.startswith("Traceback") for line in log_lines)
     growth = (rss_end_mb - rss_warm_mb) / rss_warm_mb
     ok = n_5xx == 0 and not tally.unexpected and not tally.transport_errors and alive
+    backoff_seen = n_backoff > 0 or addresses.shared  # shared: 5 wrong in a row are rare
+    ok = ok and backoff_seen and n_tracebacks == 0
     ok = ok and growth <= GOAL_RSS_GROWTH and peak[0] <= args.ceiling_mib
     codes = ", ".join(f"{k}: {v}" for k, v in sorted(tally.statuses.items()))
     print(
         f"soak: {args.clients} clients, {args.duration:g} s after {warmup_s:g} s warm-up,"
-        f" {len(kinds)} request kinds (seed {args.seed}), cpus {os.cpu_count()}"
+        f" {len(kinds)} request kinds (seed {args.seed}), cpus {os.cpu_count()},"
+        f" load {os.getloadavg()[0]:.1f}; wrong keys from {addresses.guesser}"
+        + (" (shared with the clients)" if addresses.shared else "")
     )
     print()
     print("| measure | value | goal | status |")
@@ -465,9 +549,25 @@ def main(argv: list[str] | None = None) -> int:
         p95 = percentile(tally.latencies_s, 0.95) * 1e3
         print(f"| latency p50 / p95 | {p50:.0f} ms / {p95:.0f} ms |  |  |")
     print(f"| answers by status | {codes} |  |  |")
-    print(f"| 5xx (other than busy) | {n_5xx} | 0 | {'pass' if n_5xx == 0 else 'FAIL'} |")
+    print(f"| 5xx | {n_5xx} | 0 | {'pass' if n_5xx == 0 else 'FAIL'} |")
     if not args.no_large:
-        print(f"| busy: 503 with Retry-After (large images) | {n_busy} |  |  |")
+        print(f"| busy: 429 with Retry-After (large images) | {n_busy} |  |  |")
+    wrong = ", ".join(
+        f"{code}: {count}"
+        for (name, code), count in sorted(tally.by_kind.items())
+        if name == "wrong key"
+    )
+    print(
+        f"| wrong keys (from {addresses.guesser}) | {wrong} | 429 with Retry-After after 5"
+        f" | {'pass' if n_backoff else 'not required: shared' if backoff_seen else 'FAIL'} |"
+    )
+    if addresses.shared:
+        caught = sum(tally.caught.values())
+        print(f"| keyed requests refused in the shared address's back-off | {caught} |  |  |")
+    print(
+        f"| tracebacks in the server's log (of {len(log_lines)} lines) | {n_tracebacks} | 0"
+        f" | {'pass' if n_tracebacks == 0 else 'FAIL'} |"
+    )
     n_bad = sum(tally.unexpected.values()) + sum(tally.transport_errors.values())
     print(
         f"| unexpected answers / transport errors | {n_bad} | 0 | {'pass' if not n_bad else 'FAIL'} |"
@@ -485,6 +585,8 @@ def main(argv: list[str] | None = None) -> int:
         f" | {'pass' if under else 'FAIL'} |"
     )
     print(f"| server alive after | {alive} | True | {'pass' if alive else 'FAIL'} |")
+    for line in sorted(set(log_lines))[:10]:
+        print(f"server log: {line}")
     for label, counter in (("unexpected", tally.unexpected), ("transport", tally.transport_errors)):
         for what, count in counter.most_common(10):
             print(f"{label}: {what} x{count}")

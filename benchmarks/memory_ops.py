@@ -85,15 +85,19 @@ def serve(port: int, settings: dict[str, object]) -> None:
     known = {f.name for f in dataclasses.fields(ServerSettings)}
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in settings.items() if k in known}
     server_settings = ServerSettings(**values)  # type: ignore[arg-type]
-    app = create_app(server_settings)
-    try:  # as `flakefinder serve` runs it: the guarded h11 protocol and its connection limits
-        from flakefinder.server.connections import uvicorn_config
+    try:  # as `flakefinder serve` runs it: the guarded h11 protocol, its connection limits
+        # (at most half the open-file limit) and flood-proof logging
+        from flakefinder.server.connections import quiet_floods, uvicorn_config
     except ImportError:  # a checkout from before the server edges
-        uvicorn.run(app, host="127.0.0.1", port=port, log_level="error")
+        uvicorn.run(create_app(server_settings), host="127.0.0.1", port=port, log_level="error")
         return
-    limits = server_settings.limits
-    config = uvicorn_config(app, "127.0.0.1", port, limits, log_level="error")
-    uvicorn.Server(config).run()
+    server_settings = dataclasses.replace(
+        server_settings, limits=server_settings.limits.within_file_limit()
+    )
+    app = create_app(server_settings)
+    config = uvicorn_config(app, "127.0.0.1", port, server_settings.limits, log_level="error")
+    with quiet_floods():
+        uvicorn.Server(config).run()
 
 
 def _free_port() -> int:

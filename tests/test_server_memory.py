@@ -1,6 +1,6 @@
 """Detection routes on a memory budget (issue 14): large uploads are detected at the working
 size and answered in their own pixels, a batch decodes its images a few at a time, budgets give
-413/503, a pathological JPEG is a 400, and a client that hangs up stops its batch."""
+413/429, a pathological JPEG is a 400, and a client that hangs up stops its batch."""
 
 from __future__ import annotations
 
@@ -77,7 +77,7 @@ def test_a_batch_holds_a_few_images_at_a_time_not_all() -> None:
     assert app_state.counters.images_decoded == n and len(det.seen) == n
 
 
-def test_memory_budgets_answer_413_and_503() -> None:
+def test_memory_budgets_answer_413_and_429() -> None:
     files = {"image": ("big.png", _upload(), "image/png")}
     tight = _settings(request_memory_mb=0.1)
     with TestClient(create_app(tight, detector=DarkSquareDetector())) as c:
@@ -95,8 +95,11 @@ def test_memory_budgets_answer_413_and_503() -> None:
         held = memory.try_reserve(memory.limit_bytes - 1000)  # other requests hold it all
         assert held is not None
         r = c.post("/api/detect", files=files)
-        assert r.status_code == 503 and r.headers["retry-after"] == "5"
+        assert r.status_code == 429 and r.headers["retry-after"] == "5"
         assert "in use by other requests" in r.json()["detail"]
+        batch = [("images", ("big.png", _upload(), "image/png"))] * 2
+        r = c.post("/api/detect/batch", files=batch)
+        assert r.status_code == 429 and r.headers["retry-after"] == "5"
         held.release()
         assert c.post("/api/detect", files=files).status_code == 200
 

@@ -118,3 +118,29 @@ def test_region_growing_holds_no_full_size_float_copies() -> None:
     # one float32 channel (4 B/px), the 'close' mask, int32 labels, the substrate median's
     # uint8 copy: about 12 bytes a pixel; one float RGB copy alone would be 12
     assert peak < 13 * n * n
+
+
+def test_a_busy_budget_is_a_429_with_retry_after_and_documented(tmp_path: Path) -> None:
+    image = np.full((300, 300, 3), SUBSTRATE_RGB, np.uint8)
+    files = {"image": ("a.png", encode(image), "image/png")}
+    with _client(tmp_path, memory_budget_mb=2.0, memory_wait_s=0.0) as c:
+        sid = c.post("/api/setup/sessions").json()["session"]
+        memory = c.app.state.intake.memory  # type: ignore[attr-defined]
+        held = memory.try_reserve(memory.limit_bytes - 1000)  # other requests hold it all
+        assert held is not None
+        r = c.post(f"/api/setup/sessions/{sid}/images", files=files)
+        assert r.status_code == 429 and r.headers["retry-after"] == "5"
+        assert "in use by other requests" in r.json()["detail"]
+        held.release()
+        assert c.post(f"/api/setup/sessions/{sid}/images", files=files).status_code == 201
+        paths = c.get("/openapi.json").json()["paths"]
+    for path, method in (
+        ("/api/setup/sessions/{workspace_id}/images", "post"),
+        ("/api/setup/sessions/{workspace_id}/regions", "post"),
+        ("/api/setup/sessions/{workspace_id}/calibrate", "post"),
+        ("/api/detect", "post"),
+        ("/api/detect/batch", "post"),
+    ):
+        responses = paths[path][method]["responses"]
+        assert {"413", "429"} <= set(responses), path
+        assert "Retry-After" in responses["429"]["headers"], path

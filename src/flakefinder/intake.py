@@ -113,7 +113,7 @@ class ImageIntake:
         return header.decode_peak_bytes(self.max_work_pixels)
 
     async def reserve(self, header: ImageHeader, what: str) -> Reservation:
-        """Reserve the decode of ``header``'s image (waits its turn; 413/503 errors)."""
+        """Reserve the decode of ``header``'s image (waits its turn; 413/429 errors)."""
         return await self.memory.reserve(self.decode_bytes(header), what)
 
     def decode(self, data: bytes, header: ImageHeader, what: str) -> WorkImage:

@@ -9,7 +9,9 @@ keeps, and releases it when the answer is built. The budget holds by constructio
   (:class:`OverBudgetError`, HTTP 413): that image can never be decoded here;
 * when the server's ``limit_bytes`` are taken, a request waits its turn (first come, first
   served, so a large image is not starved by small ones) for at most ``wait_s``, then gets
-  :class:`BusyError` (HTTP 503 with ``Retry-After``), never an out-of-memory kill.
+  :class:`BusyError` (HTTP 429 with ``Retry-After``), never an out-of-memory kill. A busy
+  server refusing more work because of its clients' load is a rate condition on the client's
+  side (try again later), not a server fault: no 5xx.
 
 Waiting happens on the event loop (``await reserve``); releasing is thread-safe and may happen
 anywhere. Counters (``in_use_bytes``, ``peak_bytes``, waits and refusals) are what the tests
@@ -22,7 +24,7 @@ import asyncio
 import threading
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from flakefinder.errors import FlakefinderError
 
@@ -31,24 +33,55 @@ if TYPE_CHECKING:
 
 MIB = 2**20
 DEFAULT_HINT = "send a smaller image"
+RETRY_AFTER_S = 5  # what a busy answer's Retry-After asks a client to wait
 
 
 class MemoryBudgetError(FlakefinderError):
-    """A reservation the budget cannot grant; ``status_code`` is the HTTP answer."""
+    """A reservation the budget cannot grant; ``status_code`` is the HTTP answer and
+    ``retry_after_s`` its ``Retry-After`` (None: trying again will not help)."""
 
-    status_code = 503
+    status_code = 429
+    retry_after_s: int | None = RETRY_AFTER_S
+
+    def http_headers(self) -> dict[str, str] | None:
+        """The headers of the HTTP answer: ``Retry-After`` when trying again may work."""
+        return None if self.retry_after_s is None else {"Retry-After": str(self.retry_after_s)}
 
 
 class OverBudgetError(MemoryBudgetError):
     """One image needs more memory than a request may ever hold (HTTP 413)."""
 
     status_code = 413
+    retry_after_s = None
 
 
 class BusyError(MemoryBudgetError):
-    """The server's memory is taken by other requests for longer than a request waits (503)."""
+    """The server's memory is taken by other requests for longer than a request waits
+    (HTTP 429 Too Many Requests with ``Retry-After``)."""
 
-    status_code = 503
+    status_code = 429
+    retry_after_s = RETRY_AFTER_S
+
+
+def openapi_responses() -> dict[int | str, dict[str, Any]]:
+    """The answers of a refused reservation, for a route's OpenAPI ``responses``."""
+    return {
+        OverBudgetError.status_code: {
+            "description": "Too large: the upload, or one image needs more memory than a"
+            " request may hold (send a smaller image; trying again will not help)"
+        },
+        BusyError.status_code: {
+            "description": "Too many requests: the server's image memory is in use by other"
+            " requests (or too many wrong API keys came from this address); try again after"
+            " Retry-After seconds",
+            "headers": {
+                "Retry-After": {
+                    "description": "Seconds to wait before trying again",
+                    "schema": {"type": "integer"},
+                }
+            },
+        },
+    }
 
 
 @dataclass(eq=False)
@@ -100,7 +133,7 @@ class MemoryBudget:
     request_limit_bytes
         The most one reservation may ask for (one image of one request).
     wait_s
-        How long a request waits for memory held by others before a 503.
+        How long a request waits for memory held by others before a 429.
     """
 
     limit_bytes: int
@@ -144,7 +177,7 @@ class MemoryBudget:
     ) -> Reservation:
         """Reserve ``n_bytes``, waiting (first come, first served) up to ``wait_s``.
 
-        Raises :class:`OverBudgetError` (413, see :meth:`check`) or :class:`BusyError` (503).
+        Raises :class:`OverBudgetError` (413, see :meth:`check`) or :class:`BusyError` (429).
         """
         n_bytes = max(0, int(n_bytes))
         self.check(n_bytes, what, hint)

@@ -78,7 +78,7 @@ def serve(
     memory_budget_mb: float = typer.Option(
         1024.0,
         help="Memory for decoded images, all requests together; a request waits for its share"
-        " (then 503), one image that can never fit is a 413.",
+        " (then 429 with Retry-After), one image that can never fit is a 413.",
         callback=validation.in_range(16.0, 1e6),
     ),
     allowed_host: list[str] | None = typer.Option(

@@ -15,6 +15,7 @@ from flakefinder import bounds
 from flakefinder.artifacts import JsonLimits
 from flakefinder.domain import Detector, ImagingContext
 from flakefinder.errors import FlakefinderError, UnknownMaterialError
+from flakefinder.membudget import openapi_responses
 from flakefinder.server.batching import Batcher
 from flakefinder.server.detection import ClientGoneError, Counters, DetectionRunner
 from flakefinder.server.edges import install_edges
@@ -211,13 +212,15 @@ def create_app(
         except (UnknownMaterialError, ValueError) as exc:
             raise HTTPException(status_code=400, detail=str(exc).strip("\"'")) from None
 
+    budget = openapi_responses()  # 413 too large, 429 busy with Retry-After
     errors: dict[int | str, dict[str, Any]] = {
         400: {"model": ErrorBody},
         401: {"model": ErrorBody},
         403: {"model": ErrorBody},
         404: {"model": ErrorBody},
-        413: {"model": ErrorBody},
-        503: {"model": ErrorBody},
+        413: {"model": ErrorBody, **budget[413]},
+        429: {"model": ErrorBody, **budget[429]},
+        503: {"model": ErrorBody, "description": "No detector loaded"},
     }
 
     @app.get("/api/health", response_model=Health)

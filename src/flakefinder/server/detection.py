@@ -32,8 +32,6 @@ if TYPE_CHECKING:
     from flakefinder.membudget import Reservation
     from flakefinder.server.batching import Batcher, BatchResult
 
-RETRY_AFTER_S = 5
-
 
 class ClientGoneError(Exception):
     """The client closed the connection: its remaining work is dropped."""
@@ -58,9 +56,8 @@ class _Prepared:
 
 
 def budget_http_error(exc: MemoryBudgetError) -> HTTPException:
-    """413, or 503 with ``Retry-After``, for a reservation the budget refused."""
-    headers = {"Retry-After": str(RETRY_AFTER_S)} if exc.status_code == 503 else None
-    return HTTPException(exc.status_code, str(exc), headers=headers)
+    """413, or 429 with ``Retry-After``, for a reservation the budget refused."""
+    return HTTPException(exc.status_code, str(exc), headers=exc.http_headers())
 
 
 def client_key(request: Request) -> str:

@@ -9,8 +9,9 @@ rules for state-changing requests apply to them like to every other such route.
 
 Memory: an upload is kept at the server's working size (:mod:`flakefinder.intake`) while every
 request and answer speaks in the uploaded image's pixels; decoding, region growing, PNG
-encoding and calibration each reserve their memory from the server's budget first (413/503
-when it cannot be had), and a session is capped in bytes (:mod:`.setup_workspace`).
+encoding and calibration each reserve their memory from the server's budget first (413 when
+it can never be had, 429 with ``Retry-After`` while other requests hold it), and a session is
+capped in bytes (:mod:`.setup_workspace`).
 """
 
 from __future__ import annotations
@@ -27,7 +28,12 @@ from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, ConfigDict, Field
 
 from flakefinder.errors import CalibrationError, ImageError, UnknownMaterialError
-from flakefinder.membudget import DEFAULT_HINT, MemoryBudgetError, Reservation
+from flakefinder.membudget import (
+    DEFAULT_HINT,
+    MemoryBudgetError,
+    Reservation,
+    openapi_responses,
+)
 from flakefinder.web.setup_workspace import MarkedRegion, Workspace, Workspaces
 
 if TYPE_CHECKING:
@@ -202,8 +208,8 @@ def _calibrate(ws: Workspace, body: CalibrateIn, material: str) -> dict[str, Any
 
 
 def _http(exc: MemoryBudgetError) -> HTTPException:
-    headers = {"Retry-After": "5"} if exc.status_code == 503 else None
-    return HTTPException(exc.status_code, str(exc), headers=headers)
+    """413, or 429 with ``Retry-After``, for a reservation the budget refused."""
+    return HTTPException(exc.status_code, str(exc), headers=exc.http_headers())
 
 
 def create_setup_router(workspaces: Workspaces, intake: ImageIntake) -> APIRouter:
@@ -213,6 +219,7 @@ def create_setup_router(workspaces: Workspaces, intake: ImageIntake) -> APIRoute
 
     templates = Jinja2Templates(directory=str(Path(__file__).parent / "templates"))
     r = APIRouter()
+    budget = openapi_responses()  # the routes that reserve memory: 413 too large, 429 busy
 
     def workspace(workspace_id: str) -> Workspace:
         try:
@@ -243,7 +250,12 @@ def create_setup_router(workspaces: Workspaces, intake: ImageIntake) -> APIRoute
         """Start a setup session (images and regions are kept in server memory)."""
         return {"session": workspaces.create().id}
 
-    @r.post("/api/setup/sessions/{workspace_id}/images", status_code=201, tags=["setup"])
+    @r.post(
+        "/api/setup/sessions/{workspace_id}/images",
+        status_code=201,
+        tags=["setup"],
+        responses=budget,
+    )
     async def upload_image(
         workspace_id: str, image: UploadFile = File(..., description="PNG, JPEG or TIFF")
     ) -> dict[str, Any]:
@@ -276,7 +288,9 @@ def create_setup_router(workspaces: Workspaces, intake: ImageIntake) -> APIRoute
             "work_height_px": work.pixels.shape[0],
         }
 
-    @r.get("/api/setup/sessions/{workspace_id}/images/{index}.png", tags=["setup"])
+    @r.get(
+        "/api/setup/sessions/{workspace_id}/images/{index}.png", tags=["setup"], responses=budget
+    )
     async def image_png(workspace_id: str, index: int) -> Response:
         """The image as PNG at its working size (what the page draws on)."""
         from PIL import Image
@@ -292,7 +306,12 @@ def create_setup_router(workspaces: Workspaces, intake: ImageIntake) -> APIRoute
             png = await run_in_threadpool(encode)
         return Response(png, media_type="image/png")
 
-    @r.post("/api/setup/sessions/{workspace_id}/regions", status_code=201, tags=["setup"])
+    @r.post(
+        "/api/setup/sessions/{workspace_id}/regions",
+        status_code=201,
+        tags=["setup"],
+        responses=budget,
+    )
     async def add_region(workspace_id: str, body: RegionIn) -> dict[str, Any]:
         """Mark a flake: grow a region from a clicked pixel, or fill a drawn outline (both in
         the uploaded image's pixels)."""
@@ -345,7 +364,7 @@ def create_setup_router(workspaces: Workspaces, intake: ImageIntake) -> APIRoute
                 raise HTTPException(404, f"no region {region_id} in this setup session")
         return Response(status_code=204)
 
-    @r.post("/api/setup/sessions/{workspace_id}/calibrate", tags=["setup"])
+    @r.post("/api/setup/sessions/{workspace_id}/calibrate", tags=["setup"], responses=budget)
     async def run_calibration(workspace_id: str, body: CalibrateIn) -> dict[str, Any]:
         """Calibrate on the session's images and regions: on the regions with a layer number
         when some have one (labels mode; the others are left out, with a note), else with
