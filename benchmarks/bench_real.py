@@ -1,8 +1,8 @@
 """Real-data benchmark: a registry detector on the real micrographs in ``../shared/data/real``.
 
 python benchmarks/bench_real.py [--root ../shared/data/real] [--sets nbse2_2025,nbse2_2024,...]
-    [--detector NAME] [--modes none,labels2,table] [--splits 3] [--seed 0] [--max-images N]
-    [--stand-in MoS2|none] [--out DIR]
+    [--detector NAME] [--model DIR] [--modes none,labels2,table] [--splits 3] [--seed 0]
+    [--max-images N] [--stand-in MoS2|none] [--out DIR]
 
 Sets (loaders: ``flakefinder.evaluate.real_sets``; licences in each data folder):
   nbse2_2025, nbse2_2024  NbSe2, 150x, per-terrace labels 1L..5L and >5L; every terrace outlined
@@ -27,12 +27,18 @@ Protocol (``flakefinder.evaluate.real_bench``):
     has one ('n/a (no lab table)' otherwise).
   * 2dmatgmm has no labels: the table mode's detections are the reference, and the other modes
     report their AGREEMENT with it (recall = reference detections matched, precision = own
-    detections matched, layers = same layer number), not accuracy.
+    detections matched, layers = same layer number where the table holds that layer number;
+    one the classifier read beyond the table's ends is not compared), not accuracy.
   * Where the oxide or pixel size is unknown, 90 nm and a nominal pixel size by objective
     (0.1 um/px at 150x, 0.35 at 20x) are used and the note says so; the NbSe2 pixel size is
     measured from the burned-in 5 um scale bar. When the detector does not know the set's
     material (NbSe2 is not in the optics database), mode none reruns with --stand-in and
     compares no layer numbers.
+  * --model DIR: the detector's model folder (maskrcnn, union). A self-trained one
+    (train --recipe cpu_selftrain) lists the pictures it was trained on: nothing is skipped,
+    every row says how many of its scored pictures were training pictures, and a
+    'none (held out)' row scores mode none on the held-out pictures alone
+    (flakefinder.evaluate.real_training).
   * ms/img: median detection time per image (no calibration); for a batch detector, measured by
     detecting each of up to 8 images again after the batch (the batch time, self-calibration
     included, is in the note). cal s: mean calibrate()/import_gmm time.
@@ -127,12 +133,14 @@ def main() -> int:
     from flakefinder.errors import FlakefinderError
     from flakefinder.evaluate.real_bench import MODES, run_mode, setup_of
     from flakefinder.evaluate.real_sets import SET_NAMES, load_real_set
+    from flakefinder.evaluate.real_training import annotate_rows, training_pictures
     from flakefinder.imaging import load_image
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--root", type=Path, default=REPO.parent / "shared" / "data" / "real")
     ap.add_argument("--sets", default=",".join(SET_NAMES))
     ap.add_argument("--detector", default=DEFAULT_DETECTOR)
+    ap.add_argument("--model", type=Path, default=None, help="model folder (maskrcnn, union)")
     ap.add_argument("--modes", default=",".join(MODES))
     ap.add_argument("--splits", type=int, default=3, help="labels2: calibration pairs")
     ap.add_argument("--seed", type=int, default=0)
@@ -151,6 +159,9 @@ def main() -> int:
             raise FlakefinderError(f"unknown set or mode: {', '.join(bad)}")
         if args.splits < 1 or (args.max_images is not None and args.max_images < 1):
             raise FlakefinderError("--splits and --max-images must be at least 1")
+        if args.model is not None and not args.model.is_dir():
+            raise FlakefinderError(f"--model {args.model}: no such model folder")
+        seen = training_pictures(args.model) if args.model is not None else None
     except FlakefinderError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -183,14 +194,18 @@ def main() -> int:
             ref = done.get("table") if rs.truth is None else None
             done[mode] = run_mode(
                 rs, images, mode, args.detector, reference=ref, splits=args.splits,
-                seed=args.seed, stand_in=stand_in,
+                seed=args.seed, stand_in=stand_in, model=args.model,
             )
             print(f"[{name}] {mode}: {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
             if args.out is not None and done[mode].detections:
                 _overlays(args.out, rs, images, done[mode])
-        rows.extend(done[m] for m in modes)
+        set_rows = [done[m] for m in modes]
+        if seen is not None:
+            set_rows = annotate_rows(rs, set_rows, seen, splits=args.splits, seed=args.seed)
+        rows.extend(set_rows)
         del images
-    print(f"\ndetector: {args.detector}; data: {args.root}; IoU >= 0.5; "
+    model = f" (model {args.model})" if args.model is not None else ""
+    print(f"\ndetector: {args.detector}{model}; data: {args.root}; IoU >= 0.5; "
           f"total {time.perf_counter() - t_all:.0f} s\n")
     print(HEADER)
     print("|" + "---|" * 11)
@@ -202,7 +217,8 @@ def main() -> int:
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
         write_json_atomic(args.out / "bench_real.json", {
-            "detector": args.detector, "root": str(args.root), "splits": args.splits,
+            "detector": args.detector, "model": None if args.model is None else str(args.model),
+            "root": str(args.root), "splits": args.splits,
             "seed": args.seed, "max_images": args.max_images, "iou_threshold": 0.5,
             "sets": set_info, "rows": [r.to_json() for r in rows],
         })

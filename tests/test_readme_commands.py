@@ -218,6 +218,16 @@ RUN: dict[str, Run] = {
         "flakefinder train export.json --images images/ --out models/lab --init-from default"
         " --max-minutes 0.01 --batch-size 1", "one step instead of 10 minutes",
         before=_label_studio_export, slow=True),
+    "flakefinder train --recipe cpu_selftrain --out models/selftrain --max-minutes 20": Run(
+        "flakefinder train --recipe cpu_selftrain --out models/selftrain --unlabelled images/"
+        " --max-minutes 0", "one step, on the README's images/ instead of the shared real sets",
+        before=_images, slow=True),
+    "flakefinder train --recipe cpu_selftrain --out models/mylab --unlabelled images/ --um-per-px 0.35 --max-minutes 20": Run(
+        "flakefinder train --recipe cpu_selftrain --out models/mylab --unlabelled images/"
+        " --um-per-px 0.35 --max-minutes 0", "one step instead of 20 minutes", before=_images,
+        slow=True),
+    "flakefinder detect images/ --detector maskrcnn --model models/selftrain --out learned/": Run(slow=True),
+    "flakefinder detect images/ --detector union --model models/selftrain --out union/": Run(slow=True),
     "flakefinder evaluate data/ --detector maskrcnn --model models/mine --out eval/": Run(slow=True),
     "flakefinder evaluate illumination --out sweep/": Run(
         "flakefinder evaluate illumination --out sweep/ --views 2 --levels 1.0,0.5"

@@ -178,11 +178,13 @@ def test_missing_folder_and_unknown_set(tmp_path, root):
 # -- scoring ------------------------------------------------------------------------------------
 
 
-def _det(mask: np.ndarray, layers: int | None, confidence: float = 0.9) -> Detection:
+def _det(
+    mask: np.ndarray, layers: int | None, confidence: float = 0.9, material: str = "NbSe2"
+) -> Detection:
     ys, xs = np.nonzero(mask)
     x0, y0, x1, y1 = float(xs.min()), float(ys.min()), float(xs.max()), float(ys.max())
     return Detection(
-        material="NbSe2",
+        material=material,
         layer_class=LayerClass.FEW if layers is not None else LayerClass.THICK,
         confidence=confidence,
         polygon_px=((x0, y0), (x1, y0), (x1, y1), (x0, y1)),
@@ -287,19 +289,29 @@ def test_failed_calibration_is_a_note_not_a_crash(root, monkeypatch):
 
 
 class _FixedDetector:
-    """Two fixed rectangles (1 and 3 layers) on any image; with a profile the same ones."""
+    """Fixed rectangles (1 and 3 layers; ``extra``: one more) on any image; with a profile the
+    same ones."""
 
     name = "fixed"
     version = "1"
+    material = "NbSe2"
+    extra: tuple[tuple[tuple[int, int, int, int], int], ...] = ()
 
     def detect(self, image, context):
         h, w = image.shape[:2]
         out = []
-        for (y0, y1, x0, x1), n in (((10, 60, 10, 90), 1), ((100, 180, 200, 260), 3)):
+        for (y0, y1, x0, x1), n in (((10, 60, 10, 90), 1), ((100, 180, 200, 260), 3), *self.extra):
             m = np.zeros((h, w), bool)
             m[y0:y1, x0:x1] = True
-            out.append(_det(m, n))
+            out.append(_det(m, n, material=self.material))
         return out
+
+
+class _GrapheneBeyondTable(_FixedDetector):
+    """Graphene 1 L and 3 L as the lab's table holds, and a 9 L read beyond the table's ends."""
+
+    material = "graphene"
+    extra = (((300, 360, 300, 380), 9),)
 
 
 def test_2dmatgmm_modes_report_agreement_with_the_lab_table(root, monkeypatch):
@@ -311,7 +323,9 @@ def test_2dmatgmm_modes_report_agreement_with_the_lab_table(root, monkeypatch):
 
     def create(name, **kw):
         made.append(kw.get("setup") is not None)
-        return _FixedDetector()
+        det = _FixedDetector()
+        det.material = "graphene"  # the lab's table is graphene's
+        return det
 
     monkeypatch.setattr("flakefinder.detect.registry.create_detector", create)
     table = run_mode(rs, images, "table", "fixed")
@@ -330,3 +344,19 @@ def test_bench_scores_what_detect_keeps() -> None:
     from flakefinder.evaluate.real_bench import COMMAND_SCORE
 
     assert COMMAND_SCORE == DEFAULT_SCORE
+
+
+def test_agreement_compares_only_the_layer_numbers_the_lab_table_holds(root, monkeypatch):
+    """A layer number the classifier read beyond the lab table's ends (here 9 L; the table holds
+    1-4 L) is not the lab's: the reference keeps the flake but not its number."""
+    from flakefinder.imaging import load_image
+
+    rs = load_real_set("2dmatgmm", root, max_images=2)
+    images = [load_image(p) for p in rs.images]
+    monkeypatch.setattr(
+        "flakefinder.detect.registry.create_detector", lambda name, **kw: _GrapheneBeyondTable()
+    )
+    table = run_mode(rs, images, "table", "fixed")
+    assert [[d.layer_count for d in dets] for dets in table.detections] == [[1, 3, None]] * 2
+    none = run_mode(rs, images, "none", "fixed", reference=table)
+    assert [none.stat(k)[0] for k in ("recall", "precision", "layer_accuracy")] == [1.0, 1.0, 1.0]

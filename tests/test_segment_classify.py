@@ -84,7 +84,7 @@ class _FakeSegmenter:
         self.masks = masks
 
     def segment_batch(
-        self, images: Sequence[np.ndarray], *, batch_size: int = 4
+        self, images: Sequence[np.ndarray], *, batch_size: int = 4, um_per_px: float | None = None
     ) -> list[tuple[np.ndarray, list[Any]]]:
         segs = [_Seg(m, _bbox(m), 0.9) for m in self.masks]
         return [(np.asarray(im), segs) for im in images]

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 
 import typer
 
+from flakefinder.cli.options import OptionalOxideNmOpt, OptionalUmPerPxOpt
+
 if TYPE_CHECKING:
     from flakefinder.train.recipe import TrainRecipe
 
@@ -17,17 +19,18 @@ def register(app: typer.Typer) -> None:
 
 
 def train_cmd(
-    dataset: Path = typer.Argument(
-        ...,
+    dataset: Path | None = typer.Argument(
+        None,
         help="Dataset folder (annotations.json + images/), a COCO file, or labels to fine-tune "
-        "on: a Label Studio JSON export, labelme JSON (file or folder), Labelbox NDJSON.",
+        "on: a Label Studio JSON export, labelme JSON (file or folder), Labelbox NDJSON. "
+        "None with a self-training recipe (cpu_selftrain, gpu_selftrain): it builds its own.",
     ),
     out: Path = typer.Option(..., "--out", help="Model folder to write (also history, plots)."),
     recipe: str = typer.Option(
         "auto",
         "--recipe",
-        help="Built-in recipe (paper, cpu_small) or a recipe .toml file; auto: paper on a GPU, "
-        "cpu_small without one.",
+        help="Built-in recipe (paper, cpu_small, agnostic_cpu, cpu_selftrain, gpu_selftrain) or "
+        "a recipe .toml file; auto: paper on a GPU, cpu_small without one.",
     ),
     init_from: str | None = typer.Option(
         None,
@@ -38,8 +41,23 @@ def train_cmd(
     materials: list[str] | None = typer.Option(
         None,
         "--materials",
-        help="Train only these materials (repeat or comma-separate), e.g. --materials WTe2.",
+        help="Train only these materials (repeat or comma-separate), e.g. --materials WTe2; "
+        "with a self-training recipe: the material of the --unlabelled pictures.",
     ),
+    unlabelled: list[Path] | None = typer.Option(
+        None,
+        "--unlabelled",
+        help="Self-training recipes: a folder of your own unlabelled micrographs to "
+        "pseudo-label (repeatable; default: the shared real sets, see --real-data).",
+    ),
+    real_data: Path | None = typer.Option(
+        None,
+        "--real-data",
+        help="Self-training recipes: the shared real sets' folder (default "
+        "$FLAKEFINDER_REAL_DATA, else ../shared/data/real beside the checkout).",
+    ),
+    um_per_px: OptionalUmPerPxOpt = None,
+    oxide_nm: OptionalOxideNmOpt = None,
     input_format: str = typer.Option(
         "auto",
         "--format",
@@ -94,6 +112,25 @@ def train_cmd(
 
     rec = _recipe(recipe, device, stages=stages, epochs=epochs, iterations=iterations,
                   batch_size=batch_size)  # fmt: skip
+    if rec.selftrain is not None:
+        from flakefinder.cli.train_selftrain import selftrain_chunk
+
+        selftrain_chunk(rec, recipe, dataset, out, unlabelled=unlabelled or [], real_data=real_data,
+                        materials=materials, um_per_px=um_per_px, oxide_nm=oxide_nm,
+                        init_from=_init_folder(init_from), resume=resume, device=device,
+                        max_minutes=max_minutes)  # fmt: skip
+        return
+    if dataset is None:
+        from flakefinder.errors import DatasetError
+
+        raise DatasetError(
+            "DATASET is missing: give a dataset folder, COCO file or labels, or use a "
+            "self-training recipe (--recipe cpu_selftrain) that builds its own"
+        )
+    if unlabelled or real_data is not None:
+        from flakefinder.errors import DatasetError
+
+        raise DatasetError(f"--unlabelled and --real-data need a self-training recipe, not {rec.name}")
     if download_weights and rec.weights in ("coco", "imagenet"):
         from flakefinder.detect.maskrcnn_model import download_pretrained
 

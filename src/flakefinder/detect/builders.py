@@ -16,7 +16,9 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from pathlib import Path
 
+    from flakefinder.detect.maskrcnn import MaskRCNNDetector
     from flakefinder.detect.setup_io import LoadedSetup
+    from flakefinder.detect.terrace.detector import TerraceDetector
     from flakefinder.domain import Detector
 
 _OPTICS = (
@@ -29,7 +31,13 @@ _SEGMENT_CLASSIFY = (
     OptionSpec("score_threshold", "float", 0.5, "model's confidence floor", 0.0, 1.0),
     OptionSpec("max_sigma", "float", 5.0, "largest Mahalanobis distance to a layer", 0.0),
 )
-"""Options of Mask R-CNN outlines classified by a setup profile (``maskrcnn``/``union`` + setup)."""
+"""Options of Mask R-CNN outlines classified by a setup profile (``maskrcnn`` + setup)."""
+
+_UNION = (
+    *_SEGMENT_CLASSIFY[:2],
+    OptionSpec("max_sigma", "float", 4.0, "largest Mahalanobis distance to a layer", 0.0),
+)
+"""Options of ``union``: the network's device and score floor, the terrace classifier's sigma."""
 
 
 def _no_model(spec_name: str, model: Path | None) -> None:
@@ -80,23 +88,41 @@ def _build_maskrcnn(
 
     folder = model if model is not None else _default_model()
     if read_model_config(folder).class_agnostic:
-        from flakefinder.errors import ProfileError
+        # outlines from the network, material and layers from the terrace classifier
+        from flakefinder.detect.net_terrace import NetTerraceDetector
 
-        raise ProfileError(
-            f"the model {folder} is class-agnostic (it outlines flakes; material and layer number "
-            "come from a setup profile): pass --setup FILE (or --setup auto)"
-        )
+        seg_opts = {k: v for k, v in options.items()
+                    if k in ("device", "score_threshold", "mask_threshold")}  # fmt: skip
+        return NetTerraceDetector(_segmenter(folder, seg_opts), _terrace(None, options))
     return MaskRCNNDetector.from_folder(model, **options)  # type: ignore[arg-type]
+
+
+def _segmenter(folder: Path, options: Mapping[str, OptionValue]) -> MaskRCNNDetector:
+    """The network of ``folder`` as an outline source (any model; classes ignored)."""
+    from flakefinder.detect.maskrcnn import MaskRCNNDetector
+
+    return MaskRCNNDetector.from_folder(
+        folder, refine_layers=False, segment_only=True, **options  # type: ignore[arg-type]
+    )
+
+
+def _terrace(setup: LoadedSetup | None, options: Mapping[str, OptionValue]) -> TerraceDetector:
+    from flakefinder.detect.terrace.detector import TerraceDetector
+
+    sigma = {"max_sigma": options["max_sigma"]} if "max_sigma" in options else {}
+    return TerraceDetector(None if setup is None else setup.profile, **sigma)  # type: ignore[arg-type]
 
 
 def _build_union(
     model: Path | None, setup: LoadedSetup | None, options: Mapping[str, OptionValue]
 ) -> Detector:
-    if setup is None:
-        from flakefinder.errors import ProfileError
+    """The terrace detector (with the profile, or self-calibrating) with the network's instances
+    where they help (:mod:`flakefinder.detect.union`)."""
+    from flakefinder.detect.union import TerraceUnionDetector
 
-        raise ProfileError("--detector union needs a setup profile (--setup FILE or --setup auto)")
-    return _segment_and_classify("union", model, setup, options)
+    folder = model if model is not None else _default_model()
+    seg_opts = {k: v for k, v in options.items() if k in ("device", "score_threshold")}
+    return TerraceUnionDetector(_segmenter(folder, seg_opts), _terrace(setup, options))
 
 
 def _default_model() -> Path:
@@ -181,7 +207,8 @@ DETECTORS: tuple[DetectorSpec, ...] = (
     ),
     DetectorSpec(
         "maskrcnn",
-        "Mask R-CNN model folder (--model; default: the shipped model)",
+        "Mask R-CNN model folder (--model; default: the shipped model); a class-agnostic model"
+        " is classified per terrace (self-calibrating, or by --setup)",
         (
             OptionSpec("device", "str", "auto", "cpu, cuda, cuda:N or auto"),
             OptionSpec("score_threshold", "float", 0.5, "model's confidence floor", 0.0, 1.0),
@@ -199,15 +226,13 @@ DETECTORS: tuple[DetectorSpec, ...] = (
     ),
     DetectorSpec(
         "union",
-        "Mask R-CNN outlines classified by the setup profile, plus the calibrated contrast"
-        " detector's flakes that the network missed (needs --setup)",
-        (),
+        "the terrace detector's flakes plus the Mask R-CNN's where the terraces miss or split"
+        " them (with --setup, or self-calibrating)",
+        _UNION,
         _build_union,
         model="optional",
         accepts_setup=True,
-        requires_setup=True,
         score_option="score_threshold",
         device_option="device",
-        setup_options=_SEGMENT_CLASSIFY,
     ),
 )

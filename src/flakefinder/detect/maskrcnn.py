@@ -104,6 +104,21 @@ class Segment:
 SUBSTRATE_GREY = 129.0
 
 
+def auto_expose(rgb: np.ndarray, target_grey: float) -> np.ndarray:
+    """``rgb`` scaled by one gain so that its median grey level is ``target_grey``.
+
+    The software twin of a camera's auto-exposure: a dimmer or brighter lamp gives the network
+    the same picture (one gain for all channels, so colours are kept). The gain is limited to
+    1/3..3; within 1 % of 1 the image is returned as it is.
+    """
+    grey = float(np.median(rgb[::4, ::4].mean(axis=2)))
+    gain = float(np.clip(target_grey / max(grey, 1.0), 1 / 3, 3.0))
+    if abs(gain - 1.0) < 0.01:
+        return rgb
+    lut = np.clip(np.arange(256, dtype=np.float32) * gain + 0.5, 0, 255).astype(np.uint8)
+    return cast("np.ndarray", lut[rgb])
+
+
 class MaskRCNNDetector:
     """Detector around a torchvision Mask R-CNN built by :mod:`flakefinder.detect.maskrcnn_model`.
 
@@ -201,29 +216,24 @@ class MaskRCNNDetector:
 
     def _exposed(self, rgb: np.ndarray) -> np.ndarray:
         """The network's input: ``rgb`` scaled so its median grey level (the bare substrate,
-        which fills most of a field of view) is ``exposure_target_grey``, as in training.
-
-        This is the software twin of a camera's auto-exposure: a dimmer or brighter lamp gives
-        the network the same picture (one gain for all channels, so colours are kept). The
-        gain is limited to 1/3..3; ``exposure_target_grey=None`` turns it off.
-        """
-        if self.exposure_target_grey is None:
-            return rgb
-        grey = float(np.median(rgb[::4, ::4].mean(axis=2)))
-        gain = float(np.clip(self.exposure_target_grey / max(grey, 1.0), 1 / 3, 3.0))
-        if abs(gain - 1.0) < 0.01:
-            return rgb
-        lut = np.clip(np.arange(256, dtype=np.float32) * gain + 0.5, 0, 255).astype(np.uint8)
-        return cast("np.ndarray", lut[rgb])
+        which fills most of a field of view) is ``exposure_target_grey``, as in training
+        (:func:`auto_expose`); ``exposure_target_grey=None`` turns it off."""
+        return rgb if self.exposure_target_grey is None else auto_expose(rgb, self.exposure_target_grey)
 
     def segment_batch(
-        self, images: Sequence[np.ndarray], *, batch_size: int = 4
+        self, images: Sequence[np.ndarray], *, batch_size: int = 4, um_per_px: float | None = None
     ) -> list[tuple[np.ndarray, list[Segment]]]:
         """Instance masks without classes, for any model (class-agnostic or not).
 
         Returns, per image, the RGB uint8 image the network saw (before exposure scaling) and
-        its segments with score >= ``score_threshold``, best first.
+        its segments with score >= ``score_threshold``, best first. A model trained on tiles
+        (``config.tile_um_per_px``) runs tiled at its pixel size when ``um_per_px`` is given
+        (:func:`flakefinder.detect.tiling.segment_tiled`).
         """
+        if self.config.tile_um_per_px is not None and um_per_px is not None:
+            from flakefinder.detect.tiling import segment_tiled
+
+            return segment_tiled(self, images, um_per_px, batch_size=batch_size)
         out: list[tuple[np.ndarray, list[Segment]]] = []
         for start in range(0, len(images), max(1, batch_size)):
             for rgb, scale, pad, o in self._forward(images[start : start + batch_size]):
@@ -249,13 +259,14 @@ class MaskRCNNDetector:
         return segs
 
     def _forward(
-        self, images: Sequence[np.ndarray]
+        self, images: Sequence[np.ndarray], *, expose: bool = True
     ) -> list[tuple[np.ndarray, float, tuple[int, int], dict[str, torch.Tensor]]]:
+        """Letterbox (after :meth:`_exposed` unless ``expose`` is False) and run the network."""
         import torch
 
         rgbs = [to_rgb8(im, what=f"image {i}") for i, im in enumerate(images)]
         size = self.config.image_size
-        boxed = [letterbox(self._exposed(im), size) for im in rgbs]
+        boxed = [letterbox(self._exposed(im) if expose else im, size) for im in rgbs]
         tensors = [
             torch.from_numpy(np.ascontiguousarray(p.transpose(2, 0, 1)))
             .to(self.device)

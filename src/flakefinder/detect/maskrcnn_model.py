@@ -85,6 +85,7 @@ class ModelConfig:
     frozen_batchnorm: bool = True
     class_agnostic: bool = False  # one "flake" class; needs a setup profile to classify
     materials: tuple[str, ...] = ()  # materials seen in training (class-agnostic models)
+    tile_um_per_px: float | None = None  # trained on tiles at this pixel size: infer tiled
     version: int = CONFIG_VERSION
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
@@ -111,6 +112,8 @@ class ModelConfig:
             raise ModelError(f"duplicate class names in {list(names)}")
         if self.image_size < 32 or self.image_size % 32:
             raise ModelError(f"image_size must be a multiple of 32 (>= 32), got {self.image_size}")
+        if self.tile_um_per_px is not None and not 0.0 < float(self.tile_um_per_px) < 100.0:
+            raise ModelError(f"tile_um_per_px must lie in (0, 100) um, got {self.tile_um_per_px}")
         object.__setattr__(self, "class_names", names)
         for key, value in _HEAD_DEFAULTS[self.backbone].items():
             if getattr(self, key) is None:

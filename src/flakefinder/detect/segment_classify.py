@@ -41,9 +41,10 @@ class Segmenter(Protocol):
     version: str
 
     def segment_batch(
-        self, images: Sequence[np.ndarray], *, batch_size: int = 4
+        self, images: Sequence[np.ndarray], *, batch_size: int = 4, um_per_px: float | None = None
     ) -> list[tuple[np.ndarray, list[Any]]]:
-        """Per image: (RGB uint8, segments with ``mask``, ``bbox_px`` and ``score``)."""
+        """Per image: (RGB uint8, segments with ``mask``, ``bbox_px`` and ``score``); a model
+        trained on tiles runs tiled at ``um_per_px``."""
         ...
 
 
@@ -166,7 +167,9 @@ class SegmentClassifyDetector:
         check_compatible(self.profile, materials=context.materials)
         gs = layer_gaussians(self.profile, context.materials)
         out: list[list[Detection]] = []
-        for rgb, segs in self.segmenter.segment_batch(images, batch_size=batch_size):
+        for rgb, segs in self.segmenter.segment_batch(
+            images, batch_size=batch_size, um_per_px=context.um_per_px
+        ):
             classes = classify_masks(
                 rgb,
                 [s.mask for s in segs],
@@ -213,14 +216,15 @@ def _detections(
 
 def mask_iou(a: Detection, b: Detection, shape: tuple[int, int]) -> float:
     """IoU of two detections' masks (polygons rasterised when a mask is missing)."""
-    ma, mb = _mask(a, shape), _mask(b, shape)
+    ma, mb = rasterised_mask(a, shape), rasterised_mask(b, shape)
     inter = int(np.count_nonzero(ma & mb))
     if inter == 0:
         return 0.0
     return inter / float(np.count_nonzero(ma | mb))
 
 
-def _mask(d: Detection, shape: tuple[int, int]) -> np.ndarray:
+def rasterised_mask(d: Detection, shape: tuple[int, int]) -> np.ndarray:
+    """A detection's bool mask of ``shape``: its own, or its polygon filled."""
     if d.mask is not None and d.mask.shape == shape:
         return np.asarray(d.mask, dtype=bool)
     m = np.zeros(shape, dtype=np.uint8)
@@ -297,7 +301,8 @@ def combined_detector(
     max_sigma: float = 5.0,
     materials: Sequence[str] = (),
 ) -> Detector:
-    """``maskrcnn`` or ``union`` with a setup profile (built by the detector registry).
+    """``maskrcnn`` with a setup profile (built by the detector registry); ``union`` here is the
+    older combination with the calibrated contrast detector (``bench_segment_classify.py``).
 
     ``model`` is the model folder (None: the shipped one); ``materials`` are checked against the
     materials a class-aware model knows.

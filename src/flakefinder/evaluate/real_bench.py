@@ -39,6 +39,7 @@ from flakefinder.evaluate.real_types import LabelledImage, RealSet
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
+    from pathlib import Path
 
     import numpy as np
 
@@ -141,7 +142,7 @@ def _context(setup: SetSetup, material: str | None = None) -> ImagingContext:
 def _run_none(
     rs: RealSet, images: Sequence[np.ndarray], name: str, setup: SetSetup,
     truth_of: Callable[[int], TruthImage | None], kind: str, stand_in: str | None,
-    iou: float, timing_images: int,
+    iou: float, timing_images: int, model: Path | None = None,
 ) -> ModeResult:
     from flakefinder.detect.registry import create_detector
     from flakefinder.domain import BatchDetector
@@ -153,7 +154,7 @@ def _run_none(
     while True:
         ctx = _context(setup, material)
         try:
-            det = create_detector(name)
+            det = create_detector(name, model=model)
             if isinstance(det, BatchDetector):
                 t0 = time.perf_counter()
                 found = det.detect_batch(list(images), ctx)
@@ -202,7 +203,7 @@ def _regions(truth: Sequence[TruthImage]) -> list[Any]:
 def _run_labels2(
     rs: RealSet, images: Sequence[np.ndarray], name: str, setup: SetSetup,
     truth_of: Callable[[int], TruthImage | None], kind: str, has_truth: bool,
-    splits: int, seed: int, iou: float,
+    splits: int, seed: int, iou: float, model: Path | None = None,
 ) -> ModeResult:
     from flakefinder.calibration.api import calibrate
     from flakefinder.detect.registry import create_detector, detector_spec
@@ -236,7 +237,7 @@ def _run_labels2(
                 um_per_px=setup.um_per_px, regions=regions, name=f"{rs.name}-split{k}",
             )
             cal_s.append(time.perf_counter() - t0)
-            det = create_detector(name, setup=report.profile)
+            det = create_detector(name, model=model, setup=report.profile)
             run = _detect_each(det, images, test, ctx, truth_of, iou)
         except FlakefinderError as exc:
             failures.append(f"split {k}: {exc}")
@@ -257,7 +258,7 @@ def _run_labels2(
 
 def _run_table(
     rs: RealSet, images: Sequence[np.ndarray], name: str, setup: SetSetup,
-    truth_of: Callable[[int], TruthImage | None], iou: float,
+    truth_of: Callable[[int], TruthImage | None], iou: float, model: Path | None = None,
 ) -> ModeResult:
     from flakefinder.calibration.gmm import import_gmm
     from flakefinder.detect.registry import create_detector
@@ -273,17 +274,28 @@ def _run_table(
             um_per_px=setup.um_per_px, name=f"{rs.name}-lab-table",
         )
         cal_s = time.perf_counter() - t0
-        det = create_detector(name, setup=profile)
+        det = create_detector(name, model=model, setup=profile)
         idx = list(range(n))
         run = _detect_each(det, images, idx, _context(setup), truth_of, iou)
     except FlakefinderError as exc:
         return ModeResult(rs.name, "table", "n/a", n, notes=(*notes, f"error: {exc}"))
     kind = "accuracy" if rs.truth is not None else "reference"
     notes.append(f"lab table {rs.lab_table.name}")
+    tabled = {(t.material, e.n_layers) for t in profile.materials for e in t.layers}
     return ModeResult(
         rs.name, "table", kind, n, (run.score,), tuple(run.ms), (cal_s,), tuple(notes),
-        exhaustive=rs.exhaustive, image_indices=tuple(idx), detections=tuple(run.detections),
+        exhaustive=rs.exhaustive, image_indices=tuple(idx),
+        detections=tuple(tuple(_table_layers(d, tabled) for d in dets) for dets in run.detections),
     )
+
+
+def _table_layers(det: Detection, tabled: set[tuple[str, int]]) -> Detection:
+    """``det`` with its layer number only where the lab's table holds that layer: a number the
+    classifier read beyond the table's ends is its own estimate, not the lab's (agreement rows
+    compare layer numbers with the table's only)."""
+    if det.layer_count is None or (det.material, det.layer_count) in tabled:
+        return det
+    return replace(det, layer_count=None, layer_alternative=None)
 
 
 def _no_truth(i: int) -> TruthImage | None:
@@ -321,12 +333,14 @@ def run_mode(
     stand_in: str | None = None,
     iou_threshold: float = 0.5,
     timing_images: int = 8,
+    model: Path | None = None,
 ) -> ModeResult:
     """Run one mode of the protocol on a loaded set (``images``: its pictures, RGB uint8).
 
     ``reference``: the ``table`` mode's result, on a set without labels (agreement rows).
     ``stand_in``: a material the detector knows, used in mode ``none`` when it does not know
-    the set's material (layer numbers are then not compared).
+    the set's material (layer numbers are then not compared). ``model``: the detector's model
+    folder (None: its default).
     """
     if mode not in MODES:
         raise DatasetError(f"unknown mode {mode!r}; modes: {', '.join(MODES)}")
@@ -342,11 +356,13 @@ def run_mode(
         truth_of, kind, has_truth = _no_truth, "counts", False
     if mode == "none":
         return _run_none(
-            rs, images, detector, setup, truth_of, kind, stand_in, iou_threshold, timing_images
+            rs, images, detector, setup, truth_of, kind, stand_in, iou_threshold, timing_images,
+            model,
         )
     if mode == "labels2":
         return _run_labels2(
-            rs, images, detector, setup, truth_of, kind, has_truth, splits, seed, iou_threshold
+            rs, images, detector, setup, truth_of, kind, has_truth, splits, seed, iou_threshold,
+            model,
         )
-    return _run_table(rs, images, detector, setup, truth_of, iou_threshold)
+    return _run_table(rs, images, detector, setup, truth_of, iou_threshold, model)
 

@@ -129,6 +129,9 @@ def create_app(
         finally:
             for entry in served.values():
                 entry.batcher.stop()
+            web_db = getattr(app.state, "web_db", None)
+            if web_db is not None:
+                web_db.close()  # pooled connections close with the server (usable again later)
 
     app = FastAPI(
         title="flakefinder inference server",

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from flakefinder.errors import FlakefinderError
+from flakefinder.train.selftrain_spec import SelfTrainSpec
 
 RECIPE_DIR = Path(__file__).with_name("recipes")
 LAYER_CHOICES = ("heads", "4+", "all")
@@ -87,6 +88,8 @@ class TrainRecipe:
     rpn_post_nms_train: int = 2000  # RPN proposals kept per image in training
     warmup_iterations: int = 0  # linear lr warm-up over the first steps (the paper: none)
     frozen_batchnorm: bool = True  # False: trainable BatchNorm (for training without pretraining)
+    tile_um_per_px: float = 0.0  # > 0: trained on tiles at this pixel size, inferred tiled
+    selftrain: SelfTrainSpec | None = None  # [selftrain]: the dataset is built by self-training
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -102,6 +105,8 @@ class TrainRecipe:
         d = dataclasses.asdict(self)
         d["stages"] = [dataclasses.asdict(s) for s in self.stages]
         d["materials"] = list(self.materials)
+        if self.selftrain is None:
+            d.pop("selftrain")
         return d
 
     @classmethod
@@ -119,6 +124,8 @@ class TrainRecipe:
             if isinstance(kwargs["materials"], str):
                 raise RecipeError(f"{source}: materials must be a list of names")
             kwargs["materials"] = tuple(str(m) for m in kwargs["materials"])
+        if kwargs.get("selftrain") is not None:
+            kwargs["selftrain"] = SelfTrainSpec.from_dict(kwargs["selftrain"], source=source)
         if "loss_weights" in kwargs:
             lw = kwargs["loss_weights"]
             if not isinstance(lw, dict):
@@ -223,6 +230,14 @@ def _validate(r: TrainRecipe) -> None:
         (f"weights must be one of {WEIGHT_CHOICES}", r.weights in WEIGHT_CHOICES),
         ("materials must be a non-empty list of names", bool(r.materials)),
         ("class_agnostic must be true or false", isinstance(r.class_agnostic, bool)),
+        (
+            "tile_um_per_px must be a number in [0, 100)",
+            _num(r.tile_um_per_px) and 0.0 <= r.tile_um_per_px < 100.0,
+        ),
+        (
+            "a [selftrain] recipe needs class_agnostic = true and tile_um_per_px > 0",
+            r.selftrain is None or (r.class_agnostic and r.tile_um_per_px > 0),
+        ),
     ]
     for message, ok in checks:
         if not ok:
@@ -245,6 +260,11 @@ def _num(v: Any) -> bool:
 def auto_recipe_name(cuda_available: bool) -> str:
     """The recipe ``--recipe auto`` picks: the paper's on a GPU, ``cpu_small`` without one."""
     return "paper" if cuda_available else "cpu_small"
+
+
+def is_selftrain(rec: TrainRecipe) -> bool:
+    """Whether the recipe builds its own dataset by self-training (a ``[selftrain]`` table)."""
+    return rec.selftrain is not None
 
 
 def builtin_recipes() -> tuple[str, ...]:

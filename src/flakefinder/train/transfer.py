@@ -99,6 +99,7 @@ def build_training_model(
             image_size=recipe.image_size,
             class_agnostic=recipe.class_agnostic,
             materials=recipe.materials if recipe.class_agnostic else (),
+            tile_um_per_px=recipe.tile_um_per_px or None,
         )
         model = build_model(config, weights=recipe.weights)
         apply_sampling(model, recipe)
@@ -113,6 +114,7 @@ def build_training_model(
         max_size=None,
         class_agnostic=recipe.class_agnostic,
         materials=recipe.materials if recipe.class_agnostic else (),
+        tile_um_per_px=recipe.tile_um_per_px or None,
     )
     model = build_model(config, weights="none")
     apply_sampling(model, recipe)

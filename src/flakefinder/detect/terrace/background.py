@@ -4,8 +4,8 @@ The substrate is found as a region, not only as a colour: the edge-free areas (l
 gradient) that mostly hold the substrate colour. A smooth field is then spread from them by
 normalised convolution (a Gaussian-weighted average of substrate pixels only), which follows
 vignetting, illumination gradients and tinted corners, and fills the area under flakes from their
-surroundings. Two more rounds re-admit pixels that fit the field (corners first excluded because
-they were darker than the mode) and drop those that do not (faint flakes that leaked in).
+surroundings. Two more rounds take as substrate exactly the pixels that fit the field: corners
+first left out rejoin, faint flakes that leaked into the first mask leave it.
 
 Contrast is kept as ``L = log(I / I_substrate)`` per channel, smoothed by a 1-pixel Gaussian;
 ``C = exp(L) - 1`` is the profile convention ``I / I_substrate - 1``. Channels that clip on the
@@ -120,7 +120,6 @@ def estimate_background(
     k_sigma: float = 4.0,
     min_contrast: float = 0.008,
     edge_k: float = 5.0,
-    readmit: float = 0.08,
 ) -> Background:
     """Fit the substrate field of ``work`` and mark the foreground.
 
@@ -136,8 +135,6 @@ def estimate_background(
     edge_k
         Pixels whose colour gradient exceeds ``edge_k`` times the image's median gradient are
         edges; the substrate is grown through the edge-free ones.
-    readmit
-        In the second round, pixels within this (log) contrast of the field rejoin the substrate.
 
     Raises
     ------
@@ -170,15 +167,13 @@ def estimate_background(
     is_sub[0] = False
     sub = is_sub[lab] & (spread < 0.15)
     sigma = max(th, tw) / 16.0
-    for round_ in range(2):
+    for _ in range(2):
         if not sub.any():
             raise ImageError("no bare substrate found: the substrate area is too small to fit")
         _, _, fg4 = _contrast(log4, sub, _field(small4, sub, sigma), valid, k_sigma, min_contrast)
-        if round_ == 0:
-            lc4 = log4 - np.log(np.maximum(_field(small4, sub, sigma), 1.0))
-            sub = (channel_abs_max(lc4, valid) < readmit) & calm
-        else:
-            sub = ~cv2.dilate(fg4.astype(np.uint8), _K3).astype(bool)
+        # whatever fits the field is substrate (corners the first mask missed rejoin), whatever
+        # does not is not (faint flakes that leaked into the first mask leave it)
+        sub = ~cv2.dilate(fg4.astype(np.uint8), _K3).astype(bool)
     if not sub.any():
         raise ImageError("no bare substrate found: the substrate area is too small to fit")
     field = cv2.resize(_field(small4, sub, sigma), (w, h), interpolation=cv2.INTER_LINEAR)

@@ -129,6 +129,20 @@ class TerraceDetector:
         self, images: Sequence[np.ndarray], context: ImagingContext, names: Sequence[str] | None = None
     ) -> list[list[Detection]]:
         """The flake terraces of each image; self-calibrates on this batch when needed."""
+        return [
+            [] if tm is None or clf is None else self.detections(tm, clf, context)
+            for tm, clf in self.analyse(images, context, names)
+        ]
+
+    def analyse(
+        self, images: Sequence[np.ndarray], context: ImagingContext, names: Sequence[str] | None = None
+    ) -> list[tuple[TerraceMap | None, TerraceClassifier | None]]:
+        """Per image, its terraces and the classifier of its camera setting (None, None when the
+        image cannot be searched; noted). Self-calibrates on this batch when needed.
+
+        Other detectors that outline flakes their own way (:mod:`flakefinder.detect.net_terrace`)
+        classify their regions with the same maps and classifiers.
+        """
         imgs = [check_rgb_image(im) for im in images]
         labels = list(names) if names is not None else [f"image {i + 1}" for i in range(len(imgs))]
         maps: list[TerraceMap | None] = []
@@ -139,13 +153,7 @@ class TerraceDetector:
                 self.notes.append(f"{label}: no flakes searched ({exc})")
                 maps.append(None)
         classifiers = self._classifiers(maps, imgs, context, labels)
-        out: list[list[Detection]] = []
-        for tm, clf in zip(maps, classifiers, strict=True):
-            if tm is None or clf is None:
-                out.append([])
-                continue
-            out.append(self._detections(tm, clf, context))
-        return out
+        return list(zip(maps, classifiers, strict=True))
 
     # -- classification ---------------------------------------------------------------------------
     def _classifiers(
@@ -217,7 +225,7 @@ class TerraceDetector:
             self.calibrations.append(s)
 
     # -- output -----------------------------------------------------------------------------------
-    def _detections(
+    def detections(
         self, tm: TerraceMap, clf: TerraceClassifier, context: ImagingContext
     ) -> list[Detection]:
         from flakefinder.detect.contrast import mask_polygon

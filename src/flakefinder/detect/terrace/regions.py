@@ -5,9 +5,10 @@
 2. Merging: touching pieces whose mean colours differ by less than their own scatter (or a
    small absolute/relative step) are one terrace; pieces on two sides of an edge line only when
    their colours nearly agree.
-3. Slivers (no pixel further than ``thin_px`` from another region) and crumbs are dissolved.
-4. Growth: terraces take back the edge lines and rims they own: up to ``grow_px`` without
+3. Growth: terraces take back the edge lines and rims they own: up to ``grow_px`` without
    condition and a little further where the colour agrees.
+4. Slivers (no pixel further than ``thin_px`` from another region) and crumbs are dissolved,
+   and the others grow into what they leave.
 5. Half contrast: a pixel whose colour is nearer the substrate's than its terrace's goes back to
    the substrate, so a blurred outline ends where the step is half done.
 """
@@ -34,7 +35,7 @@ class RegionSettings:
     canny_low: float = 2.0
     canny_high: float = 5.0
     bright: float = 0.37
-    rim_px: int = 2
+    rim_px: int = 4
     merge_abs: float = 0.015
     merge_rel: float = 0.06
     merge_sd: float = 2.0
@@ -101,17 +102,19 @@ def adjacent_pairs(labels: np.ndarray, where: np.ndarray, window: int) -> np.nda
     return np.unique(np.stack([lo[sel], hi[sel]], axis=1).astype(np.int64), axis=0)
 
 
-def edge_lines(log_contrast: np.ndarray, noise: np.ndarray, valid: np.ndarray,
-               low: float, high: float) -> np.ndarray:
-    """Canny edge lines of the log contrast in units of the substrate noise."""
-    scaled = log_contrast / np.where(valid, noise, 1.0).astype(np.float32)
-    scaled[:, :, ~valid] = 0.0
-    dx = cv2.Sobel(scaled, cv2.CV_32F, 1, 0, ksize=3) / 8.0
-    dy = cv2.Sobel(scaled, cv2.CV_32F, 0, 1, ksize=3) / 8.0
-    fixed = 100.0  # Canny takes 16-bit derivatives: fixed point
-    dx16 = np.clip(dx * fixed, -32000, 32000).astype(np.int16)
-    dy16 = np.clip(dy * fixed, -32000, 32000).astype(np.int16)
-    return np.asarray(cv2.Canny(dx16, dy16, low * fixed, high * fixed, L2gradient=True) > 0)
+def edge_lines(
+    log_contrast: np.ndarray, noise: np.ndarray, valid: np.ndarray, low: float, high: float
+) -> np.ndarray:
+    """Canny edge lines of the log contrast in units of the substrate noise (per pixel of step)."""
+    fixed = 10.0  # noise units in fixed point; Sobel sums 8 of them
+    scaled = log_contrast * (fixed / np.where(valid, noise, np.inf)).astype(np.float32)
+    np.minimum(scaled, 3000.0, out=scaled)  # bulk steps saturate, far above any threshold
+    np.maximum(scaled, -3000.0, out=scaled)
+    z16 = scaled.astype(np.int16)
+    dx = cv2.Sobel(z16, cv2.CV_16S, 1, 0, ksize=3)
+    dy = cv2.Sobel(z16, cv2.CV_16S, 0, 1, ksize=3)
+    k = 8.0 * fixed
+    return np.asarray(cv2.Canny(dx, dy, low * k, high * k, L2gradient=True) > 0)
 
 
 def _pieces(core: np.ndarray, log_contrast: np.ndarray, bin_width: float) -> np.ndarray:
@@ -172,15 +175,6 @@ def _dissolve_slivers(labels: np.ndarray, s: RegionSettings) -> np.ndarray:
     return out
 
 
-def _nearest_label(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For every pixel, the distance to and the label of the nearest labelled pixel."""
-    zero = (labels == 0).astype(np.uint8)
-    dist, idx = cv2.distanceTransformWithLabels(zero, cv2.DIST_L2, 3, labelType=cv2.DIST_LABEL_PIXEL)
-    # DIST_LABEL_PIXEL numbers the labelled (zero-valued) pixels 1..k in raster order
-    owners = np.concatenate([[0], labels[zero == 0]]).astype(np.int32)
-    return dist, owners[idx]
-
-
 def terrace_labels(
     log_contrast: np.ndarray,
     noise: np.ndarray,
@@ -203,19 +197,11 @@ def terrace_labels(
     if labels.max() == 0:
         return labels
     labels = _merge(labels, log_contrast, valid, core, usable & lines, s)
+    # take back the edge lines first: a faint flake crossed by noise edges is not a sliver
+    labels = _grow(labels, log_contrast, valid, usable & ~rim, s)
     labels = _dissolve_slivers(labels, s)
+    labels = _grow(labels, log_contrast, valid, usable & ~rim, s)
     n = int(labels.max()) + 1
-    mean, _, _ = region_stats(labels, log_contrast, n)
-    dist, owner = _nearest_label(labels)
-    cand = (labels == 0) & usable & ~rim & (owner > 0) & (dist <= s.grow_far_px)
-    ys, xs = np.nonzero(cand)
-    own = owner[ys, xs]
-    mu = mean[own][:, valid]
-    diff = np.sqrt(np.sum((log_contrast[ys, xs][:, valid] - mu) ** 2, axis=1))
-    tol = np.maximum(s.grow_tol, 0.15 * np.abs(mu).max(axis=1))
-    ok = (dist[ys, xs] <= s.grow_px) | (diff < tol)
-    labels = labels.copy()
-    labels[ys[ok], xs[ok]] = own[ok]
     mean, _, _ = region_stats(labels, log_contrast, n)
     ys, xs = np.nonzero(labels)
     lab = labels[ys, xs]
@@ -225,3 +211,33 @@ def terrace_labels(
     back = d_sub < d_own
     labels[ys[back], xs[back]] = 0
     return labels
+
+
+def _grow(
+    labels: np.ndarray, log_contrast: np.ndarray, valid: np.ndarray, into: np.ndarray,
+    s: RegionSettings,
+) -> np.ndarray:
+    """Unlabelled pixels of ``into`` join a neighbouring terrace, one pixel ring at a time:
+    the first ``grow_px`` rings always, up to ``grow_far_px`` where their colour agrees with
+    the terrace's."""
+    n = int(labels.max()) + 1
+    if n <= 1:
+        return labels
+    mean, _, _ = region_stats(labels, log_contrast, n)
+    mag = np.abs(mean[:, valid]).max(axis=1)
+    tol = np.maximum(s.grow_tol, 0.15 * mag)
+    out = labels.copy()
+    lab_f = out.astype(np.float32)  # exact below 2**24
+    for ring in range(1, int(s.grow_far_px) + 1):
+        reach = cv2.dilate(lab_f, _K3)  # the largest neighbouring label
+        ys, xs = np.nonzero((out == 0) & into & (reach > 0))
+        if ys.size == 0:
+            break
+        own = reach[ys, xs].astype(np.int32)
+        if ring > s.grow_px:
+            diff = np.sqrt(np.sum((log_contrast[ys, xs][:, valid] - mean[own][:, valid]) ** 2, axis=1))
+            ok = diff < tol[own]
+            ys, xs, own = ys[ok], xs[ok], own[ok]
+        out[ys, xs] = own
+        lab_f[ys, xs] = own
+    return out

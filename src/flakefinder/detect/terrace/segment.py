@@ -17,6 +17,9 @@ from flakefinder.detect.terrace.features import (
 from flakefinder.detect.terrace.image import WorkingImage, working_image
 from flakefinder.detect.terrace.regions import RegionSettings, region_stats, terrace_labels
 
+MIN_FLAKE_LOG_CONTRAST = 0.008
+"""The foreground's minimum |log contrast| (``SegmentSettings.min_contrast``'s default)."""
+
 
 @dataclass(frozen=True)
 class SegmentSettings:
@@ -36,7 +39,7 @@ class SegmentSettings:
 
     long_side_px: int = 1024
     k_sigma: float = 4.0
-    min_contrast: float = 0.008
+    min_contrast: float = MIN_FLAKE_LOG_CONTRAST
     regions: RegionSettings = field(default_factory=RegionSettings)
     limits: FeatureLimits = field(default_factory=FeatureLimits)
 
@@ -107,6 +110,42 @@ class TerraceMap:
     def area_full_px(self, terrace: Terrace) -> float:
         """Area in original pixels."""
         return float(terrace.features.area_px * self.work.factor**2)
+
+    def mask_contrast(self, mask: np.ndarray, k_sigma: float = 4.0) -> tuple[np.ndarray, bool]:
+        """Contrast of any region given as an (H, W) bool mask at the original resolution.
+
+        The median log contrast of its eroded interior at working resolution (as for a
+        terrace), as ``C = I / I_substrate - 1`` with NaN in channels that carry none, and
+        whether it stands out of the substrate (more than ``k_sigma`` noise sds and the
+        foreground's minimum contrast in some valid channel).
+        """
+        import cv2
+
+        f = self.work.factor
+        h, w = self.labels.shape
+        m8 = np.asarray(mask, dtype=np.uint8)[: h * f, : w * f]
+        if f > 1:
+            m8 = np.asarray(cv2.resize(m8 * np.uint8(255), (w, h), interpolation=cv2.INTER_AREA))
+            m8 = (m8 >= 128).astype(np.uint8)
+        m = m8.astype(bool)
+        if m.shape != (h, w):
+            grown = np.zeros((h, w), dtype=bool)
+            grown[: m.shape[0], : m.shape[1]] = m
+            m = grown
+        inner = cv2.erode(m.view(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+        sel = inner if int(inner.sum()) >= 6 else m
+        nan3 = np.full(3, np.nan)
+        if not sel.any():
+            return nan3, False
+        med = np.median(self.background.log_contrast[sel], axis=0).astype(np.float64)
+        valid = self.work.valid
+        c = np.where(valid, np.expm1(med), np.nan)
+        if not valid.any():
+            return c, False
+        mag = np.abs(med[valid])
+        noise = np.asarray(self.background.noise, dtype=np.float64)[valid]
+        significant = bool(np.any((mag > k_sigma * noise) & (mag > MIN_FLAKE_LOG_CONTRAST)))
+        return c, significant
 
 
 def segment_terraces(image: np.ndarray, settings: SegmentSettings | None = None) -> TerraceMap:
