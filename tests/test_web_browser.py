@@ -10,15 +10,14 @@ package; no ``playwright install`` download is used.
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from browser_helpers import checked_page, launched_chromium
 from flakefinder.server.app import create_app
 from flakefinder.server.settings import ServerSettings
 from server_helpers import running_server
@@ -26,33 +25,10 @@ from web_helpers import populate, populate_grid, populate_strip
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = os.environ.get("FLAKEFINDER_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-TIMEOUT_MS = 10_000  # per auto-waiting action / assertion; the whole module takes a few seconds
-
-
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not Path(CHROMIUM).is_file():
-        pytest.skip(f"no chromium at {CHROMIUM} (set FLAKEFINDER_CHROMIUM)")
-    sync_api = pytest.importorskip(
-        "playwright.sync_api", reason="the playwright package is not installed"
-    )
-    with sync_api.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
+    with launched_chromium() as b:
+        yield b
 
 
 @pytest.fixture
@@ -65,26 +41,8 @@ def base_url(db_url: str, tmp_path: Path) -> Iterator[str]:
 
 @pytest.fixture
 def page(browser: Any, base_url: str) -> Iterator[Any]:
-    from playwright.sync_api import expect
-
-    expect.set_options(timeout=TIMEOUT_MS)
-    context = browser.new_context(base_url=base_url, accept_downloads=True)
-    context.set_default_timeout(TIMEOUT_MS)
-    pg = context.new_page()
-    errors: list[str] = []
-    pg.on("pageerror", lambda exc: errors.append(str(exc)))
-    # anything the Content-Security-Policy blocks is an error too (the UI must not need it)
-    pg.on(
-        "console",
-        lambda msg: errors.append(msg.text)
-        if msg.type == "error" and "Content Security Policy" in msg.text
-        else None,
-    )
-    try:
+    with checked_page(browser, base_url, accept_downloads=True) as pg:
         yield pg
-        assert errors == [], f"JavaScript errors: {errors}"
-    finally:
-        context.close()
 
 
 def _card_ids(page: Any) -> list[int]:

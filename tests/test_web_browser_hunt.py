@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from browser_helpers import checked_page, launched_chromium
 from flakefinder.server.app import create_app
 from flakefinder.server.settings import ServerSettings
 from hunt_helpers import populate_hunt
@@ -20,50 +20,19 @@ from server_helpers import running_server
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = os.environ.get("FLAKEFINDER_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync",
-        "--disable-background-networking", "--disable-component-update"]  # fmt: skip
-TIMEOUT_MS = 10_000
-
-
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    if not Path(CHROMIUM).is_file():
-        pytest.skip(f"no chromium at {CHROMIUM} (set FLAKEFINDER_CHROMIUM)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    with sync_api.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
+    with launched_chromium() as b:
+        yield b
 
 
 @pytest.fixture
 def page(browser: Any, db_url: str, tmp_path: Path) -> Iterator[Any]:
-    from playwright.sync_api import expect
-
     populate_hunt(db_url, tmp_path).close()
     app = create_app(ServerSettings(detector="none", database_url=db_url))
-    with running_server(app) as url:
-        expect.set_options(timeout=TIMEOUT_MS)
-        context = browser.new_context(base_url=url, viewport={"width": 1280, "height": 900})
-        context.set_default_timeout(TIMEOUT_MS)
-        pg = context.new_page()
-        errors: list[str] = []
-        pg.on("pageerror", lambda exc: errors.append(str(exc)))
-        # anything the Content-Security-Policy blocks is an error too (the UI must not need it)
-        pg.on(
-            "console",
-            lambda msg: errors.append(msg.text)
-            if msg.type == "error" and "Content Security Policy" in msg.text
-            else None,
-        )
-        try:
-            yield pg
-            assert errors == [], f"JavaScript errors: {errors}"
-        finally:
-            context.close()
+    viewport = {"width": 1280, "height": 900}
+    with running_server(app) as url, checked_page(browser, url, viewport=viewport) as pg:
+        yield pg
 
 
 def shot(page: Any, tmp_path: Path, name: str) -> None:

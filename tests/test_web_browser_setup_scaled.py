@@ -11,42 +11,24 @@ from typing import Any
 import numpy as np
 import pytest
 
+from browser_helpers import checked_page
 from flakefinder.server.app import create_app
 from flakefinder.server.settings import ServerSettings
 from server_helpers import running_server
-from test_web_browser import TIMEOUT_MS, browser  # noqa: F401 (the chromium fixture)
+from test_web_browser import browser  # noqa: F401 (the chromium fixture)
 
 pytestmark = pytest.mark.browser
 
 
 @pytest.fixture
 def scaled_page(browser: Any, tmp_path: Path) -> Iterator[Any]:  # noqa: F811
-    from playwright.sync_api import expect
-
     settings = ServerSettings(
         detector="none",
         database_url=f"sqlite:///{tmp_path / 'f.db'}",
         max_work_pixels=240 * 180,  # the 720 x 540 uploads are kept at 240 x 180
     )
-    with running_server(create_app(settings)) as url:
-        expect.set_options(timeout=TIMEOUT_MS)
-        context = browser.new_context(base_url=url)
-        context.set_default_timeout(TIMEOUT_MS)
-        page = context.new_page()
-        errors: list[str] = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        # anything the Content-Security-Policy blocks is an error too (the UI must not need it)
-        page.on(
-            "console",
-            lambda msg: errors.append(msg.text)
-            if msg.type == "error" and "Content Security Policy" in msg.text
-            else None,
-        )
-        try:
-            yield page
-            assert errors == [], f"JavaScript errors: {errors}"
-        finally:
-            context.close()
+    with running_server(create_app(settings)) as url, checked_page(browser, url) as page:
+        yield page
 
 
 def test_setup_page_on_uploads_shrunk_to_the_working_size(scaled_page: Any, tmp_path: Path) -> None:
