@@ -4,15 +4,14 @@ Skips like ``test_web_browser.py`` when chromium or playwright is missing."""
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from browser_helpers import checked_page, launched_chromium
 from flakefinder.server.app import create_app
 from flakefinder.server.settings import ServerSettings
 from server_helpers import running_server
@@ -21,31 +20,15 @@ from web_helpers import populate
 pytestmark = pytest.mark.browser
 
 KEY = "browser-key-42"
-CHROMIUM = os.environ.get("FLAKEFINDER_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync"]
 
 
 @pytest.fixture
 def page(tmp_path: Path) -> Iterator[Any]:
-    if not Path(CHROMIUM).is_file():
-        pytest.skip(f"no chromium at {CHROMIUM} (set FLAKEFINDER_CHROMIUM)")
-    sync_api = pytest.importorskip("playwright.sync_api")
     url = f"sqlite:///{tmp_path / 'web.db'}"
     populate(url, tmp_path / "tiles").close()
     app = create_app(ServerSettings(detector="none", database_url=url, api_key=KEY))
-    with running_server(app) as base, sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        context = browser.new_context(base_url=base)
-        context.set_default_timeout(10_000)
-        sync_api.expect.set_options(timeout=10_000)
-        pg = context.new_page()
-        errors: list[str] = []
-        pg.on("pageerror", lambda exc: errors.append(str(exc)))
-        try:
-            yield pg
-            assert errors == []
-        finally:
-            browser.close()
+    with launched_chromium() as browser, running_server(app) as base, checked_page(browser, base) as pg:
+        yield pg
 
 
 def test_login_then_browse_change_and_design(page: Any) -> None:
