@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from flakefinder.detect.maskrcnn import Segment
+from flakefinder.detect.instances import Segment
 from flakefinder.detect.net_terrace import NetTerraceDetector
 from flakefinder.detect.terrace.detector import TerraceDetector
 from flakefinder.detect.union import TerraceUnionDetector, merge_union, same_call

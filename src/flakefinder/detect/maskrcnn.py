@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import cv2
 import numpy as np
 
+from flakefinder.detect.instances import Segment
 from flakefinder.detect.letterbox import letterbox, unletterbox_boxes, unletterbox_mask
 from flakefinder.domain import Detection, ImagingContext, parse_category_name
 from flakefinder.errors import ModelError
@@ -88,15 +88,6 @@ def mask_to_polygon(
     if len(pts) < 3:
         return None
     return tuple((float(x), float(y)) for x, y in pts)
-
-
-@dataclass(frozen=True, eq=False)
-class Segment:
-    """One instance mask of the network, before classification."""
-
-    mask: np.ndarray  # bool (H, W)
-    bbox_px: tuple[float, float, float, float]
-    score: float
 
 
 # Median grey level of the bare 90 nm SiO2/Si substrate in the synthetic training images at the
@@ -228,10 +219,10 @@ class MaskRCNNDetector:
         Returns, per image, the RGB uint8 image the network saw (before exposure scaling) and
         its segments with score >= ``score_threshold``, best first. A model trained on tiles
         (``config.tile_um_per_px``) runs tiled at its pixel size when ``um_per_px`` is given
-        (:func:`flakefinder.detect.tiling.segment_tiled`).
+        (:func:`flakefinder.detect.maskrcnn_tiled.segment_tiled`).
         """
         if self.config.tile_um_per_px is not None and um_per_px is not None:
-            from flakefinder.detect.tiling import segment_tiled
+            from flakefinder.detect.maskrcnn_tiled import segment_tiled
 
             return segment_tiled(self, images, um_per_px, batch_size=batch_size)
         out: list[tuple[np.ndarray, list[Segment]]] = []

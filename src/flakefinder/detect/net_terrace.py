@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from flakefinder.calibration.profile import SetupProfile
-    from flakefinder.detect.maskrcnn import Segment
+    from flakefinder.detect.instances import Segment
     from flakefinder.detect.terrace.classify import TerraceClassifier
     from flakefinder.detect.terrace.detector import TerraceDetector
     from flakefinder.detect.terrace.segment import TerraceMap
