@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from cli_helpers import run_cli
 from flakefinder.annotate import labelstudio
 from flakefinder.annotate.roundtrip import ReadReport, import_dataset, read_report
 from flakefinder.annotate.shapes import LabeledImage, LabeledShape, to_coco
-from flakefinder.cli.main import main
 from flakefinder.errors import DatasetError
 
 TRI = ((10.0, 12.5), (40.25, 12.0), (25.0, 50.75))
@@ -161,16 +160,7 @@ def test_url_prefix_and_nested_names() -> None:
 
 
 def _cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str):
-    monkeypatch.setattr(sys, "argv", ["flakefinder", *args])
-    capsys.readouterr()
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    cap = capsys.readouterr()
-    assert "Traceback" not in cap.out + cap.err
-    return code, cap.out, cap.err
+    return run_cli(monkeypatch, capsys, *args)
 
 
 def test_cli_export_skips_corrupt_image_and_import_reports(

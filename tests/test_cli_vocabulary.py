@@ -6,7 +6,6 @@ import json
 import os
 import re
 import signal
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from flakefinder.cli.main import create_app, main
+from cli_helpers import run_cli
+from flakefinder.cli.main import create_app
 from flakefinder.cli.options import DEFAULTS
 from flakefinder.db import Database
 from flakefinder.detect.registry import SIMULATED_DETECTOR
@@ -40,15 +40,7 @@ def _commands() -> dict[str, Any]:
 
 
 def run_main(monkeypatch: pytest.MonkeyPatch, capsys, *args: str) -> tuple[int, str, str]:
-    monkeypatch.setattr(sys, "argv", ["flakefinder", *args])
-    capsys.readouterr()
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out = capsys.readouterr()
-    return code, out.out, out.err
+    return run_cli(monkeypatch, capsys, *args)
 
 
 # -- names and defaults ---------------------------------------------------------------------------

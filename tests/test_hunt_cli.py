@@ -3,12 +3,11 @@ region, and ``flakefinder revisit`` with its refusals (exit 2, nothing stored)."
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-from flakefinder.cli.main import main
+from cli_helpers import run_cli
 from flakefinder.db import Database
 from flakefinder.db.hunt import HuntStore
 from flakefinder.scan.region import SearchRegion, plan_region
@@ -19,15 +18,7 @@ FILTER = "area_um2>=5"
 
 
 def run(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str):
-    monkeypatch.setattr(sys, "argv", ["flakefinder", *args])
-    capsys.readouterr()
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out = capsys.readouterr()
-    return code, out.out, out.err
+    return run_cli(monkeypatch, capsys, *args)
 
 
 @pytest.fixture

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 
+from cli_helpers import run_cli
 from flakefinder.annotate import labelstudio
-from flakefinder.cli.main import main
 
 UUID_NAMES = (
     "14f99233-cc7c-42ea-b7e3-316f5158e0f7.png",
@@ -19,17 +18,7 @@ UUID_NAMES = (
 
 
 def run(monkeypatch: pytest.MonkeyPatch, capsys, *args: str) -> tuple[int, str, str]:
-    """``flakefinder ARGS`` in this process: (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["flakefinder", *args])
-    capsys.readouterr()
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out = capsys.readouterr()
-    assert "Traceback" not in out.out + out.err
-    return code, out.out, out.err
+    return run_cli(monkeypatch, capsys, *args)
 
 
 @pytest.fixture(scope="module")

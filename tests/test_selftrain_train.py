@@ -4,7 +4,6 @@ held-out pictures, tiled inference of the result and the command line (tiny CPU 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,7 @@ from terrace_helpers import scene
 torch = pytest.importorskip("torch")
 pytest.importorskip("torchvision")
 
-from flakefinder.cli.main import main  # noqa: E402
+from cli_helpers import run_cli  # noqa: E402
 from flakefinder.detect.maskrcnn import MaskRCNNDetector  # noqa: E402
 from flakefinder.detect.net_terrace import NetTerraceDetector  # noqa: E402
 from flakefinder.detect.registry import create_detector  # noqa: E402
@@ -159,16 +158,7 @@ def test_the_trained_model_runs_tiled_and_classifies_per_terrace(tmp_path: Path,
 
 def _cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str
          ) -> tuple[int, str, str]:  # fmt: skip
-    monkeypatch.setattr(sys, "argv", ["flakefinder", *args])
-    capsys.readouterr()
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    cap = capsys.readouterr()
-    assert "Traceback" not in cap.out + cap.err, cap.err
-    return code, cap.out, cap.err
+    return run_cli(monkeypatch, capsys, *args)
 
 
 def test_command_line(tmp_path: Path, pictures: Path, monkeypatch: pytest.MonkeyPatch,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +12,7 @@ from test_train_helpers import make_dataset
 torch = pytest.importorskip("torch")
 pytest.importorskip("torchvision")
 
-from flakefinder.cli.main import main  # noqa: E402
+from cli_helpers import run_cli  # noqa: E402
 from flakefinder.errors import DatasetError, ModelError  # noqa: E402
 from flakefinder.train import steps  # noqa: E402
 from flakefinder.train.budget import StepBudget  # noqa: E402
@@ -49,16 +48,7 @@ def _threads() -> None:
 
 
 def _run(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], *args: str):
-    monkeypatch.setattr(sys, "argv", ["flakefinder", *args])
-    capsys.readouterr()
-    try:
-        main()
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    cap = capsys.readouterr()
-    assert "Traceback" not in cap.out + cap.err, cap.err
-    return code, cap.out, cap.err
+    return run_cli(monkeypatch, capsys, *args)
 
 
 def test_chunked_runs_give_the_uninterrupted_weights(tmp_path: Path) -> None:
