@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import cv2
@@ -11,7 +10,7 @@ import numpy as np
 import pytest
 
 from calibrated_helpers import ctx, profile, scene
-from flakefinder.cli.main import main
+from cli_helpers import run_cli
 from flakefinder.detect.calibrated import CalibratedContrastDetector
 from flakefinder.imaging import save_image
 
@@ -19,16 +18,7 @@ from flakefinder.imaging import save_image
 @pytest.fixture
 def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
     def run(*args: str) -> tuple[int, str, str]:
-        monkeypatch.setattr(sys, "argv", ["flakefinder", *args])
-        capsys.readouterr()
-        try:
-            main()
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        out = capsys.readouterr()
-        assert "Traceback" not in out.out + out.err, out.err
-        return code, out.out, out.err
+        return run_cli(monkeypatch, capsys, *args)
 
     return run
 
