@@ -9,8 +9,13 @@
    condition and a little further where the colour agrees.
 4. Slivers (no pixel further than ``thin_px`` from another region) and crumbs are dissolved,
    and the others grow into what they leave.
-5. Half contrast: a pixel whose colour is nearer the substrate's than its terrace's goes back to
+5. Rims: thin bands of nearly a terrace's colour that line its outline (the darker or bluer
+   edge a high-NA objective draws round a flake) join it.
+6. Half contrast: a pixel whose colour is nearer the substrate's than its terrace's goes back to
    the substrate, so a blurred outline ends where the step is half done.
+7. Necks: each terrace is opened by a small disc, so a faint flake's outline that runs on
+   along a thicker flake's edge is cut off it, and lobes joined by a neck become terraces of
+   their own (small cut-off pieces are dropped).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from flakefinder.detect.terrace.channels import channel_max
 from flakefinder.detect.terrace.modes import colour_modes
 
 _K3 = np.ones((3, 3), np.uint8)
+FRAGMENT_SHARE = 0.25  # a piece cut off a terrace smaller than this share of its main part is dropped
 _NONE = np.int32(2**24 - 1)  # "no label" in float32 min/max filters (exact below 2**24)
 
 
@@ -44,6 +50,10 @@ class RegionSettings:
     grow_px: float = 1.5
     grow_far_px: float = 3.0
     grow_tol: float = 0.03
+    rim_band_px: float = 6.0
+    rim_band_ratio: float = 1.6
+    rim_band_share: float = 0.6
+    neck_px: int = 2
 
 
 class _UnionFind:
@@ -201,6 +211,7 @@ def terrace_labels(
     labels = _grow(labels, log_contrast, valid, usable & ~rim, s)
     labels = _dissolve_slivers(labels, s)
     labels = _grow(labels, log_contrast, valid, usable & ~rim, s)
+    labels = _absorb_rims(labels, log_contrast, valid, s)
     n = int(labels.max()) + 1
     mean, _, _ = region_stats(labels, log_contrast, n)
     ys, xs = np.nonzero(labels)
@@ -210,7 +221,94 @@ def terrace_labels(
     d_sub = np.sum(px**2, axis=1)
     back = d_sub < d_own
     labels[ys[back], xs[back]] = 0
-    return labels
+    return _cut_necks(labels, s.neck_px)
+
+
+def _cut_necks(labels: np.ndarray, radius: int) -> np.ndarray:
+    """Each terrace opened by a disc of ``radius``: bands and tails narrower than the disc
+    (a thin flake's outline running on along a thicker one's edge) are cut off, and what
+    falls apart is numbered apart."""
+    if radius <= 0 or labels.max() == 0:
+        return labels
+    disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    lab = labels.astype(np.float32)
+    inside = (cv2.erode(lab, disc) == lab) & (cv2.dilate(lab, disc) == lab) & (labels > 0)
+    core = np.where(inside, lab, np.float32(0))
+    hi = cv2.dilate(core, disc)
+    lo = cv2.erode(np.where(inside, lab, np.float32(_NONE)), disc)
+    keep = (hi == lab) | (lo == lab)
+    from skimage.measure import label as label_equal
+
+    out = np.where(keep, labels, 0).astype(np.int32)
+    split = np.asarray(label_equal(out, background=0, connectivity=1), dtype=np.int32)  # type: ignore[no-untyped-call]
+    # a piece cut off keeps its own number only when it is a sizeable part of its terrace
+    n = int(split.max()) + 1
+    size = np.bincount(split.ravel(), minlength=n)
+    parent = np.zeros(n, np.int64)
+    parent[split.ravel()] = out.ravel()
+    largest = np.zeros(int(labels.max()) + 1, np.int64)
+    np.maximum.at(largest, parent, size)
+    small = size < FRAGMENT_SHARE * largest[parent]
+    small[0] = False
+    split[small[split]] = 0
+    return split
+
+
+def _contacts(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Label pairs that touch (4-neighbours) as (k, 2) ``(a, b)`` with ``a != b``, both orders,
+    and the number of touching pixel pairs of each."""
+    a = np.concatenate([labels[:, :-1].ravel(), labels[:-1, :].ravel()]).astype(np.int64)
+    b = np.concatenate([labels[:, 1:].ravel(), labels[1:, :].ravel()]).astype(np.int64)
+    d = a != b
+    a, b = a[d], b[d]
+    n = int(labels.max()) + 1
+    keys, counts = np.unique(np.concatenate([a * n + b, b * n + a]), return_counts=True)
+    return np.stack([keys // n, keys % n], axis=1), counts
+
+
+def _absorb_rims(
+    labels: np.ndarray, log_contrast: np.ndarray, valid: np.ndarray, s: RegionSettings
+) -> np.ndarray:
+    """Bands that line a terrace's outline (the rim a microscope draws around a flake, of
+    nearly its colour) join the terrace they line.
+
+    A band is a terrace at most ``rim_band_px`` wide on average (area over its contact with
+    the core) whose contrast magnitude is within ``rim_band_ratio`` of the core's and that
+    spends at least a third of its outline on the core. A core takes its bands when together
+    they line at least ``rim_band_share`` of its outline.
+    """
+    n = int(labels.max()) + 1
+    if n <= 2:
+        return labels
+    pairs, counts = _contacts(labels)
+    perim = np.bincount(pairs[:, 0], weights=counts, minlength=n)
+    area = np.bincount(labels.ravel(), minlength=n).astype(np.float64)
+    mean, _, _ = region_stats(labels, log_contrast, n)
+    mag = np.sqrt(np.sum(mean[:, valid] ** 2, axis=1))
+    a, b = pairs[:, 0], pairs[:, 1]
+    ok = (a > 0) & (b > 0)
+    ok &= area[a] <= s.rim_band_px * counts
+    ok &= counts >= perim[a] / 3.0
+    ratio = mag[a] / np.maximum(mag[b], 1e-9)
+    ok &= (ratio <= s.rim_band_ratio) & (ratio >= 1.0 / s.rim_band_ratio)
+    # each band lines the core it touches most
+    best: dict[int, tuple[int, int]] = {}
+    for k in np.flatnonzero(ok):
+        band, core, c = int(a[k]), int(b[k]), int(counts[k])
+        if band not in best or c > best[band][1]:
+            best[band] = (core, c)
+    lined = np.zeros(n)
+    for core, c in best.values():
+        lined[core] += c
+    lut = np.arange(n, dtype=np.int32)
+    for band, (core, _) in best.items():
+        if band in best and lined[band] >= s.rim_band_share * perim[band]:
+            continue  # itself a lined core
+        if lined[core] >= s.rim_band_share * perim[core]:
+            lut[band] = core
+    if np.array_equal(lut, np.arange(n)):
+        return labels
+    return np.asarray(lut[labels])
 
 
 def _grow(
