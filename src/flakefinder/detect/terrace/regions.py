@@ -230,6 +230,8 @@ def _cut_necks(labels: np.ndarray, radius: int) -> np.ndarray:
     falls apart is numbered apart."""
     if radius <= 0 or labels.max() == 0:
         return labels
+    from skimage.measure import label as label_equal
+
     disc = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
     lab = labels.astype(np.float32)
     inside = (cv2.erode(lab, disc) == lab) & (cv2.dilate(lab, disc) == lab) & (labels > 0)
@@ -237,8 +239,6 @@ def _cut_necks(labels: np.ndarray, radius: int) -> np.ndarray:
     hi = cv2.dilate(core, disc)
     lo = cv2.erode(np.where(inside, lab, np.float32(_NONE)), disc)
     keep = (hi == lab) | (lo == lab)
-    from skimage.measure import label as label_equal
-
     out = np.where(keep, labels, 0).astype(np.int32)
     split = np.asarray(label_equal(out, background=0, connectivity=1), dtype=np.int32)  # type: ignore[no-untyped-call]
     # a piece cut off keeps its own number only when it is a sizeable part of its terrace
@@ -302,7 +302,7 @@ def _absorb_rims(
         lined[core] += c
     lut = np.arange(n, dtype=np.int32)
     for band, (core, _) in best.items():
-        if band in best and lined[band] >= s.rim_band_share * perim[band]:
+        if lined[band] >= s.rim_band_share * perim[band]:
             continue  # itself a lined core
         if lined[core] >= s.rim_band_share * perim[core]:
             lut[band] = core
