@@ -126,3 +126,37 @@ def test_settings_are_grouped_by_substrate_hue() -> None:
     violet, grey = np.array([150.0, 120.0, 190.0]), np.array([196.0, 197.0, 200.0])
     dark_violet = violet * 0.35  # the same setting at a shorter exposure
     assert group_settings([violet, grey, dark_violet, grey * 1.2]) == [[0, 2], [1, 3]]
+
+
+def _wide_profile(entries: dict[int, tuple[float, float, float]]) -> SetupProfile:
+    """A table with wide spreads (sd 0.05): a missing layer lies within 4 sd of its neighbours."""
+    cov = ((2.5e-3, 0.0, 0.0), (0.0, 2.5e-3, 0.0), (0.0, 0.0, 2.5e-3))
+    layers = [
+        LayerColour(n_layers=n, contrast_rgb=c, covariance_rgb=cov, source="measured")
+        for n, c in sorted(entries.items())
+    ]
+    return SetupProfile(name="wide", um_per_px=0.1, oxide_nm=90.0,
+                        materials=(MaterialTable("NbSe2", tuple(layers)),))
+
+
+def test_a_layer_the_table_skips_is_read_off_the_ladder() -> None:
+    step = np.array([-0.08, -0.10, -0.06])  # contrast per layer, linear in n
+    clf = ProfileClassifier(_wide_profile({3: tuple(3 * step), 5: tuple(5 * step)}), ["NbSe2"])
+    four = clf.classify(4 * step)  # within 4 sd of both 3 L and 5 L, on the ladder between
+    assert four.n_layers == 4 and four.alternative in (3, 5) and four.confidence < 0.5
+    assert clf.classify(3 * step).n_layers == 3 and clf.classify(5 * step).n_layers == 5
+    # thinner than the thinnest entry: read on the ladder from the substrate (0 L, no contrast)
+    thin = ProfileClassifier(_wide_profile({4: tuple(4 * step), 5: tuple(5 * step)}), ["NbSe2"])
+    assert thin.classify(3 * step).n_layers == 3
+    assert thin.classify(2 * step).n_layers == 2
+    # one measured layer is a ladder too
+    one = ProfileClassifier(_wide_profile({4: tuple(4 * step)}), ["NbSe2"])
+    assert one.classify(2 * step).n_layers == 2
+
+
+def test_past_the_thickest_entry_the_nearest_measured_layer_wins() -> None:
+    step = np.array([-0.08, -0.10, -0.06])
+    clf = ProfileClassifier(_wide_profile({3: tuple(3 * step), 4: tuple(4 * step)}), ["NbSe2"])
+    # a 4 L terrace a little stronger than the table's 4 L (within its spread): still 4 L,
+    # not 5 L from the ladder's spacing (contrast saturates with thickness)
+    assert clf.classify(4.6 * step).n_layers == 4

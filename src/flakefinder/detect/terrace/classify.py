@@ -6,11 +6,18 @@ a clipped channel is left out, not read as zero). The spread used is the profile
 plus what differs between images of one setup (1 % absolute and 5 % of the contrast), because
 a terrace mean is far less noisy than a pixel but moves with white balance and focus.
 
-* Nearest layer within ``max_sigma``: that layer, its posterior share as the confidence, the
-  runner-up as the alternative.
-* Between two consecutive table entries (on the segment joining them): the nearer layer, the
-  other as the alternative, a low confidence; likewise a few layers beyond the table's ends
-  along the ladder (a table measured on 3-5 L reads a 2 L or 6 L terrace), with a lower one.
+* The ladder: the path from the substrate (0 layers, no contrast) through the table's entries
+  in layer order, layer numbers spaced evenly between two points. A terrace on the ladder at a
+  layer number the table does not hold (4 L between measured 3 L and 5 L; 3 L below a table
+  of 4-5 L) takes that number, with a low confidence and the nearer neighbour as the
+  alternative, even when a measured layer's Gaussian would also accept it: a table measured on
+  two images often skips layers, and the nearest measured one is then wrong.
+* Else the nearest layer within ``max_sigma``: that layer, its posterior share as the
+  confidence, the runner-up as the alternative.
+* Else a few layers beyond the thickest entry along the ladder's last step (a table measured
+  on 3-5 L reads a 6 L terrace), with a lower confidence. Beyond the thickest entry the
+  nearest measured layer wins when it accepts the terrace: contrast saturates with thickness,
+  so the last step's spacing overshoots.
 * Otherwise: unknown thickness (``n_layers=None``), class "thick" when its contrast is stronger
   than the table's thickest entry, else "few". A flake is never dropped for an unsure number.
 * A colour far from the material's whole ladder (the path from the substrate through the table's
@@ -137,12 +144,19 @@ class ProfileClassifier:
         best.sort()
         d2, material, n = best[0]
         same = [b for b in best if b[1] == material]
+        ladder = self._between(c, ok)
+        between = None if ladder is None else ladder[0]
         if math.sqrt(d2) <= self.max_sigma:
+            if ladder is not None and not ladder[1] and not self._in_table(ladder[0]):
+                # on the ladder at a layer number the table skips (3 and 5 L measured, a 4 L
+                # terrace; or thinner than its thinnest entry): the nearest measured layer
+                # would be wrong. Beyond the thickest entry the nearest one still wins:
+                # contrast saturates there, so the ladder's spacing overshoots.
+                return ladder[0]
             w = np.array([math.exp(-0.5 * (b[0] - d2)) for b in same])
             conf = float(w[0] / w.sum())
             alt = same[1][2] if len(same) > 1 else None
             return LayerCall(material, n, _class_of(n), conf, alt, math.sqrt(d2))
-        between = self._between(c, ok)
         if between is not None:
             return between
         table = next(t for t in self._tables if t.material == material)
@@ -151,6 +165,10 @@ class ProfileClassifier:
         if self.measured and not any(_near_ladder(c, t.means, ok) for t in self._tables):
             call = LayerCall(material, None, call.layer_class, 0.0, fits_material=False)
         return call
+
+    def _in_table(self, call: LayerCall) -> bool:
+        t = next(t for t in self._tables if t.material == call.material)
+        return call.n_layers in {int(n) for n in t.layers}
 
     @staticmethod
     def _spread(mu: np.ndarray, cov: np.ndarray) -> np.ndarray:
@@ -161,35 +179,43 @@ class ProfileClassifier:
         d = (c - mu)[ok]
         return float(d @ np.linalg.solve(s, d))
 
-    def _between(self, c: np.ndarray, ok: np.ndarray) -> LayerCall | None:
-        """A layer number read off the ladder: between two table entries, or up to
-        ``EXTRAPOLATE_LAYERS`` beyond the ends of the table (never below 1), along the ladder's
-        local direction (layer numbers are spaced as the two nearest entries are)."""
-        found: list[tuple[float, LayerCall]] = []
+    def _between(self, c: np.ndarray, ok: np.ndarray) -> tuple[LayerCall, bool] | None:
+        """A layer number read off the ladder, and whether it lies beyond the thickest entry.
+
+        The ladder runs from the substrate (0 layers, no contrast) through the table's entries
+        in layer order: a terrace between two of its points reads as the layer number at its
+        projection (layer numbers spaced evenly between the two); beyond the thickest entry,
+        up to ``EXTRAPOLATE_LAYERS`` more along the last step. Never below 1.
+        """
+        found: list[tuple[float, LayerCall, bool]] = []
         for t in self._tables:
-            k = len(t.layers)
+            layers = np.concatenate([[0], t.layers]).astype(int)
+            means = np.vstack([np.zeros((1, 3)), t.means])
+            covs = np.concatenate([t.covs[:1], t.covs])
+            k = len(layers)
             for i in range(k - 1):
-                a, b = t.means[i], t.means[i + 1]
+                a, b = means[i], means[i + 1]
                 seg = (b - a)[ok]
                 den = float(seg @ seg)
                 if den <= 0.0:
                     continue
                 u = float((c[ok] - a[ok]) @ seg / den)
-                lo, hi = int(t.layers[i]), int(t.layers[i + 1])
+                lo, hi = int(layers[i]), int(layers[i + 1])
                 est = lo + u * (hi - lo)
-                inside = 0.0 <= u <= 1.0
-                below = i == 0 and u < 0.0 and est >= 0.5
+                inside = 0.0 <= u <= 1.0 and est >= 0.5
                 above = i == k - 2 and u > 1.0 and est <= hi + EXTRAPOLATE_LAYERS + 0.5
-                if not (inside or below or above):
+                if not (inside or above):
                     continue
-                cov = 0.5 * (self._spread(a, t.covs[i]) + self._spread(b, t.covs[i + 1]))
+                cov = 0.5 * (self._spread(a, covs[i]) + self._spread(b, covs[i + 1]))
                 d = math.sqrt(self._d2(c, a + u * (b - a), cov, ok))
                 if d > self.max_sigma:
                     continue
                 n = max(1, int(round(est)))
                 conf = BETWEEN_CONFIDENCE if inside else EXTRAPOLATED_CONFIDENCE
                 alt = (n - 1 if est < n else n + 1) if n > 1 else 2
-                found.append((d, LayerCall(t.material, n, _class_of(n), conf, alt, d)))
+                call = LayerCall(t.material, n, _class_of(n), conf, alt, d)
+                found.append((d, call, not inside))
         if not found:
             return None
-        return min(found, key=lambda x: x[0])[1]
+        best = min(found, key=lambda x: x[0])
+        return best[1], best[2]
