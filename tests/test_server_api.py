@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -173,9 +174,11 @@ class _NamedSquares(DarkSquareDetector):
         super().__init__()
         self.name = name
         self.seen: list[str | None] = []
+        self.contexts: list[ImagingContext] = []
 
     def detect(self, image: np.ndarray, context: ImagingContext) -> list:
         self.seen.append(context.profile_id)
+        self.contexts.append(context)
         return super().detect(image, context)
 
 
@@ -227,3 +230,36 @@ def test_batch_detector_protocol() -> None:
     assert isinstance(DarkSquareDetector(), BatchDetector)
     assert isinstance(ContrastDetector(), Detector)
     assert not isinstance(ContrastDetector(), BatchDetector)
+
+
+def test_a_named_setup_brings_its_own_pixel_size_and_oxide(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from detect_helpers import setup_profile
+
+    a = replace(setup_profile("scopeA"), um_per_px=0.2, oxide_nm=90.0)
+    b = replace(setup_profile("scopeB"), um_per_px=0.5, oxide_nm=285.0)
+    paths = (str(a.save(tmp_path / "a.json")), str(b.save(tmp_path / "b.json")))
+    det_a, det_b = _NamedSquares("det-a"), _NamedSquares("det-b")
+    files = {"image": ("a.png", _png(square_image()), "image/png")}
+
+    def area_um2(settings: ServerSettings, **params: str) -> float:
+        app = create_app(settings, detectors={a.profile_id: det_a, b.profile_id: det_b})
+        with TestClient(app) as c:
+            r = c.post("/api/detect", files=files, params=params)
+        assert r.status_code == 200, r.text
+        [flake] = r.json()["flakes"]
+        return float(flake["area_um2"])
+
+    # serve --setup a.json --setup b.json: the first profile's values are the server's
+    settings = ServerSettings(
+        detector="darksquare", setups=paths, um_per_px=0.2, oxide_thickness_nm=90.0
+    )
+    px = area_um2(settings) / 0.2**2
+    assert det_a.contexts[-1].oxide_thickness_nm == 90.0
+    assert area_um2(settings, profile_id=b.profile_id) == pytest.approx(px * 0.5**2)
+    assert det_b.seen == [b.profile_id] and det_b.contexts[-1].oxide_thickness_nm == 285.0
+    # a value in the request wins, and so does one the server was started with
+    assert area_um2(settings, profile_id=b.profile_id, um_per_px="0.1") == pytest.approx(px * 0.01)
+    fixed = replace(settings, fixed=frozenset({"um_per_px"}))
+    assert area_um2(fixed, profile_id=b.profile_id) == pytest.approx(px * 0.2**2)

@@ -151,6 +151,12 @@ def serve(
     settings = ServerSettings(
         detector=detector,
         setups=setups,
+        fixed=frozenset(
+            name
+            for name, given in (("um_per_px", um_per_px), ("oxide_nm", oxide_nm),
+                                ("materials", materials))
+            if given is not None
+        ),
         detector_options=parse_option_pairs(detector_option),
         model_dir=str(model) if model else None,
         device=device,

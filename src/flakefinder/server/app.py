@@ -33,6 +33,7 @@ from flakefinder.server.security import API_KEY_HEADER
 from flakefinder.server.settings import ServerSettings, image_intake
 
 if TYPE_CHECKING:
+    from flakefinder.calibration.profile import SetupProfile
     from flakefinder.detect.setup_io import LoadedSetup
 
 __all__ = ["API_KEY_HEADER", "create_app"]
@@ -62,10 +63,22 @@ class _Served:
     batcher: Batcher
     profile_id: str | None
     profile_name: str
+    profile: SetupProfile | None = None
 
 
-def _build_detectors(settings: ServerSettings) -> dict[str | None, Detector]:
-    """One detector per setup profile of ``settings`` (or one without a profile)."""
+def _setup_profiles(settings: ServerSettings) -> dict[str, SetupProfile]:
+    """The setup profiles of ``settings`` by profile id (for detectors given to create_app)."""
+    from flakefinder.calibration.profile import SetupProfile
+
+    profiles = (SetupProfile.load(path) for path in settings.setups)
+    return {p.profile_id: p for p in profiles}
+
+
+def _build_detectors(
+    settings: ServerSettings,
+) -> tuple[dict[str | None, Detector], dict[str, SetupProfile]]:
+    """One detector per setup profile of ``settings`` (or one without a profile), and the
+    profiles by id."""
     from flakefinder.detect.registry import create_detector
 
     def build(setup: LoadedSetup | None) -> Detector:
@@ -78,14 +91,16 @@ def _build_detectors(settings: ServerSettings) -> dict[str | None, Detector]:
         )
 
     if not settings.setups:
-        return {None: build(None)}
+        return {None: build(None)}, {}
     from flakefinder.detect.setup_io import load_setup
 
     built: dict[str | None, Detector] = {}
+    profiles: dict[str, SetupProfile] = {}
     for path in settings.setups:
         loaded = load_setup(path)
         built[loaded.profile.profile_id] = build(loaded)
-    return built
+        profiles[loaded.profile.profile_id] = loaded.profile
+    return built, profiles
 
 
 def create_app(
@@ -107,14 +122,16 @@ def create_app(
         return_large_buffers_to_os()  # decoded images must not stay in malloc's arenas
         app.state.counters.requests_served = 0
         built: dict[str | None, Detector]
+        profiles: dict[str, SetupProfile] = {}
         if detectors is not None:
             built = {key: det for key, det in detectors.items()}
+            profiles = await run_in_threadpool(_setup_profiles, settings)
         elif detector is not None:
             built = {None: detector}
         elif settings.detector == "none":
             built = {}
         else:
-            built = await run_in_threadpool(_build_detectors, settings)
+            built, profiles = await run_in_threadpool(_build_detectors, settings)
         served: dict[str | None, _Served] = {}
         for key, det in built.items():
             batcher = Batcher(
@@ -122,7 +139,7 @@ def create_app(
             )
             batcher.start()
             name = "" if key is None else key.rsplit("@", 1)[0]
-            served[key] = _Served(batcher, key, name)
+            served[key] = _Served(batcher, key, name, None if key is None else profiles.get(key))
         app.state.served = served
         try:
             yield
@@ -195,14 +212,24 @@ def create_app(
             + (", ".join(known) if known else "no setup profiles (started without --setup)"),
         )
 
+    def defaults_for(profile_id: str | None) -> ImagingContext:
+        """What a request that gives no pixel size, oxide or materials gets: the named
+        profile's values, except those the server was started with (``settings.fixed``)."""
+        um, oxide, materials = settings.um_per_px, settings.oxide_thickness_nm, settings.materials
+        served: dict[str | None, _Served] = app.state.served
+        entry = served.get(profile_id) if profile_id else None
+        profile = None if entry is None else entry.profile
+        if profile is not None:
+            um = um if "um_per_px" in settings.fixed else profile.um_per_px
+            oxide = oxide if "oxide_nm" in settings.fixed else profile.oxide_nm
+            if "materials" not in settings.fixed and profile.material_names:
+                materials = tuple(profile.material_names)
+        return ImagingContext(um_per_px=um, oxide_thickness_nm=oxide, materials=materials)
+
     def context_for(request: Request) -> ImagingContext:
         from flakefinder.optics import get_material
 
-        defaults = ImagingContext(
-            um_per_px=settings.um_per_px,
-            oxide_thickness_nm=settings.oxide_thickness_nm,
-            materials=settings.materials,
-        )
+        defaults = defaults_for(request.query_params.get("profile_id"))
         try:
             return ImagingContext.from_query(
                 request.query_params,

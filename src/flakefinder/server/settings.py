@@ -90,8 +90,12 @@ class ServerSettings:
     database_url: str | None = None  # enables the web UI (flake browser, designer)
     detector_options: dict[str, str] = field(default_factory=dict)
     # Setup profile files (serve --setup FILE, repeatable): one detector per profile, chosen by
-    # the request's profile_id; the first one serves requests that name none.
+    # the request's profile_id; the first one serves requests that name none. A request that
+    # names a profile and gives no pixel size, oxide or materials gets that profile's, unless
+    # the server was started with them (serve --um-per-px/--oxide-nm/--materials): those are
+    # named in ``fixed`` ("um_per_px", "oxide_nm", "materials") and hold for every profile.
     setups: tuple[str, ...] = ()
+    fixed: frozenset[str] = frozenset()
     max_image_pixels: int = 50_000_000  # decoded uploads: width x height, checked from the header
     # Memory (see flakefinder.intake): uploads of more pixels are shrunk to this many for
     # detection and the Setup page (None: never); decoded images are reserved from the server's
