@@ -64,3 +64,33 @@ def test_a_wide_band_or_one_of_another_colour_stays_a_terrace() -> None:
         lab, lc = _ring(core_c, band_c, width)
         out = _absorb_rims(lab, lc, valid, RegionSettings())
         assert np.array_equal(out, lab), (core_c, band_c, width)
+
+
+def test_a_faint_region_crossed_by_edge_lines_is_residue_but_a_dark_flake_is_not() -> None:
+    from flakefinder.detect.terrace.features import (
+        FeatureLimits,
+        TerraceFeatures,
+        measure,
+        rejection_reason,
+    )
+
+    comp = np.zeros((40, 40), bool)
+    comp[5:35, 5:35] = True  # a 30 x 30 region: its interior (2 px in) is 26 x 26
+    lines = np.zeros((40, 40), bool)
+    lines[::3, :] = True  # every third row an edge line: a third of the interior
+    valid = np.ones(3, bool)
+    labels = comp.astype(np.int32)
+    lab_mean = np.zeros((2, 3))
+
+    def features(level: float, with_lines: bool) -> TerraceFeatures:
+        lc = np.where(comp[:, :, None], np.float32(level), np.float32(0)) * np.ones(3, np.float32)
+        return measure(comp, lc, valid, np.zeros((40, 40), bool), labels, lab_mean, False,
+                       lines if with_lines else None)
+
+    faint = features(-0.08, True)
+    assert faint.edge_share == (lines[7:33, 7:33]).mean()
+    assert rejection_reason(faint, valid, FeatureLimits()) == "residue"
+    flat = features(-0.08, False)
+    assert flat.edge_share == 0.0 and rejection_reason(flat, valid, FeatureLimits()) is None
+    dark = features(-0.9, True)  # noisy log contrast draws lines in a dark flake: not residue
+    assert rejection_reason(dark, valid, FeatureLimits()) is None

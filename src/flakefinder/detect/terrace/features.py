@@ -6,7 +6,9 @@ A flake terrace is a compact area of one colour. What else ends up in the foregr
 * ``sliver``: bands a few pixels wide: blurred outlines of thicker pieces, folds, scratches;
 * ``halo``: a ring around a stronger region whose colour lies between it and the substrate
   (defocus, scattered light);
-* ``residue``: tape glue and dirt: faint and mottled (its own scatter comparable to its contrast);
+* ``residue``: tape glue and dirt: faint and mottled (its own scatter comparable to its contrast),
+  or faint and crossed by edge lines over a quarter of its interior (dots and streaks; a
+  terrace is flat);
 * ``small``: under the size floor.
 """
 
@@ -18,6 +20,7 @@ import cv2
 import numpy as np
 
 _K3 = np.ones((3, 3), np.uint8)
+MIN_INTERIOR_PX = 10  # interior pixels needed to measure the edge share
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,8 @@ class FeatureLimits:
     residue_ratio: float = 0.6  # ... and its scatter is this share of its contrast or more
     halo_share: float = 0.3  # share of the outline on a stronger neighbour
     halo_radius_px: float = 4.0
+    max_edge_share: float = 0.25  # of the interior on edge lines: more is textured residue ...
+    textured_contrast: float = 0.3  # ... when fainter than this (log units, C of -26 % .. +35 %)
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,9 @@ class TerraceFeatures:
     stronger_neighbour_share
         Share of the region's outer ring that belongs to a region of the same hue and stronger
         contrast (a halo's core), or 0.
+    edge_share
+        Share of the interior (2 pixels in from the outline) on edge lines, or 0 when the
+        interior is too small to tell.
     """
 
     area_px: int
@@ -69,6 +77,7 @@ class TerraceFeatures:
     clipped_share: float
     touches_border: bool
     stronger_neighbour_share: float
+    edge_share: float = 0.0
 
 
 def measure(
@@ -79,12 +88,13 @@ def measure(
     ring_labels: np.ndarray,
     label_contrast: np.ndarray,
     at_border: bool,
+    lines: np.ndarray | None = None,
 ) -> TerraceFeatures:
     """Features of the region ``comp`` (bool crop with a 2-pixel margin).
 
-    ``log_contrast``, ``clipped`` and ``ring_labels`` are the same crop of the log contrast,
-    the clipped mask and the label image; ``label_contrast`` holds every label's mean log
-    contrast (for the halo test).
+    ``log_contrast``, ``clipped``, ``ring_labels`` and ``lines`` are the same crop of the log
+    contrast, the clipped mask, the label image and the edge lines; ``label_contrast`` holds
+    every label's mean log contrast (for the halo test).
     """
     c8 = comp.astype(np.uint8)
     area = int(c8.sum())
@@ -117,8 +127,14 @@ def measure(
             if 0.05 < t < 0.8 and resid < 0.5 * own_mag + 0.01:
                 hits += int(np.sum(neighbours == lab))
         stronger = hits / int(ring.sum())
+    edge_share = 0.0
+    if lines is not None:
+        core = cv2.erode(c8, _K3, iterations=2).astype(bool)
+        if int(core.sum()) >= MIN_INTERIOR_PX:
+            edge_share = float(lines[core].mean())
     return TerraceFeatures(
-        area, med, scatter, float(dt.max()), solidity, clipped_share, at_border, stronger
+        area, med, scatter, float(dt.max()), solidity, clipped_share, at_border, stronger,
+        edge_share,
     )
 
 
@@ -138,6 +154,10 @@ def rejection_reason(f: TerraceFeatures, valid: np.ndarray, limits: FeatureLimit
     mag = float(np.abs(lc).max())
     spread = float(np.abs(f.scatter[valid]).max())
     if mag < limits.residue_contrast and spread > limits.residue_ratio * mag:
+        return "residue"
+    if f.edge_share > limits.max_edge_share and mag < limits.textured_contrast:
+        # (a dark flake is not tested: its log contrast is noisier than the substrate's, and
+        # the noise draws edge lines)
         return "residue"
     return None
 

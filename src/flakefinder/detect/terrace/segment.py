@@ -15,7 +15,12 @@ from flakefinder.detect.terrace.features import (
     rejection_reason,
 )
 from flakefinder.detect.terrace.image import WorkingImage, working_image
-from flakefinder.detect.terrace.regions import RegionSettings, region_stats, terrace_labels
+from flakefinder.detect.terrace.regions import (
+    RegionSettings,
+    edge_lines,
+    region_stats,
+    terrace_labels,
+)
 
 MIN_FLAKE_LOG_CONTRAST = 0.008
 """The foreground's minimum |log contrast| (``SegmentSettings.min_contrast``'s default)."""
@@ -159,8 +164,10 @@ def segment_terraces(image: np.ndarray, settings: SegmentSettings | None = None)
     s = settings or SegmentSettings()
     work = working_image(image, long_side_px=s.long_side_px)
     bg = estimate_background(work, k_sigma=s.k_sigma, min_contrast=s.min_contrast)
+    r = s.regions
+    lines = edge_lines(bg.log_contrast, bg.noise, work.valid, r.canny_low, r.canny_high)
     labels = terrace_labels(
-        bg.log_contrast, bg.noise, work.valid, bg.foreground, work.clipped, s.regions
+        bg.log_contrast, bg.noise, work.valid, bg.foreground, work.clipped, r, lines=lines
     )
     n = int(labels.max()) + 1
     terraces: list[Terrace] = []
@@ -188,6 +195,7 @@ def segment_terraces(image: np.ndarray, settings: SegmentSettings | None = None)
                 crop,
                 mean,
                 at_border,
+                lines[y0:y1, x0:x1],
             )
             reason = rejection_reason(f, work.valid, limits)
             terraces.append(Terrace(lab, (x0, y0, x1, y1), comp, f, reason))
