@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from flakefinder.cli.main import main
+from cli_helpers import run_cli
 
 TINY_SCAN = ["--chip-size-mm", "0.2", "--frame-px", "128", "--um-per-px", "0.5", "--no-progress"]
 SHIPPED_MODEL = Path(__file__).resolve().parents[1] / "src/flakefinder/models/default"
@@ -36,17 +35,7 @@ class Result:
 @pytest.fixture
 def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
     def run(*args: str) -> Result:
-        monkeypatch.setattr(sys, "argv", ["flakefinder", *args])
-        capsys.readouterr()
-        try:
-            main()
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        captured = capsys.readouterr()
-        res = Result(code, captured.out, captured.err)
-        assert "Traceback" not in res.out + res.err, res.err
-        return res
+        return Result(*run_cli(monkeypatch, capsys, *args))
 
     return run
 

@@ -4,7 +4,6 @@ scan is never left marked running, and a second run of one scan refuses while th
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from flakefinder.cli.main import main
+from cli_helpers import run_cli
 from flakefinder.db import Database, ScanStatus
 from flakefinder.db.locks import lock_path, scan_lock
 from flakefinder.errors import ScanLockedError
@@ -34,18 +33,9 @@ Cli = Callable[..., Result]
 @pytest.fixture
 def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Cli:
     def run(*args: str) -> Result:
-        monkeypatch.setattr(sys, "argv", ["flakefinder", *args])
         monkeypatch.setenv("COLUMNS", "200")
-        capsys.readouterr()
-        try:
-            main()
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        captured = capsys.readouterr()
-        text = " ".join((captured.out + captured.err).replace("│", " ").split())
-        assert "Traceback" not in text, text
-        return Result(code, text)
+        code, out, err = run_cli(monkeypatch, capsys, *args)
+        return Result(code, " ".join((out + err).replace("│", " ").split()))
 
     return run
 
