@@ -263,3 +263,5 @@ def test_a_named_setup_brings_its_own_pixel_size_and_oxide(tmp_path: Path) -> No
     assert area_um2(settings, profile_id=b.profile_id, um_per_px="0.1") == pytest.approx(px * 0.01)
     fixed = replace(settings, fixed=frozenset({"um_per_px"}))
     assert area_um2(fixed, profile_id=b.profile_id) == pytest.approx(px * 0.2**2)
+    with pytest.raises(ValueError, match="not um_per_pixel"):
+        replace(settings, fixed=frozenset({"um_per_pixel"}))

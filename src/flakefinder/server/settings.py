@@ -113,6 +113,11 @@ class ServerSettings:
 
     def __post_init__(self) -> None:
         check_api_key(self.api_key)
+        unknown = set(self.fixed) - {"um_per_px", "oxide_nm", "materials"}
+        if unknown:
+            raise ValueError(
+                f"fixed names um_per_px, oxide_nm or materials, not {', '.join(sorted(unknown))}"
+            )
         if not self.max_upload_mb > 0 or self.max_image_pixels < 64:
             raise ValueError("max_upload_mb and max_image_pixels must be positive")
         if self.max_work_pixels is not None and self.max_work_pixels < 64 * 64:
