@@ -160,3 +160,21 @@ def test_past_the_thickest_entry_the_nearest_measured_layer_wins() -> None:
     # a 4 L terrace a little stronger than the table's 4 L (within its spread): still 4 L,
     # not 5 L from the ladder's spacing (contrast saturates with thickness)
     assert clf.classify(4.6 * step).n_layers == 4
+
+
+def test_the_ladder_of_another_material_does_not_override_a_measured_layer() -> None:
+    g = np.array([-0.10, -0.12, -0.05])
+    cov = ((2.5e-3, 0.0, 0.0), (0.0, 2.5e-3, 0.0), (0.0, 0.0, 2.5e-3))
+
+    def table(material: str, entries: dict[int, np.ndarray]) -> MaterialTable:
+        return MaterialTable(material, tuple(
+            LayerColour(n_layers=n, contrast_rgb=tuple(c), covariance_rgb=cov, source="measured")
+            for n, c in sorted(entries.items())
+        ))
+
+    profile = SetupProfile(name="two", um_per_px=0.1, oxide_nm=90.0, materials=(
+        table("NbSe2", {3: 1.5 * g, 5: 2.5 * g}), table("graphene", {1: g, 2: 2 * g}),
+    ))
+    # graphene 2 L exactly; it also lies on NbSe2's ladder at 4 L, a layer NbSe2's table skips
+    call = ProfileClassifier(profile, ["NbSe2", "graphene"]).classify(2 * g)
+    assert (call.material, call.n_layers) == ("graphene", 2)

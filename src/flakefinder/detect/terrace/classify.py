@@ -147,7 +147,8 @@ class ProfileClassifier:
         ladder = self._between(c, ok)
         between = None if ladder is None else ladder[0]
         if math.sqrt(d2) <= self.max_sigma:
-            if ladder is not None and not ladder[1] and not self._in_table(ladder[0]):
+            if (ladder is not None and not ladder[1] and ladder[0].material == material
+                    and not self._in_table(ladder[0])):
                 # on the ladder at a layer number the table skips (3 and 5 L measured, a 4 L
                 # terrace; or thinner than its thinnest entry): the nearest measured layer
                 # would be wrong. Beyond the thickest entry the nearest one still wins:
