@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
@@ -95,6 +96,21 @@ class _Table:
     means: np.ndarray  # (K, 3)
     covs: np.ndarray  # (K, 3, 3)
 
+    @cached_property
+    def measured(self) -> frozenset[int]:
+        """The layer numbers the table holds."""
+        return frozenset(int(n) for n in self.layers)
+
+    @cached_property
+    def ladder(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Layers (K+1,), means (K+1, 3) and covariances (K+1, 3, 3) of the ladder: the
+        substrate (0 layers, no contrast, the thinnest entry's spread), then the entries."""
+        return (
+            np.concatenate([[0], self.layers]).astype(int),
+            np.vstack([np.zeros((1, 3)), self.means]),
+            np.concatenate([self.covs[:1], self.covs]),
+        )
+
 
 class ProfileClassifier:
     """Classify terrace contrasts with the colour tables of a setup profile.
@@ -145,7 +161,6 @@ class ProfileClassifier:
         d2, material, n = best[0]
         same = [b for b in best if b[1] == material]
         ladder = self._between(c, ok)
-        between = None if ladder is None else ladder[0]
         if math.sqrt(d2) <= self.max_sigma:
             if (ladder is not None and not ladder[1] and ladder[0].material == material
                     and not self._in_table(ladder[0])):
@@ -158,8 +173,8 @@ class ProfileClassifier:
             conf = float(w[0] / w.sum())
             alt = same[1][2] if len(same) > 1 else None
             return LayerCall(material, n, _class_of(n), conf, alt, math.sqrt(d2))
-        if between is not None:
-            return between
+        if ladder is not None:
+            return ladder[0]
         table = next(t for t in self._tables if t.material == material)
         strongest = float(np.max(np.abs(table.means[-1][ok])))
         call = unknown_call(material, thick=float(np.max(np.abs(c[ok]))) > strongest)
@@ -169,7 +184,7 @@ class ProfileClassifier:
 
     def _in_table(self, call: LayerCall) -> bool:
         t = next(t for t in self._tables if t.material == call.material)
-        return call.n_layers in {int(n) for n in t.layers}
+        return call.n_layers in t.measured
 
     @staticmethod
     def _spread(mu: np.ndarray, cov: np.ndarray) -> np.ndarray:
@@ -190,9 +205,7 @@ class ProfileClassifier:
         """
         found: list[tuple[float, LayerCall, bool]] = []
         for t in self._tables:
-            layers = np.concatenate([[0], t.layers]).astype(int)
-            means = np.vstack([np.zeros((1, 3)), t.means])
-            covs = np.concatenate([t.covs[:1], t.covs])
+            layers, means, covs = t.ladder
             k = len(layers)
             for i in range(k - 1):
                 a, b = means[i], means[i + 1]

@@ -192,17 +192,16 @@ def terrace_labels(
     foreground: np.ndarray,
     clipped: np.ndarray,
     settings: RegionSettings = RegionSettings(),
-    lines: np.ndarray | None = None,
+    *,
+    lines: np.ndarray,
 ) -> np.ndarray:
     """(h, w) int32 terrace labels (0 = substrate or left out) of a working image.
 
-    ``lines``: the edge lines (:func:`edge_lines` with the settings' thresholds), when the
-    caller has them already.
+    ``lines``: its edge lines (:func:`edge_lines` with the settings' thresholds; the caller
+    measures the terraces' texture on them too).
     """
     s = settings
     usable = foreground & ~clipped
-    if lines is None:
-        lines = edge_lines(log_contrast, noise, valid, s.canny_low, s.canny_high)
     bright = channel_max(log_contrast, valid) > s.bright
     strong = (clipped | bright).astype(np.uint8)
     ring = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * s.rim_px + 1, 2 * s.rim_px + 1))
